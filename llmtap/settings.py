@@ -1,0 +1,331 @@
+"""One settings object, read once from the environment and validated on creation.
+
+The original profiler's ``CS_PROFILING_*`` variables keep their names and defaults; llmtap's
+own settings use the ``LLMTAP_`` prefix. A bad value raises :class:`SettingsError` naming the
+variable and the values it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+LEVELS: Final = ("disabled", "basic", "standard", "detailed")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+class SettingsError(ValueError):
+    """A setting has a value llmtap cannot use; the message names the variable."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("accepted values: true/false, 1/0, yes/no, on/off")
+
+
+def _parse_level(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LEVELS:
+        raise ValueError(f"accepted values: {', '.join(LEVELS)}")
+    return value
+
+
+def _number(kind: type, low: float, high: float = math.inf) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ValueError(
+                f"accepted values: a {kind.__name__} between {low} and {high}"
+            ) from None
+        if not (low <= value <= high):  # also rejects NaN
+            raise ValueError(f"accepted values: a {kind.__name__} between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _parse_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    schemes = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
+    if not value.startswith(schemes):
+        raise ValueError(f"accepted values: a URL starting with {', '.join(schemes)}")
+    return value
+
+
+def _parse_optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: the attribute it fills, its parser, default and meaning."""
+
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+VARIABLES: Final[tuple[Var, ...]] = (
+    Var("CS_PROFILING_ENABLED", "enabled", _parse_bool, True, "profile calls at all"),
+    Var(
+        "CS_PROFILING_LEVEL",
+        "level",
+        _parse_level,
+        "standard",
+        "disabled, basic (timing), standard (+tokens, cost), detailed (+peak memory)",
+    ),
+    Var(
+        "CS_PROFILING_SAMPLING_RATE",
+        "sampling_rate",
+        _number(float, 0.0, 1.0),
+        0.1,
+        "share of calls sent as call events; errors, slow, breaker and expensive calls always are",
+    ),
+    Var("CS_PROFILING_TRACK_TOKENS", "track_tokens", _parse_bool, True, "read token counts"),
+    Var("CS_PROFILING_TRACK_COSTS", "track_costs", _parse_bool, True, "compute cost in USD"),
+    Var(
+        "CS_PROFILING_TRACK_MEMORY",
+        "track_memory",
+        _parse_bool,
+        False,
+        "peak memory during the call (tracemalloc; also on at level detailed)",
+    ),
+    Var(
+        "CS_PROFILING_TRACK_NETWORK",
+        "track_network",
+        _parse_bool,
+        True,
+        "split latency into network and processing time",
+    ),
+    Var(
+        "CS_PROFILING_MAX_HISTORY",
+        "max_history",
+        _number(int, 1),
+        10000,
+        "events kept per session timeline",
+    ),
+    Var(
+        "CS_PROFILING_COST_ALERT",
+        "cost_alert_usd",
+        _number(float, 0.0),
+        100.0,
+        "daily cost alert threshold (USD)",
+    ),
+    Var(
+        "CS_PROFILING_LATENCY_ALERT",
+        "latency_alert_s",
+        _number(float, 0.0),
+        30.0,
+        "single-call latency alert threshold (seconds)",
+    ),
+    Var(
+        "CS_PROFILING_MEMORY_ALERT",
+        "memory_alert_mb",
+        _number(float, 0.0),
+        1000.0,
+        "single-call memory alert threshold (MB)",
+    ),
+    Var(
+        "LLMTAP_REDIS_URL",
+        "redis_url",
+        _parse_url,
+        None,
+        "redis://, rediss:// (TLS) or unix:// URL; unset starts an embedded Valkey",
+    ),
+    Var(
+        "LLMTAP_STREAM_MAXLEN",
+        "stream_maxlen",
+        _number(int, 1000),
+        1_000_000,
+        "approximate cap on the events stream (XADD MAXLEN ~)",
+    ),
+    Var(
+        "LLMTAP_QUEUE_SIZE",
+        "queue_size",
+        _number(int, 1),
+        100_000,
+        "in-process queue bound; beyond it events are dropped and counted",
+    ),
+    Var(
+        "LLMTAP_BATCH_SIZE",
+        "batch_size",
+        _number(int, 1, 10_000),
+        100,
+        "most events packed into one stream entry",
+    ),
+    Var(
+        "LLMTAP_ROLLUP_INTERVAL",
+        "rollup_interval_s",
+        _number(float, 0.05, 3600.0),
+        5.0,
+        "seconds between exact rollup events",
+    ),
+    Var(
+        "LLMTAP_SLOW_CALL_S",
+        "slow_call_s",
+        _number(float, 0.0),
+        10.0,
+        "calls slower than this (seconds) are always kept",
+    ),
+    Var(
+        "LLMTAP_EXPENSIVE_CALL_USD",
+        "expensive_call_usd",
+        _number(float, 0.0),
+        0.10,
+        "calls costing more than this (USD) are always kept",
+    ),
+    Var(
+        "LLMTAP_PRICES_FILE",
+        "prices_file",
+        _parse_optional_str,
+        None,
+        "JSON file of per provider/model rates that win over the catalogue",
+    ),
+    Var(
+        "LLMTAP_OLLAMA_USD_PER_HOUR",
+        "ollama_usd_per_hour",
+        _number(float, 0.0),
+        0.0,
+        "price of an hour of local Ollama compute",
+    ),
+    Var(
+        "LLMTAP_SETTINGS_POLL_S",
+        "settings_poll_s",
+        _number(float, 0.05, 3600.0),
+        5.0,
+        "how often producers read the runtime-settings key",
+    ),
+    Var(
+        "LLMTAP_EXIT_FLUSH_S",
+        "exit_flush_s",
+        _number(float, 0.0, 60.0),
+        2.0,
+        "longest wait at interpreter exit to flush queued events",
+    ),
+    Var(
+        "LLMTAP_PRODUCER_ID",
+        "producer_id",
+        _parse_optional_str,
+        None,
+        "name of this producer in rollups (default: host-pid-random)",
+    ),
+)
+
+# Settings that `configure_profiling_settings` may change at run time through Redis.
+RUNTIME_ATTRS: Final = frozenset(
+    {
+        "enabled",
+        "level",
+        "sampling_rate",
+        "track_tokens",
+        "track_costs",
+        "track_memory",
+        "track_network",
+        "slow_call_s",
+        "expensive_call_usd",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated llmtap settings. Build with :meth:`from_env` or with keyword arguments."""
+
+    enabled: bool = True
+    level: str = "standard"
+    sampling_rate: float = 0.1
+    track_tokens: bool = True
+    track_costs: bool = True
+    track_memory: bool = False
+    track_network: bool = True
+    max_history: int = 10000
+    cost_alert_usd: float = 100.0
+    latency_alert_s: float = 30.0
+    memory_alert_mb: float = 1000.0
+    redis_url: str | None = dataclasses.field(default=None, repr=False)
+    stream_maxlen: int = 1_000_000
+    queue_size: int = 100_000
+    batch_size: int = 100
+    rollup_interval_s: float = 5.0
+    slow_call_s: float = 10.0
+    expensive_call_usd: float = 0.10
+    prices_file: str | None = None
+    ollama_usd_per_hour: float = 0.0
+    settings_poll_s: float = 5.0
+    exit_flush_s: float = 2.0
+    producer_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise SettingsError(f"level: {self.level!r} is not one of {', '.join(LEVELS)}")
+        if not 0.0 <= self.sampling_rate <= 1.0:
+            raise SettingsError(f"sampling_rate: {self.sampling_rate!r} is not between 0 and 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable in :data:`VARIABLES`; raise SettingsError on the first bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var in VARIABLES:
+            raw = env.get(var.env)
+            if raw is None:
+                continue
+            values[var.attr] = _parse(var, raw)
+        return cls(**values)
+
+    @property
+    def effective_level(self) -> str:
+        """The level in force: ``disabled`` whenever profiling is switched off."""
+        return self.level if self.enabled else "disabled"
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> Settings:
+        """Return a copy with runtime overrides (attribute name -> raw string) applied.
+
+        Raises SettingsError for an unknown or read-only name or a bad value.
+        """
+        by_attr = {var.attr: var for var in VARIABLES}
+        values: dict[str, Any] = {}
+        for attr, raw in overrides.items():
+            if attr not in RUNTIME_ATTRS:
+                accepted = ", ".join(sorted(RUNTIME_ATTRS))
+                raise SettingsError(f"{attr}: not a runtime setting; accepted: {accepted}")
+            values[attr] = _parse(by_attr[attr], raw)
+        return dataclasses.replace(self, **values)
+
+    def runtime_view(self) -> dict[str, Any]:
+        """Return the settings that can change at run time, by attribute name."""
+        return {attr: getattr(self, attr) for attr in sorted(RUNTIME_ATTRS)}
+
+
+def redact_url(url: str | None) -> str:
+    """Return ``url`` with any password replaced by ``***``, safe to log."""
+    if not url:
+        return "<embedded>"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    netloc = f"{user}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _parse(var: Var, raw: str) -> Any:
+    try:
+        return var.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{var.env}={raw!r} is invalid; {exc}") from None

@@ -173,11 +173,12 @@ def encode_batch(events: Sequence[Event]) -> bytes:
 def decode(raw: bytes) -> Event:
     """Decode and validate one event map. Raises MalformedEvent or InvalidEvent."""
     try:
-        return _DECODER.decode(raw)
+        event: Event = _DECODER.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(str(exc), bytes(raw)) from None
     except msgspec.DecodeError as exc:
         raise MalformedEvent(str(exc), bytes(raw)) from None
+    return event
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> list[Event | EventError]:

@@ -1,4 +1,24 @@
 """llmtap: profile LLM calls into Redis Streams and turn them into cost, latency and alerts."""
 
+from llmtap.producers.profiler import (
+    Call,
+    Profiler,
+    ProfilingWrapper,
+    configure,
+    default_profiler,
+    profile,
+)
+from llmtap.settings import Settings, SettingsError
+
 __version__ = "0.1.0"
-__all__ = ["Call", "Profiler", "ProfilingWrapper", "__version__", "profile"]
+__all__ = [
+    "Call",
+    "Profiler",
+    "ProfilingWrapper",
+    "Settings",
+    "SettingsError",
+    "__version__",
+    "configure",
+    "default_profiler",
+    "profile",
+]

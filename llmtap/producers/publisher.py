@@ -1,0 +1,284 @@
+"""The background thread that drains call records into counters and events into the stream.
+
+It never raises into, and never blocks, the application: when Redis is down or slow the
+thread alone waits; call events that cannot be written are dropped and counted; rollups are
+kept and retried unchanged (same seq), so the consumers' de-duplication keeps totals exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from llmtap import events, keys
+from llmtap.events import CallEvent, RollupEvent
+from llmtap.producers.recorder import Recorder
+from llmtap.settings import Settings, SettingsError, redact_url
+
+log = logging.getLogger(__name__)
+
+DRAIN_CHUNK = 512  # records processed per lock hold, so an overflowing caller waits briefly
+IDLE_SLEEP_S = 0.005
+BACKOFF_BASE_S = 0.1
+BACKOFF_CAP_S = 5.0
+
+
+def backoff(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
+    """Return the wait before retry ``attempt`` (1-based): exponential, capped, full jitter."""
+    return random.uniform(0.0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def connect(url: str, timeout: float = 1.0) -> redis.Redis:
+    """Return a client for ``url`` that fails fast instead of retrying inside a call."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+class Publisher:
+    """Owns the record queue, the outbox of events and the thread that moves them to Redis."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        base_settings: Settings,
+        client_factory: Callable[[], redis.Redis],
+        on_settings: Callable[[Settings], None],
+        redis_url: str = "",
+    ) -> None:
+        self.recorder = recorder
+        self.records: deque[tuple[Any, ...]] = deque()
+        self.outbox: deque[CallEvent] = deque()
+        self._base_settings = base_settings
+        self._client_factory = client_factory
+        self._client: redis.Redis | None = None
+        self._on_settings = on_settings
+        self._url_for_logs = redact_url(redis_url)
+        self._pending_rollup: RollupEvent | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._deadline = 0.0
+        self._last_overrides: dict[str, str] = {}
+        self._rollup_requested = False
+        self._inflight = False
+        self.published_events = 0
+        self.published_entries = 0
+
+    # -- caller side -------------------------------------------------------------------------
+
+    def overflow(self, record: tuple[Any, ...]) -> None:
+        """Process a record on the caller's thread when the queue is full (counts stay exact)."""
+        rec = self.recorder
+        with rec.lock:
+            event = rec.process(record)
+            if event is not None:
+                rec.stats.dropped_events += 1
+
+    def request_rollup(self) -> None:
+        """Ask the thread to close the rollup window now (used by ``Profiler.flush``)."""
+        self._rollup_requested = True
+
+    def idle(self) -> bool:
+        """True when nothing is queued, pending or being written."""
+        return not (
+            self.records
+            or self.outbox
+            or self._pending_rollup
+            or self._rollup_requested
+            or self._inflight
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread = threading.Thread(target=self._run, name="llmtap-publisher", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float) -> None:
+        """Flush what is queued (waiting at most ``timeout`` seconds) and stop the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._deadline = time.perf_counter() + timeout
+        self._stopping.set()
+        thread.join(timeout + 1.0)
+        self._thread = None
+        if self._client is not None:
+            self._client.close()
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        settings = self.recorder.settings
+        next_rollup = time.perf_counter() + settings.rollup_interval_s
+        next_poll = time.perf_counter()
+        while not self._stopping.is_set():
+            busy = self.drain()
+            now = time.perf_counter()
+            if now >= next_rollup or self._rollup_requested:
+                self.drain_all()
+                self.cut_rollup(now)
+                self._rollup_requested = False
+                next_rollup = now + self.recorder.settings.rollup_interval_s
+            if now >= next_poll:
+                self.poll_settings()
+                next_poll = now + self.recorder.settings.settings_poll_s
+            if (self.outbox or self._pending_rollup) and now >= self._retry_at:
+                self.send()
+            if not busy:
+                self._stopping.wait(IDLE_SLEEP_S)
+        self._final_flush()
+
+    def drain_all(self) -> None:
+        """Process every queued record."""
+        while self.drain():
+            pass
+
+    def _final_flush(self) -> None:
+        self.drain_all()
+        self.cut_rollup(time.perf_counter())
+        while self.outbox or self._pending_rollup:
+            if self.send():
+                continue
+            if time.perf_counter() + self._retry_wait() > self._deadline:
+                self._drop_outbox()
+                if self._pending_rollup is not None:
+                    log.warning("llmtap: exiting with an unsent rollup (Redis unreachable)")
+                return
+            time.sleep(self._retry_wait())
+
+    def _retry_wait(self) -> float:
+        return max(self._retry_at - time.perf_counter(), 0.0)
+
+    def drain(self) -> bool:
+        """Process queued records into counters and the outbox; return True if any were."""
+        records, rec = self.records, self.recorder
+        if not records:
+            return False
+        limit = rec.settings.queue_size
+        with rec.lock:
+            for _ in range(min(len(records), DRAIN_CHUNK)):
+                event = rec.process(records.popleft())
+                if event is None:
+                    continue
+                if len(self.outbox) >= limit:
+                    rec.stats.dropped_events += 1
+                else:
+                    self.outbox.append(event)
+        return True
+
+    def cut_rollup(self, now: float) -> None:
+        """Close the rollup window unless an earlier rollup still waits to be written."""
+        if self._pending_rollup is not None:
+            return  # keep counting into the open window; the pending one is retried as is
+        with self.recorder.lock:
+            self._pending_rollup = self.recorder.cut_rollup(now)
+
+    def send(self) -> bool:
+        """Write the pending rollup and the outbox in one pipeline. Return True on success."""
+        self._inflight = True
+        batch = list(self.outbox)
+        self.outbox.clear()
+        rollup = self._pending_rollup
+        try:
+            client = self._connected()
+            entries = self._write(client, rollup, batch)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc, len(batch))
+            return False
+        finally:
+            self._inflight = False
+        if self._failures:
+            log.info("llmtap: Redis at %s is reachable again", self._url_for_logs)
+        self._failures = 0
+        self._pending_rollup = None
+        self.published_events += len(batch)
+        self.published_entries += entries
+        return True
+
+    def _write(
+        self, client: redis.Redis, rollup: RollupEvent | None, batch: list[CallEvent]
+    ) -> int:
+        maxlen = self.recorder.settings.stream_maxlen
+        size = self.recorder.settings.batch_size
+        pipe = client.pipeline(transaction=False)
+        entries = 0
+        if rollup is not None:
+            pipe.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(rollup)},
+                      maxlen=maxlen, approximate=True)  # fmt: skip
+            entries += 1
+        for i in range(0, len(batch), size):
+            chunk = batch[i : i + size]
+            field = (
+                {keys.FIELD_EVENT: events.encode(chunk[0])}
+                if len(chunk) == 1
+                else {keys.FIELD_BATCH: events.encode_batch(chunk)}
+            )
+            pipe.xadd(keys.EVENTS, field, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            entries += 1
+        if entries:
+            pipe.execute()
+        return entries
+
+    def _connected(self) -> redis.Redis:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def _failed(self, exc: Exception, lost: int) -> None:
+        self._failures += 1
+        if lost:
+            with self.recorder.lock:
+                self.recorder.stats.dropped_events += lost
+        if self._failures == 1:
+            log.warning(
+                "llmtap: cannot write to Redis at %s (%s); dropping call events, keeping counts",
+                self._url_for_logs,
+                type(exc).__name__,
+            )
+        self._retry_at = time.perf_counter() + backoff(self._failures)
+
+    def _drop_outbox(self) -> None:
+        lost = len(self.outbox)
+        self.outbox.clear()
+        with self.recorder.lock:
+            self.recorder.stats.dropped_events += lost
+
+    def poll_settings(self) -> None:
+        """Read the runtime-settings hash and apply each valid override; count bad ones."""
+        try:
+            raw = self._connected().hgetall(keys.RUNTIME_SETTINGS)
+        except (redis.RedisError, OSError):
+            return  # the send path reports outages
+        overrides = {_text(k): _text(v) for k, v in raw.items()}
+        if overrides == self._last_overrides:
+            return
+        self._last_overrides = overrides
+        settings = self._base_settings
+        for name, value in sorted(overrides.items()):
+            try:
+                settings = settings.with_overrides({name: value})
+            except SettingsError as exc:
+                self.recorder.stats.bad_runtime_settings += 1
+                log.warning("llmtap: ignoring runtime setting: %s", exc)
+        self._on_settings(settings)

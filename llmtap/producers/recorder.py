@@ -1,0 +1,345 @@
+"""Turns raw call records into exact rollup counters and sampled call events.
+
+The caller's thread only stamps a record (two clock reads and a deque append); this module does
+the rest off the hot path: reads usage, prices the call, counts it in the rollup counters and
+decides whether it becomes a call event. It does no I/O; randomness and time come in as
+arguments, so the sampling rules are testable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmtap.analyzers.pricing import CostCalculator
+from llmtap.events import VERSION, CallEvent, ProducerStats, RollupEvent, RollupRow
+from llmtap.producers.usage import Usage, extract_model, extract_processing_time, extract_usage
+from llmtap.settings import Settings
+
+# Positions in a record tuple, built on the caller's thread by the wrappers in profiler.py:
+# (spec, model, t0, t1, result, exc, ttft, call, thread_ident)
+SPEC, MODEL, T0, T1, RESULT, EXC, TTFT, CALL, THREAD = range(9)
+
+NANO: float = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    """What the caller said about a wrapped function or block; the same for every call."""
+
+    backend: str = "unknown"
+    model: str | None = None
+    session: str | None = None
+    tenant: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    retry_count: int = 0
+    breaker_state: str | None = None
+    breaker_triggered: bool = False
+
+
+@dataclass(slots=True)
+class CallDetails:
+    """What one call adds at run time (the context manager's ``Call`` fills this)."""
+
+    usage: Usage | None = None
+    model: str | None = None
+    session: str | None = None
+    processing_time: float | None = None
+    retry_count: int | None = None
+    breaker_state: str | None = None
+    breaker_triggered: bool = False
+    memory_peak_bytes: int | None = None
+    prompt: str | None = None
+    streaming: bool = False
+
+
+@dataclass(slots=True)
+class Measured:
+    """A record after reading usage and pricing it: everything the rollup and event need."""
+
+    backend: str
+    model: str
+    session: str | None
+    tenant: str | None
+    usage: Usage
+    cost: float | None
+    processing_time: float | None
+    success: bool
+    error_type: str | None
+    retry_count: int
+    breaker_state: str | None
+    breaker_triggered: bool
+    cost_tracked: bool = True
+
+
+def new_producer_id() -> str:
+    """Return host-pid-random, unique per producer process."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Counters:
+    """Exact per (backend, model, session, tenant) counters of one rollup window."""
+
+    __slots__ = ("rows", "window_start")
+
+    def __init__(self, window_start: float) -> None:
+        self.window_start = window_start
+        self.rows: dict[tuple[str, str, str | None, str | None], list[int]] = {}
+
+    def add(self, m: Measured) -> None:
+        """Count one call."""
+        key = (m.backend, m.model, m.session, m.tenant)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [0] * 9
+        u = m.usage
+        row[0] += 1
+        row[1] += not m.success
+        row[2] += u.input_tokens
+        row[3] += u.output_tokens
+        row[4] += u.cache_read_tokens
+        row[5] += u.cache_write_tokens
+        row[6] += u.reasoning_tokens
+        if m.cost is not None:
+            row[7] += round(m.cost * NANO)
+        elif m.cost_tracked:
+            row[8] += 1
+
+    def to_rows(self) -> list[RollupRow]:
+        """Return the window's counters as rollup rows."""
+        return [
+            RollupRow(
+                backend=backend, model=model, session=session, tenant=tenant,
+                calls=c[0], errors=c[1], input_tokens=c[2], output_tokens=c[3],
+                cache_read_tokens=c[4], cache_write_tokens=c[5], reasoning_tokens=c[6],
+                cost_nanousd=c[7], unpriced_calls=c[8],
+            )
+            for (backend, model, session, tenant), c in self.rows.items()
+        ]  # fmt: skip
+
+
+@dataclass(slots=True)
+class Stats:
+    """A producer's cumulative statistics."""
+
+    total_calls: int = 0
+    profiled_calls: int = 0
+    dropped_events: int = 0
+    unpriced_calls: int = 0
+    bad_runtime_settings: int = 0
+
+    def snapshot(self) -> ProducerStats:
+        """Return the statistics as they go on the wire."""
+        return ProducerStats(
+            total_calls=self.total_calls,
+            profiled_calls=self.profiled_calls,
+            dropped_events=self.dropped_events,
+            unpriced_calls=self.unpriced_calls,
+            bad_runtime_settings=self.bad_runtime_settings,
+        )
+
+
+class Recorder:
+    """Processes records into counters and events. Callers serialise access with ``lock``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pricing: CostCalculator,
+        producer_id: str,
+        clock_anchor: tuple[float, float],
+        random: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.pricing = pricing
+        self.producer_id = producer_id
+        self.lock = threading.Lock()
+        self.stats = Stats()
+        self.seq = 0
+        self._wall0, self._pc0 = clock_anchor
+        self._random = random
+        self._thread_names: dict[int, str] = {}
+        self.counters = Counters(self.wall(clock_anchor[1]))
+
+    def wall(self, perf: float) -> float:
+        """Convert a perf_counter reading to a Unix timestamp."""
+        return self._wall0 + (perf - self._pc0)
+
+    def process(self, record: tuple[Any, ...]) -> CallEvent | None:
+        """Count one record; return its call event if it is kept, else None."""
+        measured = self.measure(record)
+        self.stats.total_calls += 1
+        if measured.cost is None and measured.cost_tracked:
+            self.stats.unpriced_calls += 1
+        self.counters.add(measured)
+        reason, rate = self.keep(measured, record[T1] - record[T0])
+        if reason is None:
+            return None
+        self.stats.profiled_calls += 1
+        return self.build_event(record, measured, reason, rate)
+
+    @property
+    def _tracks_tokens(self) -> bool:
+        return self.settings.track_tokens and self.settings.effective_level in (
+            "standard",
+            "detailed",
+        )
+
+    def measure(self, record: tuple[Any, ...]) -> Measured:
+        """Read model, usage, processing time and cost from a record."""
+        spec: CallSpec = record[SPEC]
+        details: CallDetails | None = record[CALL]
+        result = record[RESULT]
+        exc: BaseException | None = record[EXC]
+        model = (details and details.model) or record[MODEL] or extract_model(result) or spec.model
+        usage = self._usage(result, details)
+        latency = record[T1] - record[T0]
+        cost_tracked = self.settings.track_costs and self._tracks_tokens
+        cost = (
+            self._cost(spec.backend, model or "unknown", usage, latency) if cost_tracked else None
+        )
+        processing = (details and details.processing_time) or (
+            extract_processing_time(result) if self.settings.track_network else None
+        )
+        return Measured(
+            backend=spec.backend,
+            model=model or "unknown",
+            session=(details and details.session) or spec.session,
+            tenant=spec.tenant,
+            usage=usage,
+            cost=cost,
+            processing_time=processing,
+            success=exc is None,
+            error_type=None if exc is None else type(exc).__name__,
+            retry_count=spec.retry_count
+            if details is None or details.retry_count is None
+            else details.retry_count,
+            breaker_state=(details and details.breaker_state) or spec.breaker_state,
+            breaker_triggered=spec.breaker_triggered or bool(details and details.breaker_triggered),
+            cost_tracked=cost_tracked,
+        )
+
+    def _usage(self, result: Any, details: CallDetails | None) -> Usage:
+        if not self._tracks_tokens:
+            return Usage()
+        if details is not None and details.usage is not None:
+            return details.usage
+        if isinstance(result, Usage):
+            return result
+        return extract_usage(result) or Usage()
+
+    def _cost(self, backend: str, model: str, usage: Usage, latency: float) -> float | None:
+        return self.pricing.cost(
+            backend,
+            model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            duration_s=latency,
+        )
+
+    def keep(self, m: Measured, latency: float) -> tuple[str | None, float]:
+        """Return (reason, sample_rate) for a kept call, or (None, rate) for a dropped one.
+
+        Tail rules keep errors, breaker events, slow and expensive calls with rate 1; the rest
+        are kept with the head rate. Rate 0 keeps nothing.
+        """
+        s = self.settings
+        rate = s.sampling_rate
+        if rate <= 0.0:
+            return None, rate
+        if not m.success:
+            return "error", 1.0
+        if m.breaker_triggered:
+            return "breaker", 1.0
+        if latency > s.slow_call_s:
+            return "slow", 1.0
+        if m.cost is not None and m.cost > s.expensive_call_usd:
+            return "expensive", 1.0
+        if rate >= 1.0 or self._random() < rate:
+            return "sampled", rate
+        return None, rate
+
+    def build_event(
+        self, record: tuple[Any, ...], m: Measured, reason: str, rate: float
+    ) -> CallEvent:
+        """Return the call event of a kept record."""
+        details: CallDetails | None = record[CALL]
+        t0, t1 = record[T0], record[T1]
+        latency = t1 - t0
+        start = self.wall(t0)
+        processing = m.processing_time if self.settings.track_network else None
+        network = max(latency - processing, 0.0) if processing is not None else None
+        prompt = details.prompt if details is not None else None
+        u = m.usage
+        return CallEvent(
+            v=VERSION,
+            call_id=uuid.uuid4().hex,
+            producer_id=self.producer_id,
+            backend=m.backend,
+            model_name=m.model,
+            start_time=start,
+            end_time=start + latency,
+            latency=latency,
+            success=m.success,
+            sample_rate=rate,
+            reason=reason,  # type: ignore[arg-type]
+            session_id=m.session,
+            tenant=m.tenant,
+            thread_name=self._thread_name(record[THREAD]),
+            network_latency=network,
+            processing_time=processing,
+            ttft=record[TTFT],
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            estimated_cost_usd=m.cost,
+            pricing_version=self.pricing.version if m.cost is not None else "",
+            error_type=m.error_type,
+            retry_count=m.retry_count,
+            circuit_breaker_triggered=m.breaker_triggered,
+            circuit_breaker_state=m.breaker_state,
+            memory_peak_bytes=details.memory_peak_bytes if details is not None else None,
+            streaming=record[TTFT] is not None or bool(details and details.streaming),
+            prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16] if prompt else None,
+            prompt_chars=len(prompt) if prompt else None,
+            tags=record[SPEC].tags,
+        )
+
+    def _thread_name(self, ident: int) -> str:
+        name = self._thread_names.get(ident)
+        if name is None:
+            self._thread_names = {t.ident or 0: t.name for t in threading.enumerate()}
+            name = self._thread_names.get(ident, str(ident))
+        return name
+
+    def cut_rollup(self, now_perf: float) -> RollupEvent | None:
+        """Close the current window and return its rollup (None when nothing happened).
+
+        The sequence number grows by one per returned rollup.
+        """
+        counters = self.counters
+        end = self.wall(now_perf)
+        self.counters = Counters(end)
+        if not counters.rows and self.seq > 0:
+            return None
+        self.seq += 1
+        return RollupEvent(
+            v=VERSION,
+            producer_id=self.producer_id,
+            seq=self.seq,
+            window_start=counters.window_start,
+            window_end=max(end, counters.window_start),
+            rows=counters.to_rows(),
+            stats=self.stats.snapshot(),
+        )

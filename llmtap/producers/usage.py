@@ -1,0 +1,184 @@
+"""Token counts and backend-reported timings read from LLM responses and stream chunks.
+
+Recognised shapes: OpenAI chat/completions (``usage.prompt_tokens``) and Responses
+(``usage.input_tokens`` with ``input_tokens_details``), Anthropic (``usage.input_tokens`` plus
+``cache_read_input_tokens``/``cache_creation_input_tokens``), Ollama (``prompt_eval_count``,
+``eval_count``, ``total_duration``), Bedrock Converse (``usage.inputTokens``, ``metrics.latencyMs``)
+and LiteLLM responses (OpenAI-shaped). Objects and dicts are read alike.
+
+Convention: ``input_tokens`` counts every prompt token, cached ones included; ``cache_read`` and
+``cache_write`` are the parts of it billed at cache rates. ``output_tokens`` includes reasoning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+_MISSING: Final = object()
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one call; every field is a non-negative int."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def absorb(self, other: Usage) -> None:
+        """Fold a stream chunk's usage into this one (counts in chunks are cumulative)."""
+        self.input_tokens = max(self.input_tokens, other.input_tokens)
+        self.output_tokens = max(self.output_tokens, other.output_tokens)
+        self.cache_read_tokens = max(self.cache_read_tokens, other.cache_read_tokens)
+        self.cache_write_tokens = max(self.cache_write_tokens, other.cache_write_tokens)
+        self.reasoning_tokens = max(self.reasoning_tokens, other.reasoning_tokens)
+
+
+def field(obj: Any, name: str) -> Any:
+    """Return ``obj.name`` or ``obj[name]``, or None when neither exists."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    value = getattr(obj, name, _MISSING)
+    return None if value is _MISSING else value
+
+
+def _count(obj: Any, *names: str) -> int:
+    for name in names:
+        value = field(obj, name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return int(value)
+    return 0
+
+
+def _openai_chat(usage: Any) -> Usage:
+    prompt_details = field(usage, "prompt_tokens_details")
+    completion_details = field(usage, "completion_tokens_details")
+    return Usage(
+        input_tokens=_count(usage, "prompt_tokens"),
+        output_tokens=_count(usage, "completion_tokens"),
+        cache_read_tokens=_count(prompt_details, "cached_tokens")
+        or _count(usage, "cache_read_input_tokens"),
+        cache_write_tokens=_count(usage, "cache_creation_input_tokens"),
+        reasoning_tokens=_count(completion_details, "reasoning_tokens"),
+    )
+
+
+def _anthropic(usage: Any) -> Usage:
+    cache_read = _count(usage, "cache_read_input_tokens")
+    cache_write = _count(usage, "cache_creation_input_tokens")
+    return Usage(
+        input_tokens=_count(usage, "input_tokens") + cache_read + cache_write,
+        output_tokens=_count(usage, "output_tokens"),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def _openai_responses(usage: Any) -> Usage:
+    return Usage(
+        input_tokens=_count(usage, "input_tokens"),
+        output_tokens=_count(usage, "output_tokens"),
+        cache_read_tokens=_count(field(usage, "input_tokens_details"), "cached_tokens"),
+        reasoning_tokens=_count(field(usage, "output_tokens_details"), "reasoning_tokens"),
+    )
+
+
+def _bedrock(usage: Any) -> Usage:
+    cache_read = _count(usage, "cacheReadInputTokens")
+    cache_write = _count(usage, "cacheWriteInputTokens")
+    return Usage(
+        input_tokens=_count(usage, "inputTokens") + cache_read + cache_write,
+        output_tokens=_count(usage, "outputTokens"),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def _from_usage_block(usage: Any) -> Usage | None:
+    if field(usage, "prompt_tokens") is not None or field(usage, "completion_tokens") is not None:
+        return _openai_chat(usage)
+    if field(usage, "inputTokens") is not None:
+        return _bedrock(usage)
+    if field(usage, "input_tokens") is None and field(usage, "output_tokens") is None:
+        return None
+    anthropic = ("cache_read_input_tokens", "cache_creation_input_tokens")
+    if any(field(usage, name) is not None for name in anthropic):
+        return _anthropic(usage)
+    if field(usage, "input_tokens_details") is not None:
+        return _openai_responses(usage)
+    return _anthropic(usage)  # bare input/output counts: both conventions agree
+
+
+def extract_usage(response: Any) -> Usage | None:
+    """Return the token usage a response (or stream chunk) reports, or None if it has none."""
+    if response is None or isinstance(response, str | bytes | int | float):
+        return None
+    usage = field(response, "usage")
+    if usage is not None:
+        found = _from_usage_block(usage)
+        if found is not None:
+            return found
+    message = field(response, "message")  # Anthropic's message_start event
+    if message is not None and not isinstance(message, str | Mapping | list):
+        inner = field(message, "usage")
+        if inner is not None:
+            return _from_usage_block(inner)
+    if (
+        field(response, "eval_count") is not None
+        or field(response, "prompt_eval_count") is not None
+    ):
+        return Usage(
+            input_tokens=_count(response, "prompt_eval_count"),
+            output_tokens=_count(response, "eval_count"),
+        )
+    return None
+
+
+def extract_model(response: Any) -> str | None:
+    """Return the model name a response reports, if any."""
+    if response is None or isinstance(response, str | bytes | int | float | list):
+        return None
+    model = field(response, "model")
+    return model if isinstance(model, str) and model else None
+
+
+def _header(headers: Any, name: str) -> Any:
+    if headers is None:
+        return None
+    getter = getattr(headers, "get", None)
+    return getter(name) if callable(getter) else None
+
+
+def extract_processing_time(response: Any) -> float | None:
+    """Return the server-side processing time in seconds a response reports, or None.
+
+    Sources: OpenAI's ``openai-processing-ms`` header (raw responses), Bedrock's
+    ``x-amzn-bedrock-invocation-latency`` header or Converse ``metrics.latencyMs``, and Ollama's
+    ``total_duration`` in nanoseconds.
+    """
+    if response is None or isinstance(response, str | bytes | int | float | list):
+        return None
+    ns = field(response, "total_duration")
+    if isinstance(ns, int) and ns > 0:
+        return ns / 1e9
+    latency_ms = field(field(response, "metrics"), "latencyMs")
+    if isinstance(latency_ms, int | float) and latency_ms > 0:
+        return float(latency_ms) / 1000.0
+    headers = field(response, "headers")
+    if headers is None:
+        metadata = field(response, "ResponseMetadata")
+        headers = field(metadata, "HTTPHeaders")
+    for name in ("openai-processing-ms", "x-amzn-bedrock-invocation-latency"):
+        value = _header(headers, name)
+        if value is not None:
+            try:
+                return max(float(value), 0.0) / 1000.0
+            except (TypeError, ValueError):
+                return None
+    return None

@@ -1,0 +1,436 @@
+"""Prices one LLM call in USD: rates are compiled once per (backend, model), then it is arithmetic.
+
+Rates come from the genai-prices catalogue (resolved with its own model matching), or from a
+JSON override file, which wins over the catalogue.
+
+Token semantics (OpenAI style, the same as genai-prices' ``Usage``, so the result equals
+``genai_prices.calc_price(...).total_price``):
+
+- ``input_tokens`` counts every prompt token, *including* the cache read and cache write tokens.
+- ``cache_read_tokens`` and ``cache_write_tokens`` are the parts of ``input_tokens`` charged at
+  the cache rates; the uncached input is ``input - cache_read - cache_write``, clamped at 0 (so
+  Anthropic-style counts, where input excludes the cache, are charged only for the cache).
+  A model without a cache rate in the catalogue charges those tokens at its input rate.
+- ``output_tokens`` counts every completion token, *including* ``reasoning_tokens``. Reasoning is
+  charged at the output rate unless the catalogue has a separate reasoning rate.
+- Tiered (context-length) prices pick their tier from ``input_tokens``, the whole prompt: above a
+  tier's threshold the tier's rate applies to every token of that kind, as genai-prices does.
+- A per-request fee in the catalogue is charged once per call. Other units (web searches,
+  audio hours, images, pages) are not recorded by llmtap and are not charged; a model priced
+  only in such units is treated as unknown. A catalogue model listed without any price (free
+  tiers, subscriptions) costs 0.
+
+Prices that depend on the request time (a new price from a start date, or deepseek's
+time-of-day discount) are read once, at the instant given as ``at`` (default: when the
+calculator is built), and kept for its life: build a new calculator to pick up a price change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Final
+
+import genai_prices
+from genai_prices import data_snapshot
+from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
+
+__all__ = ["CostCalculator", "PricingError", "Rates"]
+
+#: Entries kept in the per-calculator cache; beyond it lookups are compiled but not stored, so a
+#: stream of made-up model names cannot grow memory without bound.
+CACHE_LIMIT: Final = 10_000
+
+_PER_MILLION: Final = 1_000_000.0
+_SECONDS_PER_HOUR: Final = 3600.0
+
+#: llmtap backend names (and LiteLLM prefixes) that genai-prices does not map the way we want.
+_PROVIDER_ALIASES: Final = {
+    "azure": "azure",
+    "azure_openai": "azure",
+    "azure_ai": "azure",
+    "aws": "aws",
+    "bedrock": "aws",
+    "bedrock_converse": "aws",
+    "fireworks_ai": "fireworks",
+}
+_OLLAMA_NAMES: Final = frozenset({"ollama", "ollama_chat"})
+_LITELLM: Final = "litellm"
+
+#: An ARN head ("arn:aws:bedrock:...:inference-profile/") and a cross-region prefix ("us.").
+_BEDROCK_PREFIX: Final = re.compile(r"^(?:.*/)?(?:(?:us|eu|apac|jp|au|ca|in|us-gov|global)\.)?")
+#: Bedrock version suffixes: "-v1:0", ":0", ":0:200k".
+_BEDROCK_SUFFIX: Final = re.compile(r"(?:-v\d+)?(?::[0-9a-z]+)+$|-v\d+$")
+
+#: The catalogue prices compiled into :class:`Rates`, and those that make a model priceable.
+_CATALOGUE_FIELDS: Final = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "output_reasoning_mtok",
+    "requests_kcount",
+)
+_CALL_PRICE_FIELDS: Final = ("input_mtok", "output_mtok", "requests_kcount")
+
+_OVERRIDE_FIELDS: Final = frozenset(
+    {"input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "per_hour"}
+)
+
+
+class PricingError(ValueError):
+    """A bad override file: the message names the file, the entry and the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD rates for one (backend, model): per million tokens, per request and per hour.
+
+    ``tiers`` holds ``(threshold, rates)`` pairs, highest threshold first; a call whose
+    ``input_tokens`` exceeds a threshold is priced entirely with that tier's rates.
+    """
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+    cache_read_per_mtok: float = 0.0
+    cache_write_per_mtok: float = 0.0
+    reasoning_per_mtok: float = 0.0
+    per_request: float = 0.0
+    per_hour: float = 0.0
+    tiers: tuple[tuple[int, Rates], ...] = ()
+
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int,
+        cache_write_tokens: int,
+        reasoning_tokens: int,
+        duration_s: float | None,
+    ) -> float:
+        """Return the USD cost of one call (never negative); see the module docstring."""
+        r = self
+        for threshold, tier in self.tiers:
+            if input_tokens > threshold:
+                r = tier
+                break
+        uncached = input_tokens - cache_read_tokens - cache_write_tokens
+        if uncached < 0:
+            uncached = 0
+        if reasoning_tokens > output_tokens:
+            reasoning_tokens = output_tokens
+        usd = (
+            uncached * r.input_per_mtok
+            + cache_read_tokens * r.cache_read_per_mtok
+            + cache_write_tokens * r.cache_write_per_mtok
+            + (output_tokens - reasoning_tokens) * r.output_per_mtok
+            + reasoning_tokens * r.reasoning_per_mtok
+        ) / _PER_MILLION + r.per_request
+        if r.per_hour and duration_s is not None and duration_s > 0.0:
+            usd += duration_s * r.per_hour / _SECONDS_PER_HOUR
+        return usd if usd > 0.0 else 0.0  # also turns NaN into 0.0
+
+
+class CostCalculator:
+    """Prices LLM calls from the genai-prices catalogue plus an optional JSON override file.
+
+    Backends: ``openai``, ``anthropic``; ``azure``/``azure_openai`` (Azure, then OpenAI);
+    ``bedrock``/``aws`` (a Bedrock id genai-prices does not match is retried without its ARN
+    head, region prefix and version suffix, so an unlisted ``global.`` profile gets the regional
+    price); ``litellm`` (``"provider/model"`` strings, ``ollama/...`` included); ``ollama``
+    (0 per token, or ``ollama_usd_per_hour`` times the call's duration). Any other backend is
+    tried as a genai-prices provider id, then by genai-prices' guess from the model name.
+
+    Override file: a JSON object keyed ``"backend/model"`` (case-insensitive) whose values hold
+    any of ``input_per_mtok``, ``output_per_mtok``, ``cache_read_per_mtok``,
+    ``cache_write_per_mtok`` (both default to the input rate) and ``per_hour``. Overrides win.
+
+    ``at`` fixes the instant whose catalogue prices are used (default: now). The lookup cache
+    is a plain dict, so one calculator can be shared between threads (a race compiles twice).
+    Raises :class:`PricingError` at construction when the override file is bad, and
+    ``ValueError`` for a negative or non-finite ``ollama_usd_per_hour``.
+    """
+
+    def __init__(
+        self,
+        overrides_path: str | None = None,
+        ollama_usd_per_hour: float = 0.0,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        self._snapshot = data_snapshot.get_snapshot()
+        self._at = at if at is not None else datetime.now(tz=UTC)
+        self._ollama = Rates(per_hour=_check_rate(ollama_usd_per_hour, "ollama_usd_per_hour"))
+        self._cache: dict[tuple[str, str], Rates | None] = {}
+        self._overrides: dict[tuple[str, str], Rates] = {}
+        self.version = f"genai-prices-{genai_prices.__version__}"
+        if self._snapshot.from_auto_update:
+            self.version += f"+update-{self._snapshot.timestamp:%Y%m%dT%H%M%S}"
+        if overrides_path is not None:
+            raw = _read_file(overrides_path)
+            self._overrides = _parse_overrides(overrides_path, raw)
+            self.version += f"+overrides-{hashlib.sha256(raw).hexdigest()[:12]}"
+
+    def cost(
+        self,
+        backend: str,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        duration_s: float | None = None,
+    ) -> float | None:
+        """Return the call's cost in USD, or ``None`` when the model has no known price.
+
+        Never raises: unusable input (an unhashable name, a non-numeric or overflowing count)
+        gives ``None``.
+        """
+        try:
+            rates = self._cache[(backend, model)]
+        except KeyError:
+            rates = self.rates(backend, model)
+        except TypeError:
+            return None
+        if rates is None:
+            return None
+        try:
+            return rates.cost(
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+                reasoning_tokens,
+                duration_s,
+            )
+        except (TypeError, ArithmeticError):
+            return None
+
+    def is_known(self, backend: str, model: str) -> bool:
+        """Return whether ``cost`` can price this (backend, model)."""
+        return self.rates(backend, model) is not None
+
+    def rates(self, backend: str, model: str) -> Rates | None:
+        """Return the compiled rates for (backend, model), or ``None`` when unknown (cached)."""
+        key = (backend, model)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        except TypeError:
+            return None
+        compiled = None
+        if isinstance(backend, str) and isinstance(model, str):
+            compiled = self._compile(backend, model)
+        if len(self._cache) < CACHE_LIMIT:
+            self._cache[key] = compiled
+        return compiled
+
+    def _compile(self, backend: str, model: str) -> Rates | None:
+        name = _canonical_backend(backend)
+        ref = _canonical_model(name, model)
+        override = self._overrides.get((name, ref))
+        if override is not None:
+            return override
+        if name == "ollama":
+            return self._ollama
+        if name == _LITELLM and "/" in ref:
+            prefix, rest = ref.split("/", 1)
+            if self._is_backend(prefix):
+                return self._compile(prefix, rest)
+        found = self._find(name, ref)
+        if found is None:
+            return None
+        return _compile_price(found[1].get_prices(self._at))
+
+    def _is_backend(self, name: str) -> bool:
+        name = _canonical_backend(name)
+        if name == "ollama" or name in _PROVIDER_ALIASES.values():
+            return True
+        return data_snapshot.find_provider_by_id(self._snapshot.providers, name) is not None
+
+    def _find(self, backend: str, ref: str) -> tuple[Provider, ModelInfo] | None:
+        for provider_id, candidate in _candidates(backend, ref):
+            try:
+                return self._snapshot.find_provider_model(candidate, None, provider_id, None)
+            except LookupError:
+                continue
+        return None
+
+
+def _canonical_backend(backend: str) -> str:
+    name = backend.strip().lower()
+    if name in _OLLAMA_NAMES:
+        return "ollama"
+    return _PROVIDER_ALIASES.get(name, name)
+
+
+def _canonical_model(backend: str, model: str) -> str:
+    ref = model.strip().lower()
+    if backend == "ollama" and ref.endswith(":latest"):
+        return ref[: -len(":latest")]
+    return ref
+
+
+def _candidates(backend: str, ref: str) -> Iterator[tuple[str | None, str]]:
+    """Yield the (provider id, model ref) pairs to try, best first."""
+    if not ref:
+        return
+    if backend == "azure":
+        yield "azure", ref
+        yield "openai", ref
+    elif backend == "aws":
+        yield from _bedrock_candidates(ref)
+    elif backend in ("openai", "anthropic", _LITELLM):
+        yield backend, ref
+    else:
+        yield backend, ref
+        yield None, ref
+
+
+def _bedrock_candidates(ref: str) -> Iterator[tuple[str | None, str]]:
+    unprefixed = _BEDROCK_PREFIX.sub("", ref)
+    tried: set[str] = set()
+    for candidate in (ref, unprefixed, _BEDROCK_SUFFIX.sub("", unprefixed)):
+        if candidate and candidate not in tried:
+            tried.add(candidate)
+            yield "aws", candidate
+
+
+def _compile_price(price: ModelPrice) -> Rates | None:
+    """Turn a catalogue price into :class:`Rates`.
+
+    A price with no fields at all is a free model (zero rates); ``None`` means the model is
+    priced only in units llmtap does not record (audio hours, pages, characters).
+    """
+    fields = {key: getattr(price, key, None) for key in _CATALOGUE_FIELDS}
+    priced = {key for key, value in vars(price).items() if value is not None}
+    if priced and all(fields[key] is None for key in _CALL_PRICE_FIELDS):
+        return None
+    thresholds = sorted(
+        {t.start for v in fields.values() if isinstance(v, TieredPrices) for t in v.tiers},
+        reverse=True,
+    )
+    base = _band(fields, None)
+    tiers = tuple((threshold, _band(fields, threshold)) for threshold in thresholds)
+    return replace(base, tiers=tiers)
+
+
+def _band(fields: Mapping[str, Decimal | TieredPrices | None], threshold: int | None) -> Rates:
+    """Rates for calls whose input exceeds ``threshold`` (``None``: below every tier)."""
+    inp = _rate_at(fields["input_mtok"], threshold, 0.0)
+    out = _rate_at(fields["output_mtok"], threshold, 0.0)
+    return Rates(
+        input_per_mtok=inp,
+        output_per_mtok=out,
+        cache_read_per_mtok=_rate_at(fields["cache_read_mtok"], threshold, inp),
+        cache_write_per_mtok=_rate_at(fields["cache_write_mtok"], threshold, inp),
+        reasoning_per_mtok=_rate_at(fields["output_reasoning_mtok"], threshold, out),
+        per_request=_rate_at(fields["requests_kcount"], threshold, 0.0) / 1000.0,
+    )
+
+
+def _rate_at(price: Decimal | TieredPrices | None, threshold: int | None, default: float) -> float:
+    if price is None:
+        return default
+    if not isinstance(price, TieredPrices):
+        return float(price)
+    chosen = price.base
+    if threshold is not None:
+        for tier in price.tiers:  # ascending: keep the last tier at or below the threshold
+            if tier.start <= threshold:
+                chosen = tier.price
+    return float(chosen)
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise PricingError(f"pricing overrides {path}: cannot read: {exc.strerror}") from exc
+
+
+def _parse_overrides(path: str, raw: bytes) -> dict[tuple[str, str], Rates]:
+    """Parse an override file's bytes; raise :class:`PricingError` naming the entry at fault."""
+    try:
+        document = json.loads(
+            raw, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PricingError(f"pricing overrides {path}: not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise PricingError(f"pricing overrides {path}: the top level must be a JSON object")
+    overrides: dict[tuple[str, str], Rates] = {}
+    for key, entry in document.items():
+        try:
+            parsed_key = _parse_key(key)
+            if parsed_key in overrides:
+                raise ValueError("duplicates another entry (names are case-insensitive)")
+            overrides[parsed_key] = _parse_entry(entry)
+        except ValueError as exc:
+            raise PricingError(f"pricing overrides {path}: entry {key!r}: {exc}") from exc
+    return overrides
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    document: dict[str, object] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"duplicate key {key!r}")
+        document[key] = value
+    return document
+
+
+def _parse_key(key: str) -> tuple[str, str]:
+    backend, _, model = key.partition("/")
+    name = _canonical_backend(backend)
+    ref = _canonical_model(name, model)
+    if not name or not ref:
+        raise ValueError('the name must be "backend/model"')
+    return name, ref
+
+
+def _parse_entry(entry: object) -> Rates:
+    if not isinstance(entry, dict):
+        raise ValueError("the value must be a JSON object of rates")
+    unknown = sorted(set(entry) - _OVERRIDE_FIELDS)
+    if unknown:
+        accepted = ", ".join(sorted(_OVERRIDE_FIELDS))
+        raise ValueError(f"unknown field {unknown[0]!r} (accepted: {accepted})")
+    if not entry:
+        raise ValueError("no rates given")
+    values = {field: _check_rate(value, field) for field, value in entry.items()}
+    inp = values.get("input_per_mtok", 0.0)
+    out = values.get("output_per_mtok", 0.0)
+    return Rates(
+        input_per_mtok=inp,
+        output_per_mtok=out,
+        cache_read_per_mtok=values.get("cache_read_per_mtok", inp),
+        cache_write_per_mtok=values.get("cache_write_per_mtok", inp),
+        reasoning_per_mtok=out,
+        per_hour=values.get("per_hour", 0.0),
+    )
+
+
+def _check_rate(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{field} must be a number, not {value!r}")
+    try:
+        rate = float(value)
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"{field} must be a finite number >= 0, not {value!r}")
+    return rate

@@ -6,6 +6,7 @@ whenever a name or a field's meaning changes. No other module builds a key by ha
 
 from __future__ import annotations
 
+import time
 from typing import Final
 
 LAYOUT_VERSION: Final = 1
@@ -42,3 +43,89 @@ DEFAULT_TTL_S: Final = {"m": 2 * 86400, "h": 35 * 86400, "d": 400 * 86400}
 def producer(producer_id: str) -> str:
     """Return the statistics hash of one producer."""
     return f"{PRODUCER_PREFIX}{producer_id}"
+
+
+# --- Aggregates written by the workers (layout version 1; see docs/key-layout.md) ---
+
+# Cost in integer nano-USD (1e-9 USD) by dimension: hash field "<dimension>", e.g. "total",
+# "backend:openai", "model:gpt-4o", "tenant:acme", "session:s-1".
+COST_PREFIX: Final = f"{PREFIX}:cost"
+# Calls, errors, tokens by dimension: hash field "<dimension>|<metric>", e.g. "total|calls".
+USAGE_PREFIX: Final = f"{PREFIX}:usage"
+# Latency sketches and stats, one hash per (granularity, bucket, backend, model).
+LATENCY_PREFIX: Final = f"{PREFIX}:lat"
+# The (backend, model) pairs that have a latency hash in a bucket: a set of JSON pairs.
+LATENCY_INDEX_PREFIX: Final = f"{PREFIX}:latidx"
+# The most expensive call events of a UTC day: a sorted set, score USD, member JSON detail.
+TOP_CALLS_PREFIX: Final = f"{PREFIX}:top"
+TOP_CALLS_DEFAULT_N: Final = 100
+
+# Consumer runtime state.
+DEDUP_PREFIX: Final = f"{PREFIX}:dedup"
+DEDUP_TTL_S: Final = 3 * 86400
+HEARTBEAT_PREFIX: Final = f"{PREFIX}:heartbeat"
+HEARTBEAT_TTL_S: Final = 15
+STATS_PREFIX: Final = f"{PREFIX}:stats"
+DLQ_MAXLEN: Final = 100_000
+
+_BUCKET_FORMATS: Final = {"m": "%Y%m%dT%H%M", "h": "%Y%m%dT%H", "d": "%Y%m%d"}
+
+
+def bucket_start(granularity: str, ts: float) -> int:
+    """Return the Unix time (s) at which the UTC bucket holding ``ts`` starts."""
+    size = BUCKET_SECONDS[granularity]
+    return int(ts // size) * size
+
+
+def bucket(granularity: str, ts: float) -> str:
+    """Return the UTC bucket name holding ``ts``: ``20260131T1530``, ``20260131T15``, ``20260131``.
+
+    Raises KeyError for a granularity other than ``m``, ``h`` or ``d``.
+    """
+    fmt = _BUCKET_FORMATS[granularity]
+    return time.strftime(fmt, time.gmtime(bucket_start(granularity, ts)))
+
+
+def cost(granularity: str, bucket_name: str) -> str:
+    """Return the cost hash (nano-USD by dimension) of one bucket."""
+    return f"{COST_PREFIX}:{granularity}:{bucket_name}"
+
+
+def usage(granularity: str, bucket_name: str) -> str:
+    """Return the usage hash (calls, errors, tokens by dimension) of one bucket."""
+    return f"{USAGE_PREFIX}:{granularity}:{bucket_name}"
+
+
+def latency(granularity: str, bucket_name: str, backend: str, model: str) -> str:
+    """Return the latency hash of one (backend, model) in one bucket."""
+    return f"{LATENCY_PREFIX}:{granularity}:{bucket_name}:{backend}:{model}"
+
+
+def latency_index(granularity: str, bucket_name: str) -> str:
+    """Return the set of JSON ``[backend, model]`` pairs that have latency data in a bucket."""
+    return f"{LATENCY_INDEX_PREFIX}:{granularity}:{bucket_name}"
+
+
+def top_calls(day_bucket: str) -> str:
+    """Return the sorted set of the most expensive call events of one UTC day."""
+    return f"{TOP_CALLS_PREFIX}:d:{day_bucket}"
+
+
+def dedup(group: str, hour_bucket: str) -> str:
+    """Return the set of rollups (``<seq>:<producer_id>``) a group counted, by window hour."""
+    return f"{DEDUP_PREFIX}:{group}:{hour_bucket}"
+
+
+def heartbeat(group: str, consumer: str) -> str:
+    """Return the heartbeat key of one consumer (expires unless refreshed)."""
+    return f"{HEARTBEAT_PREFIX}:{group}:{consumer}"
+
+
+def heartbeat_pattern(group: str) -> str:
+    """Return the SCAN pattern matching every heartbeat key of a group."""
+    return f"{HEARTBEAT_PREFIX}:{group}:*"
+
+
+def stats(group: str) -> str:
+    """Return the counters hash of a consumer group (processed, dlq, reclaimed, ...)."""
+    return f"{STATS_PREFIX}:{group}"

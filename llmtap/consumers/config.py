@@ -1,0 +1,132 @@
+"""Settings of the worker processes (``LLMTAP_*`` variables), read once and validated.
+
+A bad value raises :class:`llmtap.settings.SettingsError` naming the variable and what it
+accepts, like every other llmtap setting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Final
+
+from llmtap import keys
+from llmtap.settings import SettingsError
+
+ENGINES: Final = ("faststream", "loop")
+_Table = Mapping[str, tuple[str, Callable[[str], Any]]]
+
+
+def _number(kind: type, low: float, high: float = math.inf) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            value = math.nan
+        if not (low <= value <= high):  # also rejects NaN
+            raise ValueError(f"accepted values: a {kind.__name__} between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _engine(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ENGINES:
+        raise ValueError(f"accepted values: {', '.join(ENGINES)}")
+    return value
+
+
+def _read(env: Mapping[str, str], table: _Table) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for attr, (name, parse) in table.items():
+        raw = env.get(name)
+        if raw is None:
+            continue
+        try:
+            values[attr] = parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}={raw!r} is invalid; {exc}") from None
+    return values
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each granularity of aggregates is kept, in seconds (a TTL per bucket key)."""
+
+    minute_s: int = keys.DEFAULT_TTL_S["m"]
+    hour_s: int = keys.DEFAULT_TTL_S["h"]
+    day_s: int = keys.DEFAULT_TTL_S["d"]
+
+    ENV: ClassVar[_Table] = {
+        "minute_s": ("LLMTAP_RETENTION_MINUTE_S", _number(int, 60, 10 * 365 * 86400)),
+        "hour_s": ("LLMTAP_RETENTION_HOUR_S", _number(int, 3600, 10 * 365 * 86400)),
+        "day_s": ("LLMTAP_RETENTION_DAY_S", _number(int, 86400, 10 * 365 * 86400)),
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Retention:
+        """Read LLMTAP_RETENTION_{MINUTE,HOUR,DAY}_S; raise SettingsError on a bad value."""
+        return cls(**_read(os.environ if environ is None else environ, cls.ENV))
+
+    def ttl(self, granularity: str) -> int:
+        """Return the TTL (s) of a bucket of ``granularity`` (``m``, ``h`` or ``d``)."""
+        return {"m": self.minute_s, "h": self.hour_s, "d": self.day_s}[granularity]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How a consumer reads, commits, reclaims and reports (see DESIGN.md, the contract).
+
+    ``claim_idle_s``: entries pending longer than this are reclaimed from their consumer.
+    ``max_deliveries``: an entry delivered more often goes to the dead-letter stream.
+    ``flush_interval_s``/``flush_events``: a unit is committed when either is reached.
+    ``read_count``: entries per XREADGROUP (each may hold ~100 events).
+    """
+
+    claim_idle_s: float = 30.0
+    max_deliveries: int = 5
+    flush_interval_s: float = 1.0
+    flush_events: int = 50_000
+    read_count: int = 100
+    block_ms: int = 1000
+    heartbeat_ttl_s: int = keys.HEARTBEAT_TTL_S
+    dedup_ttl_s: int = keys.DEDUP_TTL_S
+    dlq_maxlen: int = keys.DLQ_MAXLEN
+    top_n: int = keys.TOP_CALLS_DEFAULT_N
+    engine: str = "loop"
+
+    ENV: ClassVar[_Table] = {
+        "claim_idle_s": ("LLMTAP_CLAIM_IDLE_S", _number(float, 0.05, 86400.0)),
+        "max_deliveries": ("LLMTAP_MAX_DELIVERIES", _number(int, 1, 1000)),
+        "flush_interval_s": ("LLMTAP_FLUSH_INTERVAL_S", _number(float, 0.001, 60.0)),
+        "flush_events": ("LLMTAP_FLUSH_EVENTS", _number(int, 1, 10_000_000)),
+        "read_count": ("LLMTAP_READ_COUNT", _number(int, 1, 1000)),
+        "block_ms": ("LLMTAP_BLOCK_MS", _number(int, 1, 60_000)),
+        "heartbeat_ttl_s": ("LLMTAP_HEARTBEAT_TTL_S", _number(int, 1, 3600)),
+        "dedup_ttl_s": ("LLMTAP_DEDUP_TTL_S", _number(int, 60, 365 * 86400)),
+        "dlq_maxlen": ("LLMTAP_DLQ_MAXLEN", _number(int, 100, 100_000_000)),
+        "top_n": ("LLMTAP_TOP_CALLS", _number(int, 1, 100_000)),
+        "engine": ("LLMTAP_WORKER_ENGINE", _engine),
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeConfig:
+        """Read the LLMTAP_* worker variables; raise SettingsError naming a bad one."""
+        return cls(**_read(os.environ if environ is None else environ, cls.ENV))
+
+    @property
+    def reclaim_interval_s(self) -> float:
+        """How often to look for abandoned entries: half the idle threshold, at most 10 s."""
+        return min(self.claim_idle_s / 2, 10.0)
+
+
+def variables() -> list[tuple[str, str, Any]]:
+    """Return (variable, attribute, default) for every worker variable, for docs and --help."""
+    out: list[tuple[str, str, Any]] = []
+    for cls in (RuntimeConfig, Retention):
+        defaults = {f.name: f.default for f in fields(cls)}
+        out.extend((env, attr, defaults[attr]) for attr, (env, _) in cls.ENV.items())
+    return out

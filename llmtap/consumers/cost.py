@@ -1,0 +1,178 @@
+"""The cost worker: exact cost, calls, errors and tokens per bucket and dimension, from rollups.
+
+Rollups are exact whatever the sampling rate, so every number here is exact: cost is kept in
+integer nano-USD (1e-9 USD) so sums agree in any order and across replicas; the query layer
+converts to USD. Each rollup counts in the minute, hour and day bucket (UTC) of its
+``window_start``, under the dimensions ``total``, ``backend:<b>``, ``model:<m>``,
+``tenant:<t>`` and ``session:<s>``. From call events (sampled) come the most expensive calls
+of each day and the count of call events without a price. See docs/key-layout.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from typing import Final
+
+from llmtap import events, keys
+from llmtap.consumers.commit import Writes
+from llmtap.consumers.config import Retention
+
+# Integer metrics of a rollup row, in the order they are kept in memory.
+METRICS: Final = (
+    "calls",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "unpriced_calls",
+)
+COST_FIELD_UNIT: Final = "nano-USD"
+
+RowKey = tuple[int, str, str, str | None, str | None]
+
+
+def dimensions(backend: str, model: str, tenant: str | None, session: str | None) -> list[str]:
+    """Return the dimension names a row counts under (empty tenant/session are skipped)."""
+    dims = ["total", f"backend:{backend}", f"model:{model}"]
+    if tenant:
+        dims.append(f"tenant:{tenant}")
+    if session:
+        dims.append(f"session:{session}")
+    return dims
+
+
+def top_member(call: events.CallEvent) -> str:
+    """Return the sorted-set member describing one expensive call (compact, deterministic JSON)."""
+    detail = {
+        "call_id": call.call_id,
+        "backend": call.backend,
+        "model": call.model_name,
+        "session": call.session_id,
+        "tenant": call.tenant,
+        "cost_usd": call.estimated_cost_usd,
+        "start_time": call.start_time,
+    }
+    return json.dumps(detail, separators=(",", ":"), sort_keys=True)
+
+
+class CostProcessor:
+    """Folds rollups and call events into exact per-bucket counters (see the module docstring)."""
+
+    group = keys.GROUP_COST
+    wants_calls = True
+    wants_rollups = True
+
+    def __init__(self, retention: Retention | None = None, top_n: int = 100) -> None:
+        self.retention = retention or Retention()
+        self.top_n = top_n
+        self._rows: dict[RowKey, list[int]] = {}
+        self._unpriced: Counter[tuple[int, str, str]] = Counter()
+        self._top: dict[int, list[tuple[float, str]]] = {}
+        self._producers: dict[str, events.RollupEvent] = {}
+        self._names: dict[tuple[str, int], str] = {}
+
+    def add_rollup(self, event: events.RollupEvent) -> None:
+        """Add every row of a rollup to its minute, and remember the producer's latest stats."""
+        minute = keys.bucket_start("m", event.window_start)
+        rows = self._rows
+        for row in event.rows:
+            key = (minute, row.backend, row.model, row.session, row.tenant)
+            counters = rows.get(key)
+            if counters is None:
+                counters = rows[key] = [0] * (len(METRICS) + 1)
+            counters[0] += row.calls
+            counters[1] += row.errors
+            counters[2] += row.input_tokens
+            counters[3] += row.output_tokens
+            counters[4] += row.cache_read_tokens
+            counters[5] += row.cache_write_tokens
+            counters[6] += row.reasoning_tokens
+            counters[7] += row.unpriced_calls
+            counters[8] += row.cost_nanousd
+        latest = self._producers.get(event.producer_id)
+        if latest is None or latest.seq < event.seq:
+            self._producers[event.producer_id] = event
+
+    def add_call(self, event: events.CallEvent) -> None:
+        """Count an unpriced call event, or offer a priced one to its day's top N."""
+        cost = event.estimated_cost_usd
+        if cost is None:
+            minute = keys.bucket_start("m", event.start_time)
+            self._unpriced[minute, event.backend, event.model_name] += 1
+            return
+        day = keys.bucket_start("d", event.start_time)
+        heap = self._top.get(day)
+        if heap is None:
+            heap = self._top[day] = []
+        if len(heap) < self.top_n:
+            heapq.heappush(heap, (cost, top_member(event)))
+        elif cost > heap[0][0]:
+            heapq.heapreplace(heap, (cost, top_member(event)))
+
+    def writes(self) -> Writes:
+        """Return the increments, top-N additions and producer stats folded so far."""
+        writes = Writes()
+        for key, counters in self._rows.items():
+            self._write_row(writes, key, counters)
+        for (minute, backend, model), count in self._unpriced.items():
+            for granularity in keys.GRANULARITIES:
+                usage = keys.usage(granularity, self._name(granularity, minute))
+                for dim in ("total", f"backend:{backend}", f"model:{model}"):
+                    writes.ints[usage][f"{dim}|unpriced_events"] += count
+                writes.ttl[usage] = self.retention.ttl(granularity)
+        self._write_top(writes)
+        self._write_producers(writes)
+        return writes
+
+    def clear(self) -> None:
+        """Forget everything folded."""
+        self._rows.clear()
+        self._unpriced.clear()
+        self._top.clear()
+        self._producers.clear()
+        if len(self._names) > 10_000:
+            self._names.clear()
+
+    def _write_row(self, writes: Writes, key: RowKey, counters: list[int]) -> None:
+        minute, backend, model, session, tenant = key
+        dims = dimensions(backend, model, tenant, session)
+        cost = counters[-1]
+        metrics = [(name, value) for name, value in zip(METRICS, counters) if value]
+        for granularity in keys.GRANULARITIES:
+            name = self._name(granularity, minute)
+            cost_key, usage_key = keys.cost(granularity, name), keys.usage(granularity, name)
+            cost_fields, usage_fields = writes.ints[cost_key], writes.ints[usage_key]
+            for dim in dims:
+                cost_fields[dim] += cost
+                for metric, value in metrics:
+                    usage_fields[f"{dim}|{metric}"] += value
+            ttl = self.retention.ttl(granularity)
+            writes.ttl[cost_key] = writes.ttl[usage_key] = ttl
+
+    def _write_top(self, writes: Writes) -> None:
+        for day, heap in self._top.items():
+            key = keys.top_calls(self._name("d", day))
+            writes.top[key] = (self.top_n, {member: cost for cost, member in heap})
+            writes.ttl[key] = self.retention.ttl("d")
+
+    def _write_producers(self, writes: Writes) -> None:
+        for producer_id, rollup in self._producers.items():
+            fields = {name: str(value) for name, value in _stat_items(rollup.stats)}
+            fields["window_end"] = repr(rollup.window_end)
+            key = keys.producer(producer_id)
+            writes.latest[key] = (rollup.seq, fields)
+            writes.ttl[key] = keys.PRODUCER_TTL_S
+
+    def _name(self, granularity: str, ts: int) -> str:
+        name = self._names.get((granularity, ts))
+        if name is None:
+            name = self._names[granularity, ts] = keys.bucket(granularity, ts)
+        return name
+
+
+def _stat_items(stats: events.ProducerStats) -> list[tuple[str, int]]:
+    return [(name, getattr(stats, name)) for name in stats.__struct_fields__]

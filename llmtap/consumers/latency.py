@@ -1,0 +1,158 @@
+"""The latency worker: mergeable sketches of call timings per backend, model and bucket.
+
+Each call event is weighted by ``1 / sample_rate``, so the sketches estimate every call, not
+just the sampled ones. Per (minute, hour, day) bucket and (backend, model) one hash holds, for
+each of ``latency``, ``network``, ``processing`` and ``ttft``: the sketch bins
+(``<metric>:<bin>`` -> weight), ``<metric>:n`` (events, unweighted), ``<metric>:w`` (weighted
+count), ``<metric>:sum`` (weighted sum, seconds), ``<metric>:min`` and ``<metric>:max``; and
+output tokens/s as ``tps:n``, ``tps:w`` and ``tps:sum``. Events are grouped per minute in
+memory and summarised with numpy at commit time, so a commit writes each field once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from llmtap import events, keys
+from llmtap.analyzers import sketch
+from llmtap.consumers.commit import Writes
+from llmtap.consumers.config import Retention
+
+TIMINGS: Final = ("latency", "network", "processing", "ttft")
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass
+class Summary:
+    """One timing of one group of events: count, weights, sum, extremes and sketch bins."""
+
+    n: int
+    w: float
+    total: float
+    low: float
+    high: float
+    bins: dict[int, float]
+
+
+def summarize(values: FloatArray, weights: FloatArray) -> Summary | None:
+    """Summarise the finite values (NaN means unknown) with their weights; None if none."""
+    known = ~np.isnan(values)
+    if not known.any():
+        return None
+    v, w = values[known], weights[known]
+    return Summary(
+        n=int(v.size),
+        w=float(w.sum()),
+        total=float(np.dot(v, w)),
+        low=float(v.min()),
+        high=float(v.max()),
+        bins=sketch.accumulate(v, w),
+    )
+
+
+class _Columns:
+    """Per-event columns of the calls folded so far (NaN where a timing is unknown)."""
+
+    def __init__(self) -> None:
+        self.group: list[int] = []
+        self.weight: list[float] = []
+        self.tps: list[float] = []
+        self.timings: tuple[list[float | None], ...] = tuple([] for _ in TIMINGS)
+
+    def arrays(self) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray, list[FloatArray]]:
+        timings = [np.array(column, dtype=np.float64) for column in self.timings]
+        group = np.array(self.group, dtype=np.int64)
+        return group, np.array(self.weight), np.array(self.tps, dtype=np.float64), timings
+
+
+class LatencyProcessor:
+    """Folds call events into per-(minute, backend, model) columns; writes merged sketches."""
+
+    group = keys.GROUP_LATENCY
+    wants_calls = True
+    wants_rollups = False
+
+    def __init__(self, retention: Retention | None = None) -> None:
+        self.retention = retention or Retention()
+        self._groups: dict[tuple[int, str, str], int] = {}
+        self._columns = _Columns()
+        self._names: dict[tuple[str, int], str] = {}
+
+    def add_call(self, event: events.CallEvent) -> None:
+        """Append one call's timings, weight and output tokens/s to the columns."""
+        key = (int(event.start_time // 60) * 60, event.backend, event.model_name)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = len(self._groups)
+        columns = self._columns
+        columns.group.append(group)
+        columns.weight.append(1.0 / event.sample_rate)
+        latency, network, processing, ttft = columns.timings
+        latency.append(event.latency)
+        network.append(event.network_latency)
+        processing.append(event.processing_time)
+        ttft.append(event.ttft)
+        tps = event.output_tokens_per_s
+        columns.tps.append(math.nan if tps is None else tps)
+
+    def add_rollup(self, event: events.RollupEvent) -> None:
+        """Rollups carry no timings; calls per minute come from the cost worker's usage."""
+
+    def writes(self) -> Writes:
+        """Return the sketch increments and stats of every group, in every granularity."""
+        writes = Writes()
+        if not self._groups:
+            return writes
+        group, weight, tps, timings = self._columns.arrays()
+        order = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[order], np.arange(len(self._groups) + 1))
+        for (minute, backend, model), gid in self._groups.items():
+            rows = order[bounds[gid] : bounds[gid + 1]]
+            summaries = [summarize(column[rows], weight[rows]) for column in timings]
+            speed = summarize(tps[rows], weight[rows])
+            for granularity in keys.GRANULARITIES:
+                key = self._key(writes, granularity, minute, backend, model)
+                for timing, summary in zip(TIMINGS, summaries):
+                    if summary is not None:
+                        _write_summary(writes, key, timing, summary)
+                if speed is not None:
+                    writes.ints[key]["tps:n"] += speed.n
+                    writes.floats[key]["tps:w"] += speed.w
+                    writes.floats[key]["tps:sum"] += speed.total
+        return writes
+
+    def clear(self) -> None:
+        """Forget everything folded."""
+        self._groups.clear()
+        self._columns = _Columns()
+        if len(self._names) > 10_000:
+            self._names.clear()
+
+    def _key(self, writes: Writes, granularity: str, minute: int, backend: str, model: str) -> str:
+        name = self._names.get((granularity, minute))
+        if name is None:
+            name = self._names[granularity, minute] = keys.bucket(granularity, minute)
+        key = keys.latency(granularity, name, backend, model)
+        index = keys.latency_index(granularity, name)
+        writes.members[index].add(json.dumps([backend, model]))
+        ttl = self.retention.ttl(granularity)
+        writes.ttl[key] = writes.ttl[index] = ttl
+        return key
+
+
+def _write_summary(writes: Writes, key: str, timing: str, summary: Summary) -> None:
+    floats = writes.floats[key]
+    writes.ints[key][f"{timing}:n"] += summary.n
+    floats[f"{timing}:w"] += summary.w
+    floats[f"{timing}:sum"] += summary.total
+    writes.set_min(key, f"{timing}:min", summary.low)
+    writes.set_max(key, f"{timing}:max", summary.high)
+    for index, weight in summary.bins.items():
+        floats[f"{timing}:{index}"] += weight

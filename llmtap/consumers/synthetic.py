@@ -1,0 +1,203 @@
+"""Seeded synthetic event streams with their exact ground truth, for tests, benchmarks and demos.
+
+Entries are shaped as the publisher writes them: mostly ``b`` arrays of about ``batch_size``
+events, some single ``e`` events, about ``rollup_share`` of the events rollups. Timestamps grow
+along the stream, as they do in a live stream.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+import redis
+
+from llmtap import events, keys
+
+MODELS: Final = (
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-sonnet-4"),
+    ("bedrock", "anthropic.claude-3-haiku"),
+    ("ollama", "llama3:8b"),
+    ("litellm", "mistral/mistral-large"),
+)
+TENANTS: Final = ("acme", "globex", None)
+SESSIONS: Final = ("s-1", "s-2", "s-3", None)
+SAMPLE_RATES: Final = (1.0, 0.5, 0.25, 0.1)
+TOKEN_KINDS: Final = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+@dataclass
+class GroundTruth:
+    """What a correct consumer must count from a synthetic stream."""
+
+    call_events: int = 0
+    rollup_events: int = 0
+    calls: int = 0
+    errors: int = 0
+    cost_nanousd: int = 0
+    unpriced_calls: int = 0
+    tokens: Counter[str] = field(default_factory=Counter)
+    cost_by_backend: Counter[str] = field(default_factory=Counter)
+    calls_by_model: Counter[str] = field(default_factory=Counter)
+    call_events_by_model: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unpriced_call_events: int = 0
+    costs_of_calls: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        """Every valid event (call and rollup) in the stream."""
+        return self.call_events + self.rollup_events
+
+    def add_rollup(self, rollup: events.RollupEvent) -> None:
+        """Count one rollup (call it once per distinct producer and seq)."""
+        self.rollup_events += 1
+        for row in rollup.rows:
+            self.calls += row.calls
+            self.errors += row.errors
+            self.cost_nanousd += row.cost_nanousd
+            self.unpriced_calls += row.unpriced_calls
+            self.cost_by_backend[row.backend] += row.cost_nanousd
+            self.calls_by_model[row.model] += row.calls
+            for kind in TOKEN_KINDS:
+                self.tokens[kind] += getattr(row, f"{kind}_tokens")
+
+    def add_call(self, call: events.CallEvent) -> None:
+        """Count one call event."""
+        self.call_events += 1
+        self.call_events_by_model[call.backend, call.model_name] += 1
+        if call.estimated_cost_usd is None:
+            self.unpriced_call_events += 1
+        else:
+            self.costs_of_calls.append((call.estimated_cost_usd, call.call_id))
+
+
+class Workload:
+    """A seeded generator of stream entries; ``truth`` fills in as entries are generated."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        start: float = 1_767_225_600.0,
+        span_s: float = 600.0,
+        rollup_share: float = 0.1,
+        batch_size: int = 100,
+        producer_id: str | None = None,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.start = start
+        self.span_s = span_s
+        self.rollup_share = rollup_share
+        self.batch_size = batch_size
+        self.producer_id = producer_id or f"synthetic-{seed}"
+        self.truth = GroundTruth()
+        self._seq = 0
+        self._calls = 0
+
+    def entries(self, n_events: int) -> Iterator[dict[bytes, bytes]]:
+        """Yield stream entries holding ``n_events`` events in all."""
+        made = 0
+        while made < n_events:
+            size = min(n_events - made, self._entry_size())
+            batch = [self._event(made + i, n_events) for i in range(size)]
+            made += size
+            if size == 1 and self.rng.random() < 0.5:
+                yield {keys.FIELD_EVENT: events.encode(batch[0])}
+            else:
+                yield {keys.FIELD_BATCH: events.encode_batch(batch)}
+
+    def write(self, client: redis.Redis, n_events: int, chunk: int = 500) -> int:
+        """XADD entries holding ``n_events`` events with a pipeline; return the entry count."""
+        written = 0
+        pipe = client.pipeline(transaction=False)
+        for fields in self.entries(n_events):
+            pipe.xadd(keys.EVENTS, fields)  # type: ignore[arg-type]
+            written += 1
+            if written % chunk == 0:
+                pipe.execute()
+        pipe.execute()
+        return written
+
+    def rollup(self, ts: float) -> events.RollupEvent:
+        """Return the next rollup of this producer (and count it in the truth)."""
+        self._seq += 1
+        rows = [self._row() for _ in range(self.rng.randint(1, 4))]
+        stats = events.ProducerStats(total_calls=self._seq * 10, profiled_calls=self._seq)
+        rollup = events.RollupEvent(
+            v=1,
+            producer_id=self.producer_id,
+            seq=self._seq,
+            window_start=ts,
+            window_end=ts + 5.0,
+            rows=rows,
+            stats=stats,
+        )
+        self.truth.add_rollup(rollup)
+        return rollup
+
+    def call(self, ts: float) -> events.CallEvent:
+        """Return one call event at ``ts`` (and count it in the truth)."""
+        rng = self.rng
+        self._calls += 1
+        backend, model = rng.choice(MODELS)
+        latency = rng.lognormvariate(0.0, 1.0)
+        network = latency * rng.random() if rng.random() < 0.8 else None
+        call = events.CallEvent(
+            v=1,
+            call_id=f"{self.producer_id}-c{self._calls}",
+            producer_id=self.producer_id,
+            backend=backend,
+            model_name=model,
+            start_time=ts,
+            end_time=ts + latency,
+            latency=latency,
+            success=rng.random() > 0.05,
+            sample_rate=rng.choice(SAMPLE_RATES),
+            reason="sampled",
+            session_id=rng.choice(SESSIONS),
+            tenant=rng.choice(TENANTS),
+            network_latency=network,
+            processing_time=None if network is None else latency - network,
+            ttft=latency * 0.2 if rng.random() < 0.7 else None,
+            input_tokens=rng.randint(10, 4000),
+            output_tokens=rng.randint(0, 1000),
+            estimated_cost_usd=None if rng.random() < 0.1 else round(rng.random() * 0.05, 9),
+        )
+        self.truth.add_call(call)
+        return call
+
+    def _entry_size(self) -> int:
+        if self.rng.random() < 0.05:
+            return 1
+        return max(1, int(self.rng.gauss(self.batch_size, self.batch_size / 10)))
+
+    def _event(self, i: int, n: int) -> events.Event:
+        ts = self.start + self.span_s * i / max(n, 1)
+        if self.rng.random() < self.rollup_share:
+            return self.rollup(ts)
+        return self.call(ts)
+
+    def _row(self) -> events.RollupRow:
+        rng = self.rng
+        backend, model = rng.choice(MODELS)
+        calls = rng.randint(1, 50)
+        return events.RollupRow(
+            backend=backend,
+            model=model,
+            session=rng.choice(SESSIONS),
+            tenant=rng.choice(TENANTS),
+            calls=calls,
+            errors=rng.randint(0, calls // 10),
+            input_tokens=rng.randint(0, 100_000),
+            output_tokens=rng.randint(0, 20_000),
+            cache_read_tokens=rng.randint(0, 5_000),
+            cache_write_tokens=rng.randint(0, 2_000),
+            reasoning_tokens=rng.randint(0, 3_000),
+            cost_nanousd=rng.randint(0, 10**9),
+            unpriced_calls=rng.randint(0, 2),
+        )

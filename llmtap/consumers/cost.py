@@ -141,7 +141,9 @@ class CostProcessor:
         minute, backend, model, session, tenant = key
         dims = dimensions(backend, model, tenant, session)
         cost = counters[-1]
-        metrics = [(name, value) for name, value in zip(METRICS, counters) if value]
+        metrics = [
+            (name, value) for name, value in zip(METRICS, counters[:-1], strict=True) if value
+        ]
         for granularity in keys.GRANULARITIES:
             name = self._name(granularity, minute)
             cost_key, usage_key = keys.cost(granularity, name), keys.usage(granularity, name)

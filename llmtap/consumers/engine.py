@@ -38,8 +38,10 @@ class Chores:
     async def run(self, *, caught_up: bool) -> None:
         """Do whatever is due; ``caught_up`` commits the unit in hand at once (nothing new)."""
         consumer, now = self.consumer, time.monotonic()
-        if consumer.unit and (caught_up or consumer.due):
-            await consumer.flush()
+        if caught_up:
+            await consumer.flush()  # nothing new to fold meanwhile: commit and wait
+        elif consumer.due:
+            await consumer.flush_soon()  # commits while the next entries fold
         if now >= self._next_beat:
             self._next_beat = now + consumer.config.heartbeat_ttl_s / 3
             await consumer.heartbeat()
@@ -49,7 +51,7 @@ class Chores:
 
     async def _reclaim(self) -> None:
         if await reclaim.reclaim(self.consumer) and self.consumer.due:
-            await self.consumer.flush()
+            await self.consumer.flush_soon()
         self._passes += 1
         if self._passes % 10 == 1:
             await reclaim.remove_dead_consumers(self.consumer)

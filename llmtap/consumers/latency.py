@@ -115,17 +115,10 @@ class LatencyProcessor:
         bounds = np.searchsorted(group[order], np.arange(len(self._groups) + 1))
         for (minute, backend, model), gid in self._groups.items():
             rows = order[bounds[gid] : bounds[gid + 1]]
-            summaries = [summarize(column[rows], weight[rows]) for column in timings]
-            speed = summarize(tps[rows], weight[rows])
+            fields = _fields(timings, tps, weight, rows)
             for granularity in keys.GRANULARITIES:
                 key = self._key(writes, granularity, minute, backend, model)
-                for timing, summary in zip(TIMINGS, summaries):
-                    if summary is not None:
-                        _write_summary(writes, key, timing, summary)
-                if speed is not None:
-                    writes.ints[key]["tps:n"] += speed.n
-                    writes.floats[key]["tps:w"] += speed.w
-                    writes.floats[key]["tps:sum"] += speed.total
+                fields.write(writes, key)
         return writes
 
     def clear(self) -> None:
@@ -147,12 +140,43 @@ class LatencyProcessor:
         return key
 
 
-def _write_summary(writes: Writes, key: str, timing: str, summary: Summary) -> None:
-    floats = writes.floats[key]
-    writes.ints[key][f"{timing}:n"] += summary.n
-    floats[f"{timing}:w"] += summary.w
-    floats[f"{timing}:sum"] += summary.total
-    writes.set_min(key, f"{timing}:min", summary.low)
-    writes.set_max(key, f"{timing}:max", summary.high)
-    for index, weight in summary.bins.items():
-        floats[f"{timing}:{index}"] += weight
+@dataclass
+class _Fields:
+    """The fields one group of events adds to its latency hash (the same in every granularity)."""
+
+    ints: list[tuple[str, int]]
+    floats: list[tuple[str, float]]
+    mins: list[tuple[str, float]]
+    maxs: list[tuple[str, float]]
+
+    def write(self, writes: Writes, key: str) -> None:
+        ints, floats = writes.ints[key], writes.floats[key]
+        for name, count in self.ints:
+            ints[name] += count
+        for name, value in self.floats:
+            floats[name] += value
+        for name, value in self.mins:
+            writes.set_min(key, name, value)
+        for name, value in self.maxs:
+            writes.set_max(key, name, value)
+
+
+def _fields(
+    timings: list[FloatArray], tps: FloatArray, weight: FloatArray, rows: npt.NDArray[np.int64]
+) -> _Fields:
+    out = _Fields([], [], [], [])
+    w = weight[rows]
+    for timing, column in zip(TIMINGS, timings, strict=True):
+        summary = summarize(column[rows], w)
+        if summary is None:
+            continue
+        out.ints.append((f"{timing}:n", summary.n))
+        out.floats += [(f"{timing}:w", summary.w), (f"{timing}:sum", summary.total)]
+        out.floats += [(f"{timing}:{index}", value) for index, value in summary.bins.items()]
+        out.mins.append((f"{timing}:min", summary.low))
+        out.maxs.append((f"{timing}:max", summary.high))
+    speed = summarize(tps[rows], w)
+    if speed is not None:
+        out.ints.append(("tps:n", speed.n))
+        out.floats += [("tps:w", speed.w), ("tps:sum", speed.total)]
+    return out

@@ -1,25 +1,28 @@
 """The consumer-group runtime every worker shares: read, fold, commit exactly once, reclaim.
 
 A :class:`Consumer` owns one consumer in one group. It creates the group at id ``0`` with
-MKSTREAM (so a backlog is processed), folds batches of entries into a unit in memory, and
-commits the unit every ``flush_interval_s`` or ``flush_events`` with one Lua script that checks
-ownership, de-duplicates rollups, applies the writes and XACKs (see :mod:`.commit`). Bad
-entries and events become dead letters in the same commit. Abandoned entries come back through
-:mod:`.reclaim`. The engines that drive it (a plain redis-py loop, or FastStream) live in
-:mod:`.engine` and :mod:`.faststream_app`.
+MKSTREAM (so a backlog is processed), folds batches of entries into a :class:`Unit` in memory,
+and commits the unit every ``flush_interval_s`` or ``flush_events`` with one Lua script that
+checks ownership, de-duplicates rollups, applies the writes and XACKs (see :mod:`.commit`).
+Bad entries and events become dead letters in the same commit. While one unit commits, the
+next one folds (the server runs the script while this process decodes). Abandoned entries
+come back through :mod:`.reclaim`. The engines that drive a consumer are :mod:`.engine` (a
+plain redis-py loop) and :mod:`.faststream_app`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
@@ -55,6 +58,9 @@ class Processor(Protocol):
         """Forget everything folded."""
 
 
+ProcessorFactory = Callable[[], Processor]
+
+
 def consumer_name() -> str:
     """Return a consumer name unique to this process: ``host-pid-random``."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -62,8 +68,9 @@ def consumer_name() -> str:
 
 @dataclass
 class Unit:
-    """The entries folded since the last commit, kept so the unit can be rebuilt on conflict."""
+    """Entries folded since the last commit, kept so the unit can be rebuilt on a conflict."""
 
+    processor: Processor
     entries: dict[bytes, Mapping[bytes, bytes]] = field(default_factory=dict)
     dead_entries: dict[bytes, DeadLetter] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -72,10 +79,13 @@ class Unit:
     processed: int = 0
     duplicates: int = 0
     conflicts: int = 0
-    started: float = 0.0
+    started: float = field(default_factory=time.monotonic)
 
     def __bool__(self) -> bool:
         return bool(self.entries or self.dead_entries)
+
+    def __contains__(self, entry_id: bytes) -> bool:
+        return entry_id in self.entries or entry_id in self.dead_entries
 
     @property
     def ids(self) -> list[bytes]:
@@ -88,6 +98,7 @@ class Unit:
         self.marks.clear()
         self.processed = 0
         self.duplicates = 0
+        self.processor.clear()
 
     def counters(self) -> dict[str, int]:
         """Return the group counters this unit adds when it commits."""
@@ -104,7 +115,7 @@ class Unit:
 
 @dataclass
 class Totals:
-    """What this consumer did since it started (for logs, burst results and the bench)."""
+    """What this consumer committed since it started (for logs, burst results and the bench)."""
 
     processed: int = 0
     entries: int = 0
@@ -114,6 +125,15 @@ class Totals:
     commits: int = 0
     reclaimed: int = 0
 
+    def add(self, unit: Unit) -> None:
+        """Count a committed unit."""
+        self.processed += unit.processed
+        self.entries += len(unit.entries) + len(unit.dead_entries)
+        self.dead_letters += len(unit.dead_letters) + len(unit.dead_entries)
+        self.duplicates += unit.duplicates
+        self.conflicts += unit.conflicts
+        self.commits += 1
+
 
 class Consumer:
     """One consumer of one group on the events stream. ``setup()`` before anything else."""
@@ -121,22 +141,24 @@ class Consumer:
     def __init__(
         self,
         client: aredis.Redis,
-        processor: Processor,
+        processors: ProcessorFactory,
         config: RuntimeConfig,
         *,
         stream: str = keys.EVENTS,
         name: str | None = None,
     ) -> None:
         self.client = client
-        self.processor = processor
         self.config = config
         self.stream = stream
-        self.group = processor.group
         self.name = name or consumer_name()
         self.totals = Totals()
-        self.unit = Unit(started=time.monotonic())
+        self._processors = processors
+        self.unit = Unit(processors())
+        self.group = self.unit.processor.group
         self._committer = Committer(client)
+        self._in_flight: tuple[Unit, asyncio.Task[int]] | None = None
         self._hour_names: dict[int, str] = {}
+        self.last_absorb = 0.0
 
     async def setup(self) -> None:
         """Create the group at id 0 with MKSTREAM unless it exists; re-raise any other error."""
@@ -149,37 +171,38 @@ class Consumer:
 
     async def read(self, block_ms: int | None) -> list[Entry]:
         """XREADGROUP up to ``read_count`` new entries, blocking up to ``block_ms`` (None: no)."""
-        reply = await self.client.xreadgroup(
-            self.group,
-            self.name,
-            {self.stream: ">"},
-            count=self.config.read_count,
-            block=block_ms,
+        reply: Any = await self.client.xreadgroup(
+            self.group, self.name, {self.stream: ">"}, count=self.config.read_count, block=block_ms
         )
         if not reply:
             return []
         return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]
 
     def absorb(self, entries: Sequence[Entry]) -> None:
-        """Fold entries into the unit (entries already in it are skipped)."""
+        """Fold entries into the unit in hand (entries already held are skipped)."""
         unit = self.unit
+        self.last_absorb = time.monotonic()
         if not unit:
-            unit.started = time.monotonic()
+            unit.started = self.last_absorb
         for entry_id, fields in entries:
-            if entry_id in unit.entries or entry_id in unit.dead_entries:
-                continue
-            unit.entries[entry_id] = fields
-            self._fold(entry_id, fields)
+            if not self.holds(entry_id):
+                unit.entries[entry_id] = fields
+                self._fold(unit, entry_id, fields)
 
     def absorb_dead(self, letters: Sequence[DeadLetter]) -> None:
         """Add entries that go straight to the dead-letter stream (acknowledged at commit)."""
         for letter in letters:
-            self.unit.entries.pop(letter.entry_id, None)
-            self.unit.dead_entries[letter.entry_id] = letter
+            if not self.holds(letter.entry_id):
+                self.unit.dead_entries[letter.entry_id] = letter
+
+    def holds(self, entry_id: bytes) -> bool:
+        """True if the unit in hand or the one committing covers this entry."""
+        in_flight = self._in_flight
+        return entry_id in self.unit or (in_flight is not None and entry_id in in_flight[0])
 
     @property
     def due(self) -> bool:
-        """True when the unit should be committed now (size or age reached)."""
+        """True when the unit in hand should be committed (size or age reached)."""
         unit = self.unit
         if not unit:
             return False
@@ -187,37 +210,62 @@ class Consumer:
             return True
         return time.monotonic() - unit.started >= self.config.flush_interval_s
 
-    def holds(self, entry_id: bytes) -> bool:
-        """True if the unit in hand already covers this entry."""
-        return entry_id in self.unit.entries or entry_id in self.unit.dead_entries
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in hand and nothing is committing."""
+        return not self.unit and self._in_flight is None
 
     async def flush(self) -> int:
-        """Commit the unit in hand exactly once; return the number of events it applied.
+        """Commit everything in hand and wait for it; return the events applied.
 
         Entries a reclaimer took meanwhile, and rollups counted elsewhere meanwhile, are dropped
-        from the unit, which is rebuilt and committed again. Redis errors propagate and leave
-        the unit in hand (a later flush retries it safely: acknowledged ids fail the check).
+        and the unit is rebuilt and committed again. A Redis error propagates with the unit
+        kept in hand: committing it again is safe (acknowledged ids fail the ownership check).
         """
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            if not self.unit:
-                return 0
-            outcome = await self._committer.commit(self._commit())
-            if outcome.applied:
-                return self._committed()
-            self._rebuild(outcome.lost_ids, outcome.duplicate_marks)
-        raise RuntimeError(f"unit still conflicting after {MAX_COMMIT_ATTEMPTS} attempts")
+        applied = await self.settle()
+        unit = self._take_unit()
+        try:
+            return applied + await self._commit_unit(unit)
+        except BaseException:
+            self._restore(unit)
+            raise
+
+    async def flush_soon(self) -> None:
+        """Start committing the unit in hand in the background (after the previous commit)."""
+        await self.settle()
+        if self.unit:
+            unit = self._take_unit()
+            self._in_flight = (unit, asyncio.create_task(self._commit_unit(unit)))
+
+    async def settle(self) -> int:
+        """Wait for the background commit, if any; return its events applied.
+
+        If it failed, its unit is folded back into the unit in hand and the error re-raised.
+        """
+        if self._in_flight is None:
+            return 0
+        unit, task = self._in_flight
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._in_flight = None
+                if task.cancelled() or task.exception() is not None:
+                    self._restore(unit)
 
     async def heartbeat(self) -> None:
         """Refresh this consumer's heartbeat key (it expires after ``heartbeat_ttl_s``)."""
-        value = f'{{"ts": {time.time():.3f}, "pid": {os.getpid()}, "processed": '
-        value += f"{self.totals.processed}}}"
-        await self.client.set(
-            keys.heartbeat(self.group, self.name), value, ex=self.config.heartbeat_ttl_s
-        )
+        value = {
+            "ts": round(time.time(), 3),
+            "pid": os.getpid(),
+            "processed": self.totals.processed,
+        }
+        key = keys.heartbeat(self.group, self.name)
+        await self.client.set(key, json.dumps(value), ex=self.config.heartbeat_ttl_s)
 
     async def drained(self) -> bool:
         """True when nothing is in hand, nothing is pending and every entry was delivered."""
-        if self.unit:
+        if not self.idle:
             return False
         groups = await self.client.xinfo_groups(self.stream)
         info = next(g for g in groups if _text(g["name"]) == self.group)
@@ -236,10 +284,31 @@ class Consumer:
         if not mine:
             await self.client.xgroup_delconsumer(self.stream, self.group, self.name)
 
-    def _fold(self, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
-        unit = self.unit
+    def _take_unit(self) -> Unit:
+        unit, self.unit = self.unit, Unit(self._processors())
+        if len(self._hour_names) > 1000:
+            self._hour_names.clear()
+        return unit
+
+    def _restore(self, unit: Unit) -> None:
+        """Fold a unit whose commit failed back into the unit in hand."""
+        self.absorb(list(unit.entries.items()))
+        self.absorb_dead(list(unit.dead_entries.values()))
+
+    async def _commit_unit(self, unit: Unit) -> int:
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            if not unit:
+                return 0
+            outcome = await self._committer.commit(self._commit(unit))
+            if outcome.applied:
+                self.totals.add(unit)
+                return unit.processed
+            self._rebuild(unit, outcome.lost_ids, outcome.duplicate_marks)
+        raise RuntimeError(f"unit still conflicting after {MAX_COMMIT_ATTEMPTS} attempts")
+
+    def _fold(self, unit: Unit, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
         batch = keys.FIELD_EVENT not in fields
-        processor = self.processor
+        processor = unit.processor
         call_type = events.CallEvent
         for index, item in enumerate(events.decode_entry(fields)):
             if isinstance(item, events.EventError):
@@ -251,24 +320,23 @@ class Consumer:
                 if processor.wants_calls:
                     processor.add_call(item)
             elif processor.wants_rollups:
-                self._fold_rollup(item)  # type: ignore[arg-type]
+                self._fold_rollup(unit, item)  # type: ignore[arg-type]
 
-    def _fold_rollup(self, rollup: events.RollupEvent) -> None:
+    def _fold_rollup(self, unit: Unit, rollup: events.RollupEvent) -> None:
         hour = keys.bucket_start("h", rollup.window_start)
         name = self._hour_names.get(hour)
         if name is None:
             name = self._hour_names[hour] = keys.bucket("h", hour)
         mark_key = keys.dedup(self.group, name)
         mark = f"{rollup.seq}:{rollup.producer_id}"
-        marks = self.unit.marks[mark_key]
-        if mark in marks or (mark_key, mark) in self.unit.excluded:
-            self.unit.duplicates += 1
+        marks = unit.marks[mark_key]
+        if mark in marks or (mark_key, mark) in unit.excluded:
+            unit.duplicates += 1
             return
         marks.add(mark)
-        self.processor.add_rollup(rollup)
+        unit.processor.add_rollup(rollup)
 
-    def _commit(self) -> Commit:
-        unit = self.unit
+    def _commit(self, unit: Unit) -> Commit:
         return Commit(
             stream=self.stream,
             group=self.group,
@@ -276,7 +344,7 @@ class Consumer:
             ids=unit.ids,
             dedup=dict(unit.marks),
             dedup_ttl_s=self.config.dedup_ttl_s,
-            writes=self.processor.writes(),
+            writes=unit.processor.writes(),
             dead_letters=[*unit.dead_letters, *unit.dead_entries.values()],
             dlq=keys.DLQ,
             dlq_maxlen=self.config.dlq_maxlen,
@@ -284,23 +352,9 @@ class Consumer:
             counters=unit.counters(),
         )
 
-    def _committed(self) -> int:
-        unit, totals = self.unit, self.totals
-        totals.processed += unit.processed
-        totals.entries += len(unit.entries) + len(unit.dead_entries)
-        totals.dead_letters += len(unit.dead_letters) + len(unit.dead_entries)
-        totals.duplicates += unit.duplicates
-        totals.conflicts += unit.conflicts
-        totals.commits += 1
-        applied = unit.processed
-        self.processor.clear()
-        self.unit = Unit(started=time.monotonic())
-        if len(self._hour_names) > 1000:
-            self._hour_names.clear()
-        return applied
-
-    def _rebuild(self, lost: frozenset[bytes], duplicates: frozenset[tuple[str, str]]) -> None:
-        unit = self.unit
+    def _rebuild(
+        self, unit: Unit, lost: frozenset[bytes], duplicates: frozenset[tuple[str, str]]
+    ) -> None:
         if lost:
             log.info("%d entries were taken over by another consumer; dropped", len(lost))
         if duplicates:
@@ -311,9 +365,8 @@ class Consumer:
         unit.excluded |= duplicates
         unit.conflicts += 1
         unit.forget_folds()
-        self.processor.clear()
         for entry_id, fields in unit.entries.items():
-            self._fold(entry_id, fields)
+            self._fold(unit, entry_id, fields)
 
 
 def _text(value: bytes | str) -> str:

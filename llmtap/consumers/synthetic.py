@@ -49,7 +49,7 @@ class GroundTruth:
     costs_of_calls: list[tuple[float, str]] = field(default_factory=list)
 
     @property
-    def events(self) -> int:
+    def total_events(self) -> int:
         """Every valid event (call and rollup) in the stream."""
         return self.call_events + self.rollup_events
 

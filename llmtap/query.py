@@ -1,0 +1,262 @@
+"""Reads the workers' aggregates over a time range and returns plain, JSON-ready structures.
+
+Every function takes the Redis client and the range ``[since, until)`` (Unix seconds; the caller
+passes "now", there is no hidden clock). The range is widened to whole minutes and covered with
+the fewest buckets: whole UTC days, then whole hours, then minutes at the edges (see
+:func:`cover`). Buckets older than their retention are gone, so a range that reaches past the
+minute retention (2 days by default) counts only the hours and days at its old edge.
+Costs are stored in integer nano-USD and returned both exact (``cost_nanousd``) and in USD.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import redis
+
+from llmtap import keys
+from llmtap.analyzers import sketch
+
+DIMENSIONS: Final = ("total", "backend", "model", "tenant", "session")
+USAGE_METRICS: Final = (
+    "calls",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "unpriced_calls",
+    "unpriced_events",
+)
+TIMINGS: Final = ("latency", "network", "processing", "ttft")
+NANO: Final = 1_000_000_000
+
+Bucket = tuple[str, int]
+
+
+def cover(since: float, until: float) -> list[Bucket]:
+    """Return the (granularity, bucket start) pairs that exactly cover the widened range.
+
+    ``since`` is rounded down and ``until`` up to whole minutes; at each step the largest
+    aligned bucket that fits is taken. Raises ValueError if ``until < since``.
+    """
+    if until < since:
+        raise ValueError("until is before since")
+    start = math.floor(since / 60) * 60
+    end = math.ceil(until / 60) * 60
+    out: list[Bucket] = []
+    t = start
+    while t < end:
+        granularity = next(
+            g
+            for g in ("d", "h", "m")
+            if t % keys.BUCKET_SECONDS[g] == 0 and t + keys.BUCKET_SECONDS[g] <= end
+        )
+        out.append((granularity, t))
+        t += keys.BUCKET_SECONDS[granularity]
+    return out
+
+
+def cost_by(
+    client: redis.Redis, dimension: str, since: float, until: float
+) -> dict[str, dict[str, Any]]:
+    """Return cost and usage per value of ``dimension`` (``total`` gives one ``total`` row).
+
+    Each row: ``cost_nanousd`` (exact), ``cost_usd``, and every usage metric (calls, errors,
+    tokens by kind, unpriced calls). Raises ValueError for an unknown dimension.
+    """
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}; known: {', '.join(DIMENSIONS)}")
+    costs, usage = _sum_cost_and_usage(client, cover(since, until))
+    rows: defaultdict[str, dict[str, Any]] = defaultdict(_empty_row)
+    for field, value in costs.items():
+        if _matches(field, dimension):
+            rows[_value_of(field, dimension)]["cost_nanousd"] += value
+    for field, value in usage.items():
+        dim, _, metric = field.rpartition("|")
+        if _matches(dim, dimension):
+            row = rows[_value_of(dim, dimension)]
+            row[metric] = row.get(metric, 0) + value
+    for row in rows.values():
+        row["cost_usd"] = row["cost_nanousd"] / NANO
+    return dict(rows)
+
+
+def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
+    """Return exact calls (from rollups) over the range, per minute, in total and per model."""
+    buckets = cover(since, until)
+    minutes = sum(keys.BUCKET_SECONDS[g] for g, _ in buckets) / 60
+    _, usage = _sum_cost_and_usage(client, buckets)
+    calls = usage.get("total|calls", 0)
+    by_model = {
+        dim.removeprefix("model:"): value
+        for dim, value in _metric(usage, "calls").items()
+        if dim.startswith("model:")
+    }
+    return {
+        "calls": calls,
+        "minutes": minutes,
+        "calls_per_min": calls / minutes if minutes else 0.0,
+        "by_model": {m: {"calls": c, "calls_per_min": c / minutes} for m, c in by_model.items()},
+    }
+
+
+def error_rate(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
+    """Return calls, errors and their ratio over the range: total, per backend, per model."""
+    _, usage = _sum_cost_and_usage(client, cover(since, until))
+    calls, errors = _metric(usage, "calls"), _metric(usage, "errors")
+    rows = {dim: _rate(calls.get(dim, 0), errors.get(dim, 0)) for dim in calls}
+    return {
+        **rows.get("total", _rate(0, 0)),
+        "by_backend": _split(rows, "backend:"),
+        "by_model": _split(rows, "model:"),
+    }
+
+
+def latency_percentiles(
+    client: redis.Redis,
+    since: float,
+    until: float,
+    qs: Sequence[float] = (0.5, 0.9, 0.95, 0.99),
+    timing: str = "latency",
+) -> list[dict[str, Any]]:
+    """Return, per (backend, model), the merged sketch's quantiles of ``timing`` (seconds).
+
+    Each row: backend, model, ``count`` (events), ``weighted_count`` (estimated calls), mean,
+    min, max, ``p50``... (keys ``p`` + the quantile times 100) and mean output tokens/s.
+    Raises ValueError for an unknown timing.
+    """
+    if timing not in TIMINGS:
+        raise ValueError(f"unknown timing {timing!r}; known: {', '.join(TIMINGS)}")
+    merged: dict[tuple[str, str], _Timing] = {}
+    for (backend, model), fields in _latency_hashes(client, cover(since, until)):
+        merged.setdefault((backend, model), _Timing()).add(fields, timing)
+    return [
+        {"backend": backend, "model": model, **merged[backend, model].row(qs)}
+        for backend, model in sorted(merged)
+        if merged[backend, model].count
+    ]
+
+
+class _Timing:
+    """One timing of one (backend, model), merged over buckets."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.weight = 0.0
+        self.total = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+        self.bins: list[dict[int, float]] = []
+        self.tps = [0.0, 0.0]  # weighted sum, weighted count
+
+    def add(self, fields: Mapping[str, str], timing: str) -> None:
+        bins: dict[int, float] = {}
+        prefix = f"{timing}:"
+        for name, value in fields.items():
+            if not name.startswith(prefix):
+                continue
+            suffix = name[len(prefix) :]
+            if suffix.lstrip("-").isdigit():
+                bins[int(suffix)] = float(value)
+        self.bins.append(bins)
+        self.count += int(fields.get(f"{prefix}n", 0))
+        self.weight += float(fields.get(f"{prefix}w", 0.0))
+        self.total += float(fields.get(f"{prefix}sum", 0.0))
+        self.low = min(self.low, float(fields.get(f"{prefix}min", math.inf)))
+        self.high = max(self.high, float(fields.get(f"{prefix}max", -math.inf)))
+        self.tps[0] += float(fields.get("tps:sum", 0.0))
+        self.tps[1] += float(fields.get("tps:w", 0.0))
+
+    def row(self, qs: Sequence[float]) -> dict[str, Any]:
+        merged = sketch.merge(*self.bins)
+        values = sketch.quantiles(merged, qs)
+        out: dict[str, Any] = {
+            "count": self.count,
+            "weighted_count": self.weight,
+            "mean": self.total / self.weight if self.weight else None,
+            "min": self.low,
+            "max": self.high,
+            "output_tokens_per_s": self.tps[0] / self.tps[1] if self.tps[1] else None,
+        }
+        out.update({_label(q): value for q, value in zip(qs, values, strict=True)})
+        return out
+
+
+def _label(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+def _empty_row() -> dict[str, Any]:
+    return {"cost_nanousd": 0, **dict.fromkeys(USAGE_METRICS, 0)}
+
+
+def _matches(dim: str, dimension: str) -> bool:
+    return dim == "total" if dimension == "total" else dim.startswith(f"{dimension}:")
+
+
+def _value_of(field: str, dimension: str) -> str:
+    return "total" if dimension == "total" else field.split(":", 1)[1]
+
+
+def _metric(usage: Mapping[str, int], metric: str) -> dict[str, int]:
+    suffix = f"|{metric}"
+    return {f.removesuffix(suffix): v for f, v in usage.items() if f.endswith(suffix)}
+
+
+def _rate(calls: int, errors: int) -> dict[str, Any]:
+    return {"calls": calls, "errors": errors, "error_rate": errors / calls if calls else 0.0}
+
+
+def _split(rows: Mapping[str, dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    return {dim.removeprefix(prefix): row for dim, row in rows.items() if dim.startswith(prefix)}
+
+
+def _names(buckets: Iterable[Bucket]) -> list[tuple[str, str]]:
+    return [(g, keys.bucket(g, start)) for g, start in buckets]
+
+
+def _sum_cost_and_usage(
+    client: redis.Redis, buckets: Sequence[Bucket]
+) -> tuple[dict[str, int], dict[str, int]]:
+    pipe = client.pipeline(transaction=False)
+    for granularity, name in _names(buckets):
+        pipe.hgetall(keys.cost(granularity, name))
+        pipe.hgetall(keys.usage(granularity, name))
+    replies = pipe.execute()
+    costs: defaultdict[str, int] = defaultdict(int)
+    usage: defaultdict[str, int] = defaultdict(int)
+    for i, reply in enumerate(replies):
+        target = costs if i % 2 == 0 else usage
+        for field, value in reply.items():
+            target[_text(field)] += int(value)
+    return dict(costs), dict(usage)
+
+
+def _latency_hashes(
+    client: redis.Redis, buckets: Sequence[Bucket]
+) -> list[tuple[tuple[str, str], dict[str, str]]]:
+    names = _names(buckets)
+    pipe = client.pipeline(transaction=False)
+    for granularity, name in names:
+        pipe.smembers(keys.latency_index(granularity, name))
+    wanted: list[tuple[str, str, str, str]] = []
+    for (granularity, name), members in zip(names, pipe.execute(), strict=True):
+        for member in members:
+            backend, model = json.loads(member)
+            wanted.append((granularity, name, backend, model))
+    for granularity, name, backend, model in wanted:
+        pipe.hgetall(keys.latency(granularity, name, backend, model))
+    return [
+        ((backend, model), {_text(k): _text(v) for k, v in reply.items()})
+        for (_, _, backend, model), reply in zip(wanted, pipe.execute(), strict=True)
+    ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

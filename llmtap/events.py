@@ -170,6 +170,18 @@ def encode_batch(events: Sequence[Event]) -> bytes:
     return _ENCODER.encode(events)
 
 
+def join_batch(encoded: Sequence[bytes]) -> bytes:
+    """Return a ``b`` value from events already encoded one by one (no re-encoding)."""
+    n = len(encoded)
+    if n < 16:
+        header = bytes((0x90 | n,))
+    elif n < 0x10000:
+        header = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + n.to_bytes(4, "big")
+    return header + b"".join(encoded)
+
+
 def decode(raw: bytes) -> Event:
     """Decode and validate one event map. Raises MalformedEvent or InvalidEvent."""
     try:

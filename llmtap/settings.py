@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 LEVELS: Final = ("disabled", "basic", "standard", "detailed")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -59,7 +58,7 @@ def _parse_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    schemes = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
+    schemes = ("redis://", "rediss://", "unix://")
     if not value.startswith(schemes):
         raise ValueError(f"accepted values: a URL starting with {', '.join(schemes)}")
     return value
@@ -316,16 +315,20 @@ def redact_url(url: str | None) -> str:
     """Return ``url`` with any password replaced by ``***``, safe to log."""
     if not url:
         return "<embedded>"
-    parts = urlsplit(url)
-    if parts.password is None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    netloc = f"{user}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostport}{slash}{path}"
 
 
 def _parse(var: Var, raw: str) -> Any:
     try:
         return var.parse(raw)
     except ValueError as exc:
-        raise SettingsError(f"{var.env}={raw!r} is invalid; {exc}") from None
+        shown = redact_url(raw) if "://" in raw else raw
+        raise SettingsError(f"{var.env}={shown!r} is invalid; {exc}") from None

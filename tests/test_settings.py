@@ -239,12 +239,6 @@ def test_bad_value_raises_error_naming_variable_and_accepted_values(
         assert fragment in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: SettingsError for a rejected LLMTAP_REDIS_URL repeats the raw URL, password "
-    "included (settings._parse formats {raw!r}), although redact_url exists for exactly this",
-)
 def test_rejected_redis_url_error_does_not_leak_password() -> None:
     """The error for a rejected LLMTAP_REDIS_URL does not repeat the URL's password."""
     with pytest.raises(SettingsError) as info:
@@ -259,24 +253,6 @@ def test_rejected_redis_url_error_does_not_leak_password() -> None:
         "redis://cache:6379/0",
         "rediss://cache:6380/0",
         "unix:///tmp/redis.sock",
-        pytest.param(
-            "valkey://cache:6379/0",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=ValueError,
-                reason="bug: settings._parse_url accepts valkey:// but redis.Redis.from_url "
-                "(used by publisher.connect) rejects that scheme",
-            ),
-        ),
-        pytest.param(
-            "valkeys://cache:6380/0",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=ValueError,
-                reason="bug: settings._parse_url accepts valkeys:// but redis.Redis.from_url "
-                "(used by publisher.connect) rejects that scheme",
-            ),
-        ),
     ],
 )
 def test_accepted_redis_url_is_usable_by_the_redis_client(url: str) -> None:
@@ -422,16 +398,7 @@ def test_runtime_view_lists_runtime_settings() -> None:
             f"rediss://user:{PASSWORD}%40x@cache:6380/0?ssl_cert_reqs=none",
             "rediss://user:***@cache:6380/0?ssl_cert_reqs=none",
         ),
-        pytest.param(
-            f"redis://user:{PASSWORD}@[::1]:6379/0",
-            "redis://user:***@[::1]:6379/0",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="bug: redact_url rebuilds the netloc from parts.hostname, which drops the "
-                "IPv6 brackets: gives redis://user:***@::1:6379/0",
-            ),
-        ),
+        (f"redis://user:{PASSWORD}@[::1]:6379/0", "redis://user:***@[::1]:6379/0"),
     ],
 )
 def test_redact_url_hides_password(url: str, expected: str) -> None:

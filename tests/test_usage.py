@@ -385,23 +385,7 @@ def test_input_plus_output_matches_reported_total(payload: dict[str, Any]) -> No
     assert usage.input_tokens + usage.output_tokens == reported
 
 
-@pytest.mark.parametrize(
-    "form",
-    [
-        pytest.param(
-            as_dict,
-            id="dict",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="bug: usage.py line 128 skips `message` when it is a Mapping, so the dict "
-                "form of Anthropic's message_start returns None, although the module says "
-                "objects and dicts are read alike",
-            ),
-        ),
-        pytest.param(as_object, id="object"),
-    ],
-)
+@pytest.mark.parametrize("form", [as_dict, as_object], ids=["dict", "object"])
 def test_extract_usage_from_anthropic_message_start(form: Callable[[Any], Any]) -> None:
     """extract_usage reads the usage nested in Anthropic's message_start stream event."""
     assert extract_usage(form(ANTHROPIC_MESSAGE_START)) == Usage(12050, 1, 10000, 2000, 0)
@@ -414,23 +398,7 @@ RESPONSE_COMPLETED_EVENT = {
 }
 
 
-@pytest.mark.parametrize(
-    "form",
-    [
-        pytest.param(
-            form,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="bug: extract_usage claims to read stream chunks and the Responses shape, "
-                "but a streamed Responses call reports usage only in the response.completed "
-                "event, as event.response.usage, which it never looks at (returns None)",
-            ),
-        )
-        for form in (as_dict, as_object)
-    ],
-    ids=["dict", "object"],
-)
+@pytest.mark.parametrize("form", [as_dict, as_object], ids=["dict", "object"])
 def test_extract_usage_from_responses_completed_event(form: Callable[[Any], Any]) -> None:
     """extract_usage reads the usage of a streamed Responses call from response.completed."""
     assert extract_usage(form(RESPONSE_COMPLETED_EVENT)) == Usage(1500, 900, 1024, 0, 640)

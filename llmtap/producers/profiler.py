@@ -16,9 +16,10 @@ import random
 import threading
 import time
 import tracemalloc
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from llmtap.analyzers.pricing import CostCalculator
 from llmtap.producers.publisher import Publisher, connect
@@ -54,6 +55,7 @@ class Profiler:
         self._pricing = pricing
         self.producer_id = self.settings.producer_id or new_producer_id()
         self._publisher: Publisher | None = None
+        self._records: deque[tuple[Any, ...]] | None = None
         self._closed: Publisher | None = None
         self._start_lock = threading.Lock()
         self._apply(self.settings)
@@ -74,14 +76,15 @@ class Profiler:
             url = self.redis_url
             publisher = Publisher(recorder, self.settings, lambda: connect(url), self._apply, url)
             publisher.start()
-            self._queue_append = publisher.records.append
             self._publisher = publisher
+            self._records = publisher.records
             atexit.register(self.close)
         return self
 
     def close(self, timeout: float | None = None) -> None:
         """Flush queued events and the last rollup, waiting at most ``timeout`` seconds."""
         publisher, self._publisher = self._publisher, None
+        self._records = None
         if publisher is not None:
             self._closed = publisher
             publisher.close(self.settings.exit_flush_s if timeout is None else timeout)
@@ -97,6 +100,7 @@ class Profiler:
         self.active_settings = settings
         level = settings.effective_level
         self.disabled = level == "disabled"
+        self._queue_cap = settings.queue_size
         self.trace_memory = level == "detailed" or (settings.track_memory and not self.disabled)
         if self._publisher is not None:
             self._publisher.recorder.settings = settings
@@ -105,12 +109,15 @@ class Profiler:
 
     def submit(self, record: tuple[Any, ...]) -> None:
         """Queue a call record; on a full queue, count it on this thread instead."""
-        publisher = self._publisher or self.start()._publisher
-        assert publisher is not None
-        if len(publisher.records) < self.active_settings.queue_size:
-            publisher.records.append(record)
+        records = self._records
+        if records is None:
+            self.start()
+            records = self._records
+            assert records is not None
+        if len(records) < self._queue_cap:
+            records.append(record)
         else:
-            publisher.overflow(record)
+            self.publisher.overflow(record)
 
     def stats(self) -> dict[str, int]:
         """Return this producer's statistics so far (total, profiled, dropped, ...)."""
@@ -153,7 +160,7 @@ class Profiler:
 
     def wrap(self, fn: F, **options: Any) -> F:
         """Return ``fn`` profiled (sync, async, generators and returned streams alike)."""
-        return ProfilingWrapper(fn, profiler=self, spec=make_spec(**options))  # type: ignore[return-value]
+        return ProfilingWrapper(fn, profiler=self, spec=make_spec(**options))
 
 
 def make_spec(
@@ -190,95 +197,114 @@ def _memory_peak() -> int:
     return tracemalloc.get_traced_memory()[1] if tracemalloc.is_tracing() else 0
 
 
-class ProfilingWrapper:
-    """A profiled callable: calls ``fn`` unchanged and records each call.
+def ProfilingWrapper(
+    fn: F,
+    *,
+    profiler: Profiler | None = None,
+    spec: CallSpec | None = None,
+    **options: Any,
+) -> F:
+    """Return ``fn`` profiled: it is called unchanged and each call is recorded.
 
     Sync and async functions, generator functions and functions that return a stream (an
     iterator or async iterator) are all handled; streams are wrapped so time to first token
-    and the usage in the last chunks are recorded when the stream ends.
+    and the usage in the last chunks are recorded when the stream ends. The result is a plain
+    function (``functools.wraps``), so it binds as a method like ``fn`` does.
     """
+    p = profiler or default_profiler()
+    spec = spec or make_spec(**options)
+    if inspect.iscoroutinefunction(fn):
+        return cast(F, _async_wrapper(fn, p, spec))
+    gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+    return cast(F, _sync_wrapper(fn, p, spec, gen))
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        profiler: Profiler | None = None,
-        spec: CallSpec | None = None,
-        **options: Any,
-    ) -> None:
-        self.fn = fn
-        self.profiler = profiler or default_profiler()
-        self.spec = spec or make_spec(**options)
-        functools.update_wrapper(self, fn)
-        self._is_async = inspect.iscoroutinefunction(fn)
-        self._is_gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
-    def __get__(self, obj: Any, objtype: Any = None) -> Any:
-        if obj is None:
-            return self
-        return ProfilingWrapper(
-            self.fn.__get__(obj, objtype), profiler=self.profiler, spec=self.spec
-        )
+def _sync_wrapper(
+    fn: Callable[..., Any], p: Profiler, spec: CallSpec, gen: bool
+) -> Callable[..., Any]:
+    perf, ident, submit, detailed = _perf, _ident, p.submit, _call_detailed
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        p = self.profiler
+    @functools.wraps(fn)
+    def profiled(*args: Any, **kwargs: Any) -> Any:
         if p.disabled:
-            return self.fn(*args, **kwargs)
-        if self._is_async:
-            return self._acall(args, kwargs)
+            return fn(*args, **kwargs)
         if p.trace_memory:
-            return self._call_detailed(args, kwargs)
-        model = kwargs.get("model")
-        t0 = _perf()
+            return detailed(fn, p, spec, gen, args, kwargs)
+        t0 = perf()
         try:
-            result = self.fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except BaseException as exc:
-            p.submit((self.spec, model, t0, _perf(), None, exc, None, None, _ident()))
+            submit((spec, kwargs, t0, perf(), None, exc, None, None, ident()))
             raise
-        if self._is_gen or _is_stream(result):
-            return wrap_stream(result, p, self.spec, model, t0)
-        p.submit((self.spec, model, t0, _perf(), result, None, None, None, _ident()))
+        if gen or (type(result) not in _PLAIN and _is_stream(result)):
+            return wrap_stream(result, p, spec, kwargs.get("model"), t0)
+        submit((spec, kwargs, t0, perf(), result, None, None, None, ident()))
         return result
 
-    def _call_detailed(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        p = self.profiler
-        model = kwargs.get("model")
-        details = CallDetails()
-        _memory_start()
-        t0 = _perf()
+    return profiled
+
+
+def _async_wrapper(fn: Callable[..., Any], p: Profiler, spec: CallSpec) -> Callable[..., Any]:
+    perf, ident, submit = _perf, _ident, p.submit
+
+    @functools.wraps(fn)
+    async def profiled(*args: Any, **kwargs: Any) -> Any:
+        if p.disabled:
+            return await fn(*args, **kwargs)
+        t0 = perf()
         try:
-            result = self.fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except BaseException as exc:
-            t1 = _perf()
-            details.memory_peak_bytes = _memory_peak()
-            p.submit((self.spec, model, t0, t1, None, exc, None, details, _ident()))
+            submit((spec, kwargs, t0, perf(), None, exc, None, None, ident()))
             raise
+        if type(result) not in _PLAIN and _is_stream(result):
+            return wrap_stream(result, p, spec, kwargs.get("model"), t0)
+        submit((spec, kwargs, t0, perf(), result, None, None, None, ident()))
+        return result
+
+    return profiled
+
+
+def _call_detailed(
+    fn: Callable[..., Any],
+    p: Profiler,
+    spec: CallSpec,
+    gen: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """The ``detailed`` level: also records peak traced memory during the call."""
+    details = CallDetails()
+    _memory_start()
+    t0 = _perf()
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
         t1 = _perf()
         details.memory_peak_bytes = _memory_peak()
-        if self._is_gen or _is_stream(result):
-            return wrap_stream(result, p, self.spec, model, t0)
-        p.submit((self.spec, model, t0, t1, result, None, None, details, _ident()))
-        return result
+        p.submit((spec, kwargs, t0, t1, None, exc, None, details, _ident()))
+        raise
+    t1 = _perf()
+    details.memory_peak_bytes = _memory_peak()
+    if gen or _is_stream(result):
+        return wrap_stream(result, p, spec, kwargs.get("model"), t0)
+    p.submit((spec, kwargs, t0, t1, result, None, None, details, _ident()))
+    return result
 
-    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        p = self.profiler
-        model = kwargs.get("model")
-        t0 = _perf()
-        try:
-            result = await self.fn(*args, **kwargs)
-        except BaseException as exc:
-            p.submit((self.spec, model, t0, _perf(), None, exc, None, None, _ident()))
-            raise
-        if _is_stream(result):
-            return wrap_stream(result, p, self.spec, model, t0)
-        p.submit((self.spec, model, t0, _perf(), result, None, None, None, _ident()))
-        return result
+
+_PLAIN: Final = frozenset({dict, list, tuple, str, bytes, int, float, bool, type(None)})
+_stream_types: dict[type, bool] = {}
 
 
 def _is_stream(result: Any) -> bool:
-    if isinstance(result, dict | list | str | bytes | tuple):
-        return False
-    return isinstance(result, Iterator | AsyncIterator)
+    """True for iterators and async iterators (a streamed response), cached per type."""
+    kind = type(result)
+    known = _stream_types.get(kind)
+    if known is None:
+        known = kind not in _PLAIN and isinstance(result, Iterator | AsyncIterator)
+        if len(_stream_types) < 1024:
+            _stream_types[kind] = known
+    return known
 
 
 def wrap_stream(
@@ -546,4 +572,4 @@ class Call:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
-        return ProfilingWrapper(fn, profiler=self._profiler, spec=self._spec)  # type: ignore[return-value]
+        return ProfilingWrapper(fn, profiler=self._profiler, spec=self._spec)

@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from llmtap import events, keys
-from llmtap.events import CallEvent, RollupEvent
+from llmtap.events import RollupEvent
 from llmtap.producers.recorder import Recorder
 from llmtap.settings import Settings, SettingsError, redact_url
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DRAIN_CHUNK = 512  # records processed per lock hold, so an overflowing caller waits briefly
 IDLE_SLEEP_S = 0.005
+MAX_PIPELINE_EVENTS = 5000  # events per pipelined write, so one write stays short
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
 
@@ -65,7 +66,7 @@ class Publisher:
     ) -> None:
         self.recorder = recorder
         self.records: deque[tuple[Any, ...]] = deque()
-        self.outbox: deque[CallEvent] = deque()
+        self.outbox: deque[bytes] = deque()  # encoded call events
         self._base_settings = base_settings
         self._client_factory = client_factory
         self._client: redis.Redis | None = None
@@ -137,14 +138,14 @@ class Publisher:
             now = time.perf_counter()
             if now >= next_rollup or self._rollup_requested:
                 self.drain_all()
-                self.cut_rollup(now)
-                self._rollup_requested = False
+                if self.cut_rollup(now):
+                    self._rollup_requested = False  # a flush waits for its own cut
                 next_rollup = now + self.recorder.settings.rollup_interval_s
             if now >= next_poll:
                 self.poll_settings()
                 next_poll = now + self.recorder.settings.settings_poll_s
             if (self.outbox or self._pending_rollup) and now >= self._retry_at:
-                self.send()
+                busy = (self.send() and bool(self.outbox)) or busy
             if not busy:
                 self._stopping.wait(IDLE_SLEEP_S)
         self._final_flush()
@@ -156,14 +157,18 @@ class Publisher:
 
     def _final_flush(self) -> None:
         self.drain_all()
-        self.cut_rollup(time.perf_counter())
-        while self.outbox or self._pending_rollup:
+        cut = self.cut_rollup(time.perf_counter())
+        while True:
+            if not (self.outbox or self._pending_rollup):
+                if cut:
+                    return
+                cut = self.cut_rollup(time.perf_counter())  # the counts behind a pending rollup
+                continue
             if self.send():
                 continue
             if time.perf_counter() + self._retry_wait() > self._deadline:
                 self._drop_outbox()
-                if self._pending_rollup is not None:
-                    log.warning("llmtap: exiting with an unsent rollup (Redis unreachable)")
+                log.warning("llmtap: exiting with unsent counts (Redis unreachable)")
                 return
             time.sleep(self._retry_wait())
 
@@ -184,21 +189,25 @@ class Publisher:
                 if len(self.outbox) >= limit:
                     rec.stats.dropped_events += 1
                 else:
-                    self.outbox.append(event)
+                    self.outbox.append(events.encode(event))
         return True
 
-    def cut_rollup(self, now: float) -> None:
-        """Close the rollup window unless an earlier rollup still waits to be written."""
+    def cut_rollup(self, now: float) -> bool:
+        """Close the rollup window unless an earlier rollup still waits to be written.
+
+        Returns True when the window was closed.
+        """
         if self._pending_rollup is not None:
-            return  # keep counting into the open window; the pending one is retried as is
+            return False  # keep counting into the open window; the pending one is retried as is
         with self.recorder.lock:
             self._pending_rollup = self.recorder.cut_rollup(now)
+        return True
 
     def send(self) -> bool:
         """Write the pending rollup and the outbox in one pipeline. Return True on success."""
         self._inflight = True
-        batch = list(self.outbox)
-        self.outbox.clear()
+        outbox = self.outbox
+        batch = [outbox.popleft() for _ in range(min(len(outbox), MAX_PIPELINE_EVENTS))]
         rollup = self._pending_rollup
         try:
             client = self._connected()
@@ -216,9 +225,7 @@ class Publisher:
         self.published_entries += entries
         return True
 
-    def _write(
-        self, client: redis.Redis, rollup: RollupEvent | None, batch: list[CallEvent]
-    ) -> int:
+    def _write(self, client: redis.Redis, rollup: RollupEvent | None, batch: list[bytes]) -> int:
         maxlen = self.recorder.settings.stream_maxlen
         size = self.recorder.settings.batch_size
         pipe = client.pipeline(transaction=False)
@@ -230,9 +237,9 @@ class Publisher:
         for i in range(0, len(batch), size):
             chunk = batch[i : i + size]
             field = (
-                {keys.FIELD_EVENT: events.encode(chunk[0])}
+                {keys.FIELD_EVENT: chunk[0]}
                 if len(chunk) == 1
-                else {keys.FIELD_BATCH: events.encode_batch(chunk)}
+                else {keys.FIELD_BATCH: events.join_batch(chunk)}
             )
             pipe.xadd(keys.EVENTS, field, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
             entries += 1

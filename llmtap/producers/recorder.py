@@ -9,6 +9,7 @@ arguments, so the sampling rules are testable.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import socket
 import threading
@@ -23,7 +24,8 @@ from llmtap.producers.usage import Usage, extract_model, extract_processing_time
 from llmtap.settings import Settings
 
 # Positions in a record tuple, built on the caller's thread by the wrappers in profiler.py:
-# (spec, model, t0, t1, result, exc, ttft, call, thread_ident)
+# (spec, kwargs-or-model, t0, t1, result, exc, ttft, call, thread_ident). The second slot holds
+# the wrapped call's keyword arguments (their "model" names the model) or a model name.
 SPEC, MODEL, T0, T1, RESULT, EXC, TTFT, CALL, THREAD = range(9)
 
 NANO: float = 1e9
@@ -76,6 +78,12 @@ class Measured:
     breaker_state: str | None
     breaker_triggered: bool
     cost_tracked: bool = True
+
+
+def _model_arg(value: Any) -> str | None:
+    if type(value) is dict:
+        value = value.get("model")
+    return value if isinstance(value, str) and value else None
 
 
 def new_producer_id() -> str:
@@ -165,6 +173,8 @@ class Recorder:
         self._wall0, self._pc0 = clock_anchor
         self._random = random
         self._thread_names: dict[int, str] = {}
+        self._id_prefix = uuid.uuid4().hex[:16]  # call ids: this prefix plus a counter
+        self._ids = itertools.count(1)
         self.counters = Counters(self.wall(clock_anchor[1]))
 
     def wall(self, perf: float) -> float:
@@ -197,7 +207,8 @@ class Recorder:
         details: CallDetails | None = record[CALL]
         result = record[RESULT]
         exc: BaseException | None = record[EXC]
-        model = (details and details.model) or record[MODEL] or extract_model(result) or spec.model
+        model = (details and details.model) or _model_arg(record[MODEL]) or extract_model(result)
+        model = model or spec.model
         usage = self._usage(result, details)
         latency = record[T1] - record[T0]
         cost_tracked = self.settings.track_costs and self._tracks_tokens
@@ -282,7 +293,7 @@ class Recorder:
         u = m.usage
         return CallEvent(
             v=VERSION,
-            call_id=uuid.uuid4().hex,
+            call_id=f"{self._id_prefix}{next(self._ids):x}",
             producer_id=self.producer_id,
             backend=m.backend,
             model_name=m.model,

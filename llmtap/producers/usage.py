@@ -40,19 +40,21 @@ class Usage:
 
 def field(obj: Any, name: str) -> Any:
     """Return ``obj.name`` or ``obj[name]``, or None when neither exists."""
+    if type(obj) is dict:  # the common case first: plain JSON bodies
+        return obj.get(name)
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
     value = getattr(obj, name, _MISSING)
-    return None if value is _MISSING else value
+    if value is not _MISSING:
+        return value
+    return obj.get(name) if isinstance(obj, Mapping) else None
 
 
-def _count(obj: Any, *names: str) -> int:
-    for name in names:
-        value = field(obj, name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return int(value)
+def _count(obj: Any, name: str) -> int:
+    value = field(obj, name)
+    kind = type(value)
+    if (kind is int or kind is float) and value > 0:
+        return int(value)
     return 0
 
 
@@ -65,7 +67,9 @@ def _openai_chat(usage: Any) -> Usage:
         cache_read_tokens=_count(prompt_details, "cached_tokens")
         or _count(usage, "cache_read_input_tokens"),
         cache_write_tokens=_count(usage, "cache_creation_input_tokens"),
-        reasoning_tokens=_count(completion_details, "reasoning_tokens"),
+        reasoning_tokens=_count(completion_details, "reasoning_tokens")
+        if completion_details is not None
+        else 0,
     )
 
 
@@ -115,20 +119,24 @@ def _from_usage_block(usage: Any) -> Usage | None:
     return _anthropic(usage)  # bare input/output counts: both conventions agree
 
 
+_SCALARS: Final = (str, bytes, int, float, bool, type(None), list, tuple)
+
+
 def extract_usage(response: Any) -> Usage | None:
     """Return the token usage a response (or stream chunk) reports, or None if it has none."""
-    if response is None or isinstance(response, str | bytes | int | float):
+    if type(response) in _SCALARS:
         return None
     usage = field(response, "usage")
     if usage is not None:
         found = _from_usage_block(usage)
         if found is not None:
             return found
-    message = field(response, "message")  # Anthropic's message_start event
-    if message is not None and not isinstance(message, str | Mapping | list):
-        inner = field(message, "usage")
-        if inner is not None:
-            return _from_usage_block(inner)
+    for wrapper in ("message", "response"):  # Anthropic's message_start, OpenAI's completed
+        inner = field(response, wrapper)
+        if inner is not None and type(inner) not in _SCALARS:
+            block = field(inner, "usage")
+            if block is not None:
+                return _from_usage_block(block)
     if (
         field(response, "eval_count") is not None
         or field(response, "prompt_eval_count") is not None
@@ -142,7 +150,7 @@ def extract_usage(response: Any) -> Usage | None:
 
 def extract_model(response: Any) -> str | None:
     """Return the model name a response reports, if any."""
-    if response is None or isinstance(response, str | bytes | int | float | list):
+    if type(response) in _SCALARS:
         return None
     model = field(response, "model")
     return model if isinstance(model, str) and model else None
@@ -162,17 +170,20 @@ def extract_processing_time(response: Any) -> float | None:
     ``x-amzn-bedrock-invocation-latency`` header or Converse ``metrics.latencyMs``, and Ollama's
     ``total_duration`` in nanoseconds.
     """
-    if response is None or isinstance(response, str | bytes | int | float | list):
+    if type(response) in _SCALARS:
         return None
     ns = field(response, "total_duration")
     if isinstance(ns, int) and ns > 0:
         return ns / 1e9
-    latency_ms = field(field(response, "metrics"), "latencyMs")
+    metrics = field(response, "metrics")
+    latency_ms = field(metrics, "latencyMs") if metrics is not None else None
     if isinstance(latency_ms, int | float) and latency_ms > 0:
         return float(latency_ms) / 1000.0
     headers = field(response, "headers")
     if headers is None:
         metadata = field(response, "ResponseMetadata")
+        if metadata is None:
+            return None
         headers = field(metadata, "HTTPHeaders")
     for name in ("openai-processing-ms", "x-amzn-bedrock-invocation-latency"):
         value = _header(headers, name)

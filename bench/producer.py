@@ -1,0 +1,168 @@
+"""What profiling costs the caller, next to an OpenTelemetry span, and how fast events move.
+
+Prints one JSON object on its last line. Every number is measured in this run against a
+baseline from the same run (the machine is shared and noisy):
+
+- sampled_overhead_ns / unsampled_overhead_ns: median added cost of a wrapped call over the
+  same bare function, at sampling 1.0 and 0.0, with the publisher thread running;
+- background_sampled_ns / background_unsampled_ns: CPU the publisher thread then spends per
+  call (usage, pricing, counters, sampling, event building), off the caller's path;
+- otel_span_ns: an OpenTelemetry SDK span with 10 attributes and a BatchSpanProcessor to a
+  no-op exporter;
+- publish_events_per_s: events the publisher moves from its outbox into the stream;
+  raw_xadd_events_per_s: a plain redis-py pipelined XADD loop of the same blobs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis
+
+from llmtap import events, keys
+from llmtap.embedded import EmbeddedValkey
+from llmtap.producers.profiler import Profiler
+from llmtap.settings import Settings
+
+BATCH = 1000
+ROUNDS = 150
+RESPONSE = {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 812, "completion_tokens": 95}}
+
+
+def bare() -> dict[str, Any]:
+    """The 'LLM call': returns a response at once, so only the wrapper is measured."""
+    return RESPONSE
+
+
+def per_call_ns(fn: Callable[[], Any]) -> float:
+    """Mean ns per call over one batch."""
+    t0 = time.perf_counter_ns()
+    for _ in range(BATCH):
+        fn()
+    return (time.perf_counter_ns() - t0) / BATCH
+
+
+def median_overhead(candidate: Callable[[], Any], baseline: Callable[[], Any]) -> float:
+    """Median over interleaved rounds of (candidate - baseline) ns per call."""
+    diffs = [per_call_ns(candidate) - per_call_ns(baseline) for _ in range(ROUNDS)]
+    return statistics.median(diffs)
+
+
+def wrapper_overhead(url: str, rate: float) -> tuple[float, float]:
+    """Return (caller ns, publisher-thread CPU ns) per call at sampling ``rate``."""
+    settings = Settings(sampling_rate=rate, queue_size=10_000_000, rollup_interval_s=3600)
+    profiler = Profiler(settings, redis_url=url).start()
+    wrapped = profiler.wrap(bare, backend="openai", model="gpt-4o-mini", session="bench")
+    for _ in range(20):
+        per_call_ns(wrapped)  # warm the pricing cache and the connection
+    profiler.flush(timeout=60)
+    thread = profiler.publisher._thread
+    assert thread is not None and thread.ident is not None
+    clock = time.pthread_getcpuclockid(thread.ident)
+    cpu0, calls0 = time.clock_gettime_ns(clock), profiler.stats()["total_calls"]
+    caller = median_overhead(wrapped, bare)
+    profiler.flush(timeout=120)
+    cpu = time.clock_gettime_ns(clock) - cpu0
+    calls = profiler.stats()["total_calls"] - calls0
+    profiler.close()
+    return caller, cpu / calls
+
+
+def otel_span_ns() -> float:
+    """Median added ns of an OTel SDK span with 10 attributes around the bare call."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class NoOpExporter(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
+    tracer = provider.get_tracer("bench")
+    attrs = {f"gen_ai.attr_{i}": i for i in range(10)}
+
+    def traced() -> Any:
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes=attrs):
+            return bare()
+
+    overhead = median_overhead(traced, bare)
+    provider.shutdown()
+    return overhead
+
+
+def sample_events(n: int) -> list[events.CallEvent]:
+    """``n`` realistic call events."""
+    rng = random.Random(3)
+    out = []
+    for i in range(n):
+        start = 1.7e9 + i * 0.01
+        latency = rng.lognormvariate(-1, 0.6)
+        out.append(events.CallEvent(
+            v=1, call_id=f"{i:032x}", producer_id="bench", backend="openai",
+            model_name="gpt-4o-mini", start_time=start, end_time=start + latency,
+            latency=latency, success=True, sample_rate=1.0, reason="sampled",
+            session_id=f"s-{i % 50}", thread_name="MainThread", input_tokens=812,
+            output_tokens=95, estimated_cost_usd=0.0001788, pricing_version="genai-prices",
+        ))  # fmt: skip
+    return out
+
+
+def publish_rates(url: str, n: int = 200_000) -> tuple[float, float]:
+    """Return (publisher events/s, raw pipelined XADD events/s) over the same events."""
+    client = redis.Redis.from_url(url)
+    settings = Settings(queue_size=n + 1, batch_size=100)
+    profiler = Profiler(settings, redis_url=url)
+    publisher = profiler.publisher  # started: we feed its outbox and call send() ourselves
+    profiler.close()
+    evs = sample_events(n)
+    client.delete(keys.EVENTS)
+    publisher.outbox.extend(events.encode(e) for e in evs)  # the outbox holds encoded events
+    t0 = time.perf_counter()
+    while publisher.outbox:
+        assert publisher.send()
+    publisher_rate = n / (time.perf_counter() - t0)
+    blobs = [events.encode_batch(evs[i : i + 100]) for i in range(0, n, 100)]  # the same bytes
+    client.delete(keys.EVENTS)
+    t0 = time.perf_counter()
+    for i in range(0, len(blobs), 50):  # 50 entries = 5000 events per pipeline, as the publisher
+        pipe = client.pipeline(transaction=False)
+        for blob in blobs[i : i + 50]:
+            pipe.xadd(keys.EVENTS, {keys.FIELD_BATCH: blob}, maxlen=1_000_000, approximate=True)
+        pipe.execute()
+    raw_rate = n / (time.perf_counter() - t0)
+    client.close()
+    return publisher_rate, raw_rate
+
+
+def main() -> None:
+    with EmbeddedValkey() as server:
+        sampled, bg_sampled = wrapper_overhead(server.url, 1.0)
+        unsampled, bg_unsampled = wrapper_overhead(server.url, 0.0)
+        otel = otel_span_ns()
+        publish, raw = publish_rates(server.url)
+    result = {
+        "sampled_overhead_ns": round(sampled),
+        "unsampled_overhead_ns": round(unsampled),
+        "background_sampled_ns": round(bg_sampled),
+        "background_unsampled_ns": round(bg_unsampled),
+        "otel_span_ns": round(otel),
+        "otel_over_sampled": round(otel / max(sampled, 1.0), 1),
+        "publish_events_per_s": round(publish),
+        "raw_xadd_events_per_s": round(raw),
+        "publish_over_raw": round(publish / raw, 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

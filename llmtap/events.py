@@ -30,7 +30,7 @@ Tags = Annotated[dict[Label, Label], msgspec.Meta(max_length=64)]
 Reason = Literal["sampled", "error", "slow", "breaker", "expensive"]
 
 
-class CallEvent(msgspec.Struct, tag_field="t", tag="call", kw_only=True, omit_defaults=False):
+class CallEvent(msgspec.Struct, tag_field="t", tag="call", kw_only=True, omit_defaults=True):
     """One profiled LLM call (the original ``LLMCallMetrics`` plus what the analyzers need).
 
     Times are in seconds; ``start_time``/``end_time`` are Unix timestamps and ``latency`` is
@@ -179,7 +179,7 @@ def join_batch(encoded: Sequence[bytes]) -> bytes:
         header = b"\xdc" + n.to_bytes(2, "big")
     else:
         header = b"\xdd" + n.to_bytes(4, "big")
-    return header + b"".join(encoded)
+    return b"".join((header, *encoded))  # one copy
 
 
 def decode(raw: bytes) -> Event:

@@ -80,6 +80,16 @@ class Measured:
     cost_tracked: bool = True
 
 
+def _apply_details(m: Measured, details: CallDetails) -> None:
+    """Let what the caller reported during the call win over the static spec."""
+    m.session = details.session or m.session
+    if details.retry_count is not None:
+        m.retry_count = details.retry_count
+    m.breaker_state = details.breaker_state or m.breaker_state
+    m.breaker_triggered = m.breaker_triggered or details.breaker_triggered
+    m.processing_time = details.processing_time
+
+
 def _model_arg(value: Any) -> str | None:
     if type(value) is dict:
         value = value.get("model")
@@ -164,7 +174,7 @@ class Recorder:
         clock_anchor: tuple[float, float],
         random: Callable[[], float],
     ) -> None:
-        self.settings = settings
+        self.settings = settings  # through the setter, which caches the derived flags
         self.pricing = pricing
         self.producer_id = producer_id
         self.lock = threading.Lock()
@@ -181,63 +191,54 @@ class Recorder:
         """Convert a perf_counter reading to a Unix timestamp."""
         return self._wall0 + (perf - self._pc0)
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force; setting them (runtime overrides) refreshes the cached flags."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
+        self._tokens_on = settings.track_tokens and settings.effective_level in (
+            "standard",
+            "detailed",
+        )
+        self._cost_on = self._tokens_on and settings.track_costs
+
     def process(self, record: tuple[Any, ...]) -> CallEvent | None:
         """Count one record; return its call event if it is kept, else None."""
         measured = self.measure(record)
-        self.stats.total_calls += 1
+        stats = self.stats
+        stats.total_calls += 1
         if measured.cost is None and measured.cost_tracked:
-            self.stats.unpriced_calls += 1
+            stats.unpriced_calls += 1
         self.counters.add(measured)
         reason, rate = self.keep(measured, record[T1] - record[T0])
         if reason is None:
             return None
-        self.stats.profiled_calls += 1
+        stats.profiled_calls += 1
         return self.build_event(record, measured, reason, rate)
 
-    @property
-    def _tracks_tokens(self) -> bool:
-        return self.settings.track_tokens and self.settings.effective_level in (
-            "standard",
-            "detailed",
-        )
-
     def measure(self, record: tuple[Any, ...]) -> Measured:
-        """Read model, usage, processing time and cost from a record."""
-        spec: CallSpec = record[SPEC]
-        details: CallDetails | None = record[CALL]
-        result = record[RESULT]
-        exc: BaseException | None = record[EXC]
-        model = (details and details.model) or _model_arg(record[MODEL]) or extract_model(result)
-        model = model or spec.model
+        """Read model, usage and cost from a record (processing time waits for the event)."""
+        spec, model_arg, t0, t1, result, exc, _ttft, details, _thread = record
+        model = _model_arg(model_arg)
+        if details is not None:
+            model = details.model or model
+        model = model or extract_model(result) or spec.model or "unknown"
         usage = self._usage(result, details)
-        latency = record[T1] - record[T0]
-        cost_tracked = self.settings.track_costs and self._tracks_tokens
-        cost = (
-            self._cost(spec.backend, model or "unknown", usage, latency) if cost_tracked else None
-        )
-        processing = (details and details.processing_time) or (
-            extract_processing_time(result) if self.settings.track_network else None
-        )
-        return Measured(
-            backend=spec.backend,
-            model=model or "unknown",
-            session=(details and details.session) or spec.session,
-            tenant=spec.tenant,
-            usage=usage,
-            cost=cost,
-            processing_time=processing,
-            success=exc is None,
-            error_type=None if exc is None else type(exc).__name__,
-            retry_count=spec.retry_count
-            if details is None or details.retry_count is None
-            else details.retry_count,
-            breaker_state=(details and details.breaker_state) or spec.breaker_state,
-            breaker_triggered=spec.breaker_triggered or bool(details and details.breaker_triggered),
-            cost_tracked=cost_tracked,
-        )
+        cost = self._cost(spec.backend, model, usage, t1 - t0) if self._cost_on else None
+        m = Measured(
+            spec.backend, model, spec.session, spec.tenant, usage, cost, None, exc is None,
+            None if exc is None else type(exc).__name__, spec.retry_count, spec.breaker_state,
+            spec.breaker_triggered, self._cost_on,
+        )  # fmt: skip
+        if details is not None:
+            _apply_details(m, details)
+        return m
 
     def _usage(self, result: Any, details: CallDetails | None) -> Usage:
-        if not self._tracks_tokens:
+        if not self._tokens_on:
             return Usage()
         if details is not None and details.usage is not None:
             return details.usage
@@ -249,12 +250,12 @@ class Recorder:
         return self.pricing.cost(
             backend,
             model,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            duration_s=latency,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            latency,
         )
 
     def keep(self, m: Measured, latency: float) -> tuple[str | None, float]:
@@ -287,7 +288,9 @@ class Recorder:
         t0, t1 = record[T0], record[T1]
         latency = t1 - t0
         start = self.wall(t0)
-        processing = m.processing_time if self.settings.track_network else None
+        processing = None
+        if self._settings.track_network:
+            processing = m.processing_time or extract_processing_time(record[RESULT])
         network = max(latency - processing, 0.0) if processing is not None else None
         prompt = details.prompt if details is not None else None
         u = m.usage

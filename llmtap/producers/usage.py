@@ -58,6 +58,28 @@ def _count(obj: Any, name: str) -> int:
     return 0
 
 
+def _positive(value: Any) -> int:
+    kind = type(value)
+    return int(value) if (kind is int or kind is float) and value > 0 else 0
+
+
+def _openai_chat_dict(usage: dict[str, Any]) -> Usage:
+    """The common case of :func:`_openai_chat`, a plain JSON body, without the generic reads."""
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    cached = prompt_details.get("cached_tokens") if type(prompt_details) is dict else None
+    reasoning = (
+        completion_details.get("reasoning_tokens") if type(completion_details) is dict else None
+    )
+    return Usage(
+        _positive(usage.get("prompt_tokens")),
+        _positive(usage.get("completion_tokens")),
+        _positive(cached) or _positive(usage.get("cache_read_input_tokens")),
+        _positive(usage.get("cache_creation_input_tokens")),
+        _positive(reasoning),
+    )
+
+
 def _openai_chat(usage: Any) -> Usage:
     prompt_details = field(usage, "prompt_tokens_details")
     completion_details = field(usage, "completion_tokens_details")
@@ -127,6 +149,8 @@ def extract_usage(response: Any) -> Usage | None:
     if type(response) in _SCALARS:
         return None
     usage = field(response, "usage")
+    if type(usage) is dict and "prompt_tokens" in usage:
+        return _openai_chat_dict(usage)
     if usage is not None:
         found = _from_usage_block(usage)
         if found is not None:

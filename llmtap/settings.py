@@ -144,7 +144,8 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "redis_url",
         _parse_url,
         None,
-        "redis://, rediss:// (TLS) or unix:// URL; unset starts an embedded Valkey",
+        "redis://, rediss:// (TLS) or unix:// URL; when unset the wrapper uses "
+        "redis://127.0.0.1:6379/0 and `llmtap up`/`llmtap demo` start an embedded Valkey",
     ),
     Var(
         "LLMTAP_STREAM_MAXLEN",

@@ -59,7 +59,13 @@ class FastStreamEngine:
     def __init__(self, url: str, consumer: Consumer) -> None:
         self.consumer = consumer
         config = consumer.config
-        self.broker = RedisBroker(url, apply_types=False, logger=log, graceful_timeout=30.0)
+        self.broker = RedisBroker(
+            url,
+            apply_types=False,
+            logger=log,
+            log_level=logging.DEBUG,  # one line per batch otherwise
+            graceful_timeout=30.0,
+        )
         stream = StreamSub(
             consumer.stream,
             group=consumer.group,

@@ -265,6 +265,8 @@ class Consumer:
 
     async def drained(self) -> bool:
         """True when nothing is in hand, nothing is pending and every entry was delivered."""
+        if self._in_flight is not None and self._in_flight[1].done():
+            await self.settle()
         if not self.idle:
             return False
         groups = await self.client.xinfo_groups(self.stream)

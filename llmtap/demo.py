@@ -203,14 +203,20 @@ def run(duration: float, threads: int, seed: int, settings: Settings, out: Any) 
 
 
 def _progress(profiler: Profiler, traffic: Traffic, duration: float, out: Any) -> None:
+    """Print a progress line every second (rewritten in place on a terminal)."""
+    tty = getattr(out, "isatty", lambda: False)()
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < duration:
         time.sleep(min(1.0, duration - elapsed))
         stats = profiler.stats()
-        print(f"\r  {time.monotonic() - start:5.1f}s  calls {traffic.calls:7d}  "
-              f"events kept {stats['profiled_calls']:6d}  published {stats['published_events']:6d}"
-              f"  dropped {stats['dropped_events']}", end="", file=out, flush=True)  # fmt: skip
-    print(file=out)
+        line = (
+            f"  {time.monotonic() - start:5.1f}s  calls {traffic.calls:7d}  "
+            f"events kept {stats['profiled_calls']:6d}  published {stats['published_events']:6d}"
+            f"  dropped {stats['dropped_events']}"
+        )
+        print(f"\r{line}" if tty else line, end="" if tty else "\n", file=out, flush=True)
+    if tty:
+        print(file=out)
 
 
 def summarize(client: redis.Redis, calls_made: int, stats: dict[str, int]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import tracemalloc
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast, overload
 
 from llmtap.analyzers.pricing import CostCalculator
 from llmtap.producers.publisher import Publisher, connect
@@ -151,7 +151,13 @@ class Profiler:
 
     # -- public wrappers -----------------------------------------------------------------------
 
-    def profile(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    @overload
+    def profile(self, fn: F, **options: Any) -> F: ...
+
+    @overload
+    def profile(self, fn: None = None, **options: Any) -> Call: ...
+
+    def profile(self, fn: F | None = None, **options: Any) -> F | Call:
         """Decorate a function or open a profiled block. See :func:`llmtap.profile`."""
         spec = make_spec(**options)
         if fn is not None:
@@ -461,7 +467,15 @@ def configure(settings: Settings | None = None, *, redis_url: str | None = None)
         return _default[0]
 
 
-def profile(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+@overload
+def profile(fn: F, **options: Any) -> F: ...
+
+
+@overload
+def profile(fn: None = None, **options: Any) -> Call: ...
+
+
+def profile(fn: F | None = None, **options: Any) -> F | Call:
     """Profile calls with the process-wide profiler.
 
     As a decorator (``@profile`` or ``@profile(backend="openai", model="gpt-4o")``) on sync or

@@ -258,3 +258,33 @@ def test_integer_increments_stay_exact_beyond_two_to_the_53(r: redis.Redis, redi
     r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(rollup)})
     burst(redis_url, ["cost"])
     assert day_totals(r)["cost_nanousd"] == 2 * (2**60 + 1)
+
+
+def test_faststream_app_lifespan_processes_a_backlog_and_documents_the_channel(
+    r: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The FastStream app built for its CLI drains a backlog through its lifespan hooks."""
+    from llmtap.consumers import faststream_app
+
+    workload = Workload(9)
+    workload.write(r, 3_000)
+    monkeypatch.setenv("LLMTAP_REDIS_URL", redis_url)
+    monkeypatch.setenv("LLMTAP_WORKER", "cost")
+
+    async def scenario() -> None:
+        app = faststream_app.create_app()
+        await app.start()
+        for _ in range(600):
+            if (
+                r.xinfo_groups(keys.EVENTS)[0]["lag"] == 0
+                and not r.xpending(keys.EVENTS, keys.GROUP_COST)["pending"]
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await app.stop()
+        schema = app.schema.to_specification().to_jsonable()
+        assert "llmtap:events:cost" in schema["channels"]
+
+    asyncio.run(scenario())
+    assert day_totals(r) == truth_totals(workload.truth)
+    assert r.xinfo_groups(keys.EVENTS)[0]["consumers"] == 0  # left the group on shutdown

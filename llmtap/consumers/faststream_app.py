@@ -26,6 +26,7 @@ from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
+from faststream.specification import AsyncAPI
 
 from llmtap.consumers.engine import Chores
 from llmtap.consumers.runtime import Consumer, Entry
@@ -54,10 +55,14 @@ def decode(message: StreamMessage[Any]) -> list[Entry]:
 
 
 class FastStreamEngine:
-    """A broker whose one subscriber feeds ``consumer``; chores run in a task beside it."""
+    """A broker whose one subscriber feeds ``consumer``; chores run in a task beside it.
 
-    def __init__(self, url: str, consumer: Consumer) -> None:
+    ``close_client``: close the consumer's Redis client at shutdown (when the app owns it).
+    """
+
+    def __init__(self, url: str, consumer: Consumer, *, close_client: bool = False) -> None:
         self.consumer = consumer
+        self._close_client = close_client
         config = consumer.config
         self.broker = RedisBroker(
             url,
@@ -76,7 +81,15 @@ class FastStreamEngine:
         )
         self._poll_s = min(config.block_ms, 100) / 1000
         subscriber = self.broker.subscriber(
-            stream=stream, parser=parse, decoder=decode, ack_policy=AckPolicy.MANUAL
+            stream=stream,
+            parser=parse,
+            decoder=decode,
+            ack_policy=AckPolicy.MANUAL,
+            title=f"{consumer.stream}:{consumer.group}",
+            description=(
+                f"Consumer group {consumer.group!r}: entries carry one msgpack event map in "
+                "field 'e' or an array of them in field 'b' (see llmtap.events)."
+            ),
         )
         subscriber(self.handle)
         self._chores: asyncio.Task[None] | None = None
@@ -102,11 +115,14 @@ class FastStreamEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._chores
         await self.consumer.close()
+        if self._close_client:
+            await self.consumer.client.aclose()
 
     def app(self) -> FastStream:
         """Return a FastStream app running this subscriber with llmtap's lifespan hooks."""
         return FastStream(
             self.broker,
+            specification=AsyncAPI(title=f"llmtap {self.consumer.group} worker"),
             on_startup=[self.on_startup],
             after_startup=[self.after_startup],
             after_shutdown=[self.after_shutdown],
@@ -139,3 +155,30 @@ async def run(url: str, consumer: Consumer, stop: asyncio.Event, *, burst: bool 
     finally:
         await engine.broker.stop()
         await engine.after_shutdown()
+
+
+def create_app() -> FastStream:
+    """App factory for FastStream's CLI, configured from the environment.
+
+    ``LLMTAP_WORKER`` names the worker (default ``cost``); ``LLMTAP_REDIS_URL`` the server::
+
+        faststream run llmtap.consumers.faststream_app:create_app --factory --workers 4
+        faststream docs gen llmtap.consumers.faststream_app:create_app --factory
+
+    Raises SettingsError when LLMTAP_REDIS_URL is unset and KeyError for an unknown worker.
+    """
+    import os
+
+    import redis.asyncio as aredis
+
+    from llmtap.consumers.config import Retention, RuntimeConfig
+    from llmtap.consumers.registry import spec
+    from llmtap.settings import Settings, SettingsError
+
+    url = Settings.from_env().redis_url
+    if url is None:
+        raise SettingsError("LLMTAP_REDIS_URL is unset; the FastStream app needs a Redis URL")
+    config, retention = RuntimeConfig.from_env(), Retention.from_env()
+    worker = spec(os.environ.get("LLMTAP_WORKER", "cost"))
+    consumer = Consumer(aredis.Redis.from_url(url), lambda: worker.build(config, retention), config)
+    return FastStreamEngine(url, consumer, close_client=True).app()

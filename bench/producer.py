@@ -4,7 +4,8 @@ Prints one JSON object on its last line. Every number is measured in this run ag
 baseline from the same run (the machine is shared and noisy):
 
 - sampled_overhead_ns / unsampled_overhead_ns: median added cost of a wrapped call over the
-  same bare function, at sampling 1.0 and 0.0, with the publisher thread running;
+  same bare function, at sampling 1.0 and 0.0, with the publisher thread running and keeping
+  up (it drains between rounds, as it does behind calls that take milliseconds);
 - background_sampled_ns / background_unsampled_ns: CPU the publisher thread then spends per
   call (usage, pricing, counters, sampling, event building), off the caller's path;
 - otel_span_ns: an OpenTelemetry SDK span with 10 attributes and a BatchSpanProcessor to a
@@ -48,10 +49,36 @@ def per_call_ns(fn: Callable[[], Any]) -> float:
     return (time.perf_counter_ns() - t0) / BATCH
 
 
-def median_overhead(candidate: Callable[[], Any], baseline: Callable[[], Any]) -> float:
-    """Median over interleaved rounds of (candidate - baseline) ns per call."""
-    diffs = [per_call_ns(candidate) - per_call_ns(baseline) for _ in range(ROUNDS)]
+def median_overhead(
+    candidate: Callable[[], Any],
+    baseline: Callable[[], Any],
+    settle: Callable[[], None] = lambda: None,
+) -> float:
+    """Median over interleaved rounds of (candidate - baseline) ns per call.
+
+    ``settle`` runs between rounds, outside the timed part.
+    """
+    diffs = []
+    for _ in range(ROUNDS):
+        diffs.append(per_call_ns(candidate) - per_call_ns(baseline))
+        settle()
     return statistics.median(diffs)
+
+
+def drained(profiler: Profiler) -> Callable[[], None]:
+    """Return a callable that waits until the publisher has taken every queued record.
+
+    Real LLM calls take milliseconds, so the publisher keeps up with any real application; a
+    tight loop of instant 'calls' would instead pile records up faster than it drains them
+    and measure the pile (GC over a growing queue), not the wrapper.
+    """
+    records = profiler.publisher.records
+
+    def wait() -> None:
+        while records:
+            time.sleep(0.0005)
+
+    return wait
 
 
 def wrapper_overhead(url: str, rate: float) -> tuple[float, float]:
@@ -66,7 +93,7 @@ def wrapper_overhead(url: str, rate: float) -> tuple[float, float]:
     assert thread is not None and thread.ident is not None
     clock = time.pthread_getcpuclockid(thread.ident)
     cpu0, calls0 = time.clock_gettime_ns(clock), profiler.stats()["total_calls"]
-    caller = median_overhead(wrapped, bare)
+    caller = median_overhead(wrapped, bare, drained(profiler))
     profiler.flush(timeout=120)
     cpu = time.clock_gettime_ns(clock) - cpu0
     calls = profiler.stats()["total_calls"] - calls0

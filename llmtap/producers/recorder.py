@@ -59,6 +59,11 @@ class CallDetails:
     memory_peak_bytes: int | None = None
     prompt: str | None = None
     streaming: bool = False
+    # A normalised error type (``rate_limit``, ``timeout``, ...) that wins over the class name.
+    error_type: str | None = None
+    # False for a marker that is not a call (a breaker state change): it becomes an event but
+    # is left out of the rollup counters and costs nothing.
+    counted: bool = True
 
 
 @dataclass(slots=True)
@@ -88,6 +93,10 @@ def _apply_details(m: Measured, details: CallDetails) -> None:
     m.breaker_state = details.breaker_state or m.breaker_state
     m.breaker_triggered = m.breaker_triggered or details.breaker_triggered
     m.processing_time = details.processing_time
+    if details.error_type is not None and not m.success:
+        m.error_type = details.error_type
+    if not details.counted:
+        m.cost = 0.0
 
 
 def _model_arg(value: Any) -> str | None:
@@ -208,16 +217,21 @@ class Recorder:
     def process(self, record: tuple[Any, ...]) -> CallEvent | None:
         """Count one record; return its call event if it is kept, else None."""
         measured = self.measure(record)
-        stats = self.stats
-        stats.total_calls += 1
-        if measured.cost is None and measured.cost_tracked:
-            stats.unpriced_calls += 1
-        self.counters.add(measured)
+        details: CallDetails | None = record[CALL]
+        if details is None or details.counted:
+            self._count(measured)
         reason, rate = self.keep(measured, record[T1] - record[T0])
         if reason is None:
             return None
         stats.profiled_calls += 1
         return self.build_event(record, measured, reason, rate)
+
+    def _count(self, measured: Measured) -> None:
+        stats = self.stats
+        stats.total_calls += 1
+        if measured.cost is None and measured.cost_tracked:
+            stats.unpriced_calls += 1
+        self.counters.add(measured)
 
     def measure(self, record: tuple[Any, ...]) -> Measured:
         """Read model, usage and cost from a record (processing time waits for the event)."""

@@ -223,7 +223,7 @@ class Recorder:
         reason, rate = self.keep(measured, record[T1] - record[T0])
         if reason is None:
             return None
-        stats.profiled_calls += 1
+        self.stats.profiled_calls += 1
         return self.build_event(record, measured, reason, rate)
 
     def _count(self, measured: Measured) -> None:

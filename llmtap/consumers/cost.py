@@ -31,6 +31,8 @@ METRICS: Final = (
     "unpriced_calls",
 )
 COST_FIELD_UNIT: Final = "nano-USD"
+_MINUTE: Final = keys.BUCKET_SECONDS["m"]
+_DAY: Final = keys.BUCKET_SECONDS["d"]
 
 RowKey = tuple[int, str, str, str | None, str | None]
 
@@ -101,10 +103,10 @@ class CostProcessor:
         """Count an unpriced call event, or offer a priced one to its day's top N."""
         cost = event.estimated_cost_usd
         if cost is None:
-            minute = keys.bucket_start("m", event.start_time)
+            minute = int(event.start_time // _MINUTE) * _MINUTE
             self._unpriced[minute, event.backend, event.model_name] += 1
             return
-        day = keys.bucket_start("d", event.start_time)
+        day = int(event.start_time // _DAY) * _DAY
         heap = self._top.get(day)
         if heap is None:
             heap = self._top[day] = []

@@ -93,9 +93,25 @@ class FastStreamEngine:
         )
         subscriber(self.handle)
         self._chores: asyncio.Task[None] | None = None
+        self._folding: asyncio.Task[None] | None = None
 
     async def handle(self, entries: list[Entry]) -> None:
-        """Fold a batch; start a background commit when the unit is due."""
+        """Hand a batch to the folding task and return, so FastStream sends its next read.
+
+        The previous batch is folded first (one batch in hand at most: backpressure).
+        """
+        try:
+            await self.folded()  # an error of the previous batch reaches FastStream's log...
+        finally:
+            self._folding = asyncio.create_task(self._fold(entries))  # ...this batch still folds
+
+    async def folded(self) -> None:
+        """Wait until the batch handed over last is folded (re-raising its error, if any)."""
+        task, self._folding = self._folding, None
+        if task is not None:
+            await task
+
+    async def _fold(self, entries: list[Entry]) -> None:
         self.consumer.absorb(entries)
         if self.consumer.due:
             await self.consumer.flush_soon()
@@ -114,6 +130,7 @@ class FastStreamEngine:
             self._chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._chores
+        await self.folded()
         await self.consumer.close()
         if self._close_client:
             await self.consumer.client.aclose()

@@ -12,7 +12,6 @@ memory and summarised with numpy at commit time, so a commit writes each field o
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +24,7 @@ from llmtap.consumers.commit import Writes
 from llmtap.consumers.config import Retention
 
 TIMINGS: Final = ("latency", "network", "processing", "ttft")
+_MINUTE: Final = keys.BUCKET_SECONDS["m"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -57,19 +57,30 @@ def summarize(values: FloatArray, weights: FloatArray) -> Summary | None:
     )
 
 
+def tokens_per_s(output_tokens: FloatArray, latency: FloatArray, ttft: FloatArray) -> FloatArray:
+    """Return output tokens/s after the first token (NaN where undefined), like the property
+    :attr:`events.CallEvent.output_tokens_per_s`, for whole columns at once."""
+    span = latency - np.nan_to_num(ttft, nan=0.0)
+    defined = (output_tokens > 0) & (span > 0)
+    safe_span = np.where(defined, span, 1.0)
+    out: FloatArray = np.where(defined, output_tokens / safe_span, np.nan)
+    return out
+
+
 class _Columns:
-    """Per-event columns of the calls folded so far (NaN where a timing is unknown)."""
+    """The calls folded so far, one row each: group, weight, the four timings, output tokens."""
 
     def __init__(self) -> None:
-        self.group: list[int] = []
-        self.weight: list[float] = []
-        self.tps: list[float] = []
-        self.timings: tuple[list[float | None], ...] = tuple([] for _ in TIMINGS)
+        self.rows: list[tuple[int, float, float, float | None, float | None, float | None, int]]
+        self.rows = []
 
     def arrays(self) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray, list[FloatArray]]:
-        timings = [np.array(column, dtype=np.float64) for column in self.timings]
-        group = np.array(self.group, dtype=np.int64)
-        return group, np.array(self.weight), np.array(self.tps, dtype=np.float64), timings
+        """Return group ids, weights, tokens/s and the timing columns (NaN where unknown)."""
+        table = np.array(self.rows, dtype=np.float64).reshape(-1, 7)
+        group = table[:, 0].astype(np.int64)
+        timings = [table[:, i] for i in range(2, 6)]
+        tps = tokens_per_s(table[:, 6], timings[0], timings[3])
+        return group, table[:, 1], tps, timings
 
 
 class LatencyProcessor:
@@ -86,21 +97,22 @@ class LatencyProcessor:
         self._names: dict[tuple[str, int], str] = {}
 
     def add_call(self, event: events.CallEvent) -> None:
-        """Append one call's timings, weight and output tokens/s to the columns."""
-        key = (int(event.start_time // 60) * 60, event.backend, event.model_name)
+        """Append one call's group, weight, timings and output tokens to the columns."""
+        key = (int(event.start_time // _MINUTE) * _MINUTE, event.backend, event.model_name)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = len(self._groups)
-        columns = self._columns
-        columns.group.append(group)
-        columns.weight.append(1.0 / event.sample_rate)
-        latency, network, processing, ttft = columns.timings
-        latency.append(event.latency)
-        network.append(event.network_latency)
-        processing.append(event.processing_time)
-        ttft.append(event.ttft)
-        tps = event.output_tokens_per_s
-        columns.tps.append(math.nan if tps is None else tps)
+        self._columns.rows.append(
+            (
+                group,
+                1.0 / event.sample_rate,
+                event.latency,
+                event.network_latency,
+                event.processing_time,
+                event.ttft,
+                event.output_tokens,
+            )
+        )
 
     def add_rollup(self, event: events.RollupEvent) -> None:
         """Rollups carry no timings; calls per minute come from the cost worker's usage."""

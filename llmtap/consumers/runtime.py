@@ -309,20 +309,38 @@ class Consumer:
         raise RuntimeError(f"unit still conflicting after {MAX_COMMIT_ATTEMPTS} attempts")
 
     def _fold(self, unit: Unit, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
-        batch = keys.FIELD_EVENT not in fields
+        # The hot path: one type check per event; errors are rare and handled apart.
+        items = events.decode_entry(fields)
         processor = unit.processor
-        call_type = events.CallEvent
-        for index, item in enumerate(events.decode_entry(fields)):
+        add_call = processor.add_call if processor.wants_calls else None
+        add_rollup = self._fold_rollup if processor.wants_rollups else None
+        call_type, rollup_type = events.CallEvent, events.RollupEvent
+        valid = len(items)
+        for item in items:
+            kind = type(item)
+            if kind is call_type:
+                if add_call is not None:
+                    add_call(item)  # type: ignore[arg-type]
+            elif kind is rollup_type:
+                if add_rollup is not None:
+                    add_rollup(unit, item)  # type: ignore[arg-type]
+            else:
+                valid -= 1
+        unit.processed += valid
+        if valid < len(items):
+            self._dead_letters(unit, entry_id, keys.FIELD_EVENT not in fields, items)
+
+    def _dead_letters(
+        self,
+        unit: Unit,
+        entry_id: bytes,
+        batch: bool,
+        items: Sequence[events.Event | events.EventError],
+    ) -> None:
+        for index, item in enumerate(items):
             if isinstance(item, events.EventError):
                 where = index if batch and item.raw else None
                 unit.dead_letters.append(DeadLetter(item.reason, entry_id, item.raw, where))
-                continue
-            unit.processed += 1
-            if type(item) is call_type:
-                if processor.wants_calls:
-                    processor.add_call(item)
-            elif processor.wants_rollups:
-                self._fold_rollup(unit, item)  # type: ignore[arg-type]
 
     def _fold_rollup(self, unit: Unit, rollup: events.RollupEvent) -> None:
         hour = keys.bucket_start("h", rollup.window_start)

@@ -3,7 +3,8 @@
 Starts its own embedded Valkey, writes a synthetic stream (entries of ~100 events as the
 publisher writes them, ~10% rollups), then drains it with: the raw loop (XREADGROUP COUNT 1000
 + XACK, no decoding), and each worker in burst mode with each engine (the plain redis-py loop
-and FastStream), exactly once (Lua commit). Each measure is repeated; the best run counts.
+and FastStream), exactly once (Lua commit). Each measure is repeated; medians count, and a
+ratio is taken within each run (worker and raw loop measured back to back) before its median.
 Prints progress, then one JSON object on its last line.
 
     python bench/consumers.py [--events 200000] [--repeat 3] [--engines loop,faststream]
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import statistics
 import sys
 import time
 
@@ -92,47 +94,54 @@ def main() -> int:
         workload = Workload(7, span_s=args.events / EVENT_RATE)
         entries = workload.write(client, args.events)
         print(f"wrote {args.events} events in {entries} entries", file=sys.stderr)
-        best: dict[str, float] = {}
+        runs: list[dict[str, float]] = []
         for run in range(args.repeat):
-            rate = measure_raw(server.url, client, args.events, run)
-            best["raw"] = max(best.get("raw", 0.0), rate)
-            print(f"run {run}: raw loop {rate:,.0f} events/s", file=sys.stderr)
+            rates = {"raw": measure_raw(server.url, client, args.events, run)}
+            print(f"run {run}: raw loop {rates['raw']:,.0f} events/s", file=sys.stderr)
             for engine in engines:
                 config = RuntimeConfig(engine=engine, read_count=args.read_count)
                 for name in WORKERS:
-                    rate = measure_worker(server.url, client, name, config, args.events)
                     label = f"{engine}:{name}"
-                    best[label] = max(best.get(label, 0.0), rate)
-                    print(f"run {run}: {label} {rate:,.0f} events/s", file=sys.stderr)
+                    rates[label] = measure_worker(server.url, client, name, config, args.events)
+                    print(f"run {run}: {label} {rates[label]:,.0f} events/s", file=sys.stderr)
+            runs.append(rates)
         client.close()
-    print(json.dumps(report(best, engines, args, entries)))
+    print(json.dumps(report(runs, engines, args, entries)))
     return 0
 
 
 def report(
-    best: dict[str, float], engines: list[str], args: argparse.Namespace, entries: int
+    runs: list[dict[str, float]], engines: list[str], args: argparse.Namespace, entries: int
 ) -> dict[str, object]:
-    """Return the JSON report: the default engine's numbers first, then every engine's."""
+    """Return the JSON report: medians over runs; ratios are per run (same run), then median.
+
+    The default engine's numbers come first, then every engine's.
+    """
     default = RuntimeConfig().engine if RuntimeConfig().engine in engines else engines[0]
-    raw = best["raw"]
+
+    def rate(label: str) -> int:
+        return round(statistics.median(run[label] for run in runs))
+
+    def ratio(label: str) -> float:
+        return round(statistics.median(run[label] / run["raw"] for run in runs), 3)
+
     out: dict[str, object] = {
-        "cost_worker_events_per_s": round(best[f"{default}:cost"]),
-        "latency_worker_events_per_s": round(best[f"{default}:latency"]),
-        "raw_loop_events_per_s": round(raw),
-        "cost_ratio": round(best[f"{default}:cost"] / raw, 3),
-        "latency_ratio": round(best[f"{default}:latency"] / raw, 3),
+        "cost_worker_events_per_s": rate(f"{default}:cost"),
+        "latency_worker_events_per_s": rate(f"{default}:latency"),
+        "raw_loop_events_per_s": rate("raw"),
+        "cost_ratio": ratio(f"{default}:cost"),
+        "latency_ratio": ratio(f"{default}:latency"),
         "engine": default,
     }
     for engine in engines:
         for name in WORKERS:
-            rate = best[f"{engine}:{name}"]
-            out[f"{engine}_{name}_events_per_s"] = round(rate)
-            out[f"{engine}_{name}_ratio"] = round(rate / raw, 3)
+            out[f"{engine}_{name}_events_per_s"] = rate(f"{engine}:{name}")
+            out[f"{engine}_{name}_ratio"] = ratio(f"{engine}:{name}")
     out.update(
         events=args.events,
         entries=entries,
-        repeat=args.repeat,
-        read_count=args.read_count,
+        runs=args.repeat,
+        statistic="median",
         config=dataclasses.asdict(RuntimeConfig(read_count=args.read_count)),
     )
     return out

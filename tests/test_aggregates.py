@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import redis
 from consumer_helpers import DAY, burst
@@ -11,7 +12,7 @@ from consumer_helpers import DAY, burst
 from llmtap import events, keys
 from llmtap.consumers.config import Retention, RuntimeConfig
 from llmtap.consumers.cost import CostProcessor, dimensions
-from llmtap.consumers.latency import LatencyProcessor
+from llmtap.consumers.latency import LatencyProcessor, tokens_per_s
 from llmtap.consumers.synthetic import Workload
 from llmtap.settings import SettingsError
 
@@ -111,3 +112,21 @@ def test_retention_and_runtime_settings_come_from_the_environment() -> None:
     assert RuntimeConfig.from_env({"LLMTAP_CLAIM_IDLE_S": "2.5"}).claim_idle_s == 2.5
     with pytest.raises(SettingsError, match="LLMTAP_WORKER_ENGINE"):
         RuntimeConfig.from_env({"LLMTAP_WORKER_ENGINE": "celery"})
+
+
+@pytest.mark.parametrize(
+    ("latency", "ttft", "output_tokens"),
+    [(2.0, None, 100), (2.0, 0.5, 30), (1.0, 1.0, 10), (3.0, None, 0), (0.0, None, 5)],
+)
+def test_vectorised_tokens_per_s_matches_the_event_property(
+    latency: float, ttft: float | None, output_tokens: int
+) -> None:
+    """The latency worker's column formula agrees with CallEvent.output_tokens_per_s."""
+    event = call(0, latency=latency, ttft=ttft, output_tokens=output_tokens)
+    column = tokens_per_s(
+        np.array([float(output_tokens)]),
+        np.array([latency]),
+        np.array([np.nan if ttft is None else ttft]),
+    )[0]
+    expected = event.output_tokens_per_s
+    assert (np.isnan(column) and expected is None) or column == expected

@@ -135,11 +135,13 @@ class Tap:
         self.profiler.submit(record)
 
 
-def tapped(items: Iterator[Any], tap: Tap) -> Iterator[Any]:
-    """Yield ``items`` unchanged, feeding each to ``tap``; closing this closes ``items``."""
+def tapped(items: Iterator[Any], tap: Tap, feed: bool = True) -> Iterator[Any]:
+    """Yield ``items`` unchanged, feeding each to ``tap`` (unless not ``feed``: then only the
+    end is recorded); closing this closes ``items``."""
     try:
         for item in items:
-            tap.chunk(item)
+            if feed:
+                tap.chunk(item)
             yield item
     except GeneratorExit:
         tap.finish(None)

@@ -9,6 +9,7 @@ is profiled through its callbacks instead (:mod:`llmtap.producers.integrations.l
 from __future__ import annotations
 
 import importlib
+import types
 from typing import Any, Final, TypeVar
 
 from llmtap.producers.profiler import Profiler, default_profiler, make_spec
@@ -25,6 +26,7 @@ _CLIENTS: Final = {
     ("anthropic", "AsyncAnthropic"): ("anthropic", "anthropic"),
     ("ollama", "Client"): ("ollama", "ollama"),
     ("ollama", "AsyncClient"): ("ollama", "ollama"),
+    ("litellm", "Router"): ("litellm", "litellm"),
 }
 
 
@@ -34,6 +36,8 @@ def detect(client: Any) -> tuple[str, str] | None:
         found = _CLIENTS.get((cls.__module__.partition(".")[0], cls.__name__))
         if found is not None:
             return found
+    if isinstance(client, types.ModuleType) and client.__name__ == "litellm":
+        return "litellm", "litellm"
     service_model = getattr(getattr(client, "meta", None), "service_model", None)
     if getattr(service_model, "service_name", None) == "bedrock-runtime":
         return "bedrock", "bedrock"
@@ -52,10 +56,21 @@ def wrap(client: C, *, profiler: Profiler | None = None, **options: Any) -> C:
         raise TypeError(
             f"llmtap.wrap does not know {type(client).__module__}.{type(client).__qualname__}; "
             "supported: OpenAI, AsyncOpenAI, Azure OpenAI, Anthropic, AsyncAnthropic, "
-            "boto3 bedrock-runtime, ollama Client/AsyncClient (LiteLLM: llmtap.litellm_callback)"
+            "boto3 bedrock-runtime, ollama Client/AsyncClient, the litellm module or Router"
         )
     module_name, backend = found
     options.setdefault("backend", backend)
     module = importlib.import_module(f"{__name__}.{module_name}")
     module.instrument(client, profiler or default_profiler(), make_spec(**options))
     return client
+
+
+def litellm_callback(profiler: Profiler | None = None, **options: Any) -> Any:
+    """Register llmtap's LiteLLM callback in ``litellm.callbacks`` (once) and return it.
+
+    Every ``litellm.completion``/``acompletion`` call and every Router call is then profiled.
+    Imports ``litellm``; ``options`` are those of :func:`wrap`.
+    """
+    from llmtap.producers.integrations.litellm import install
+
+    return install(profiler, **options)

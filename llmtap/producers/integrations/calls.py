@@ -17,7 +17,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
-from llmtap.producers.integrations.errors import error_type
+from llmtap.producers.integrations.errors import BREAKER_OPEN, error_type
 from llmtap.producers.profiler import Profiler
 from llmtap.producers.recorder import CallDetails, CallSpec
 from llmtap.producers.usage import Usage
@@ -47,8 +47,14 @@ def record(
 
 
 def failure(exc: BaseException, retries: int | None = None) -> CallDetails:
-    """Return the details of a failed call: its normalised error type and retries."""
-    return CallDetails(error_type=error_type(exc), retry_count=retries)
+    """Return the details of a failed call: its normalised error type and retries (and the
+    breaker state, when an open circuit breaker rejected it)."""
+    kind = error_type(exc)
+    details = CallDetails(error_type=kind, retry_count=retries)
+    if kind == BREAKER_OPEN:
+        details.breaker_state = "open"
+        details.breaker_triggered = True
+    return details
 
 
 def absorb(details: CallDetails, found: Usage | None) -> None:

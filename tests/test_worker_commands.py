@@ -95,3 +95,28 @@ def test_stats_table_lists_every_worker(
     assert lines[0].split()[0] == "group"
     assert [line.split()[0] for line in lines[1:3]] == ["cost", "latency"]
     assert lines[-1].startswith("stream length 0")
+
+
+def test_up_without_a_url_runs_every_worker_on_an_embedded_valkey(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``llmtap up --burst`` with LLMTAP_REDIS_URL unset starts a Valkey and prints its URL."""
+    monkeypatch.delenv("LLMTAP_REDIS_URL", raising=False)
+    assert commands.main(["up", "--burst"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("llmtap: cost, latency on redis://127.0.0.1:")
+    assert lines[1:] == ["llmtap: cost: 0 events, 0 to DLQ", "llmtap: latency: 0 events, 0 to DLQ"]
+
+
+def test_worker_prints_the_url_without_its_password(
+    r: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The URL a worker prints hides the password."""
+    secret_url = redis_url.replace("redis://", "redis://default:s3cret@")
+    r.config_set("requirepass", "s3cret")
+    try:
+        assert commands.main(["worker", "cost", "--burst", "--url", secret_url]) == 0
+    finally:
+        redis.Redis.from_url(secret_url).config_set("requirepass", "")
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and "default:***@" in out

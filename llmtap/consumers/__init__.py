@@ -1,0 +1,1 @@
+"""The worker processes: the shared consumer-group runtime and one module per worker kind."""

@@ -100,7 +100,7 @@ async def _delivery_counts(consumer: Consumer, ids: list[bytes]) -> dict[bytes, 
         consumer.group,
         min(ids, key=_id_key),
         max(ids, key=_id_key),
-        len(ids) + len(consumer.unit.entries) + len(consumer.unit.dead_entries),
+        len(ids) + consumer.held,  # our own held entries may lie in the same id range
         consumername=consumer.name,
     )
     return {

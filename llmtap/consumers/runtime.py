@@ -201,6 +201,15 @@ class Consumer:
         return entry_id in self.unit or (in_flight is not None and entry_id in in_flight[0])
 
     @property
+    def held(self) -> int:
+        """How many entries the unit in hand and the one committing cover together."""
+        in_flight = self._in_flight
+        extra = (
+            0 if in_flight is None else len(in_flight[0].entries) + len(in_flight[0].dead_entries)
+        )
+        return len(self.unit.entries) + len(self.unit.dead_entries) + extra
+
+    @property
     def due(self) -> bool:
         """True when the unit in hand should be committed (size or age reached)."""
         unit = self.unit

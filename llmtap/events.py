@@ -10,7 +10,7 @@ bytes for the dead-letter stream.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Final, Literal, TypeAlias
+from typing import Annotated, Final, Literal, TypeAlias, cast
 
 import msgspec
 
@@ -158,6 +158,7 @@ class InvalidEvent(EventError):
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(CallEvent | RollupEvent)
 _BATCH_DECODER: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_TYPED_BATCH_DECODER: Final = msgspec.msgpack.Decoder(list[CallEvent | RollupEvent])
 
 
 def encode(event: Event) -> bytes:
@@ -205,6 +206,11 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> list[Event | EventError]:
     if batch is None:
         names = b",".join(sorted(fields))[:200]
         return [MalformedEvent(f"entry has neither field 'e' nor 'b' (fields: {names!r})", b"")]
+    try:
+        decoded: list[Event] = _TYPED_BATCH_DECODER.decode(batch)
+        return cast(list[Event | EventError], decoded)  # the common case: all valid, one call
+    except msgspec.DecodeError:
+        pass  # find the bad ones one by one, so each becomes its own error
     try:
         parts = _BATCH_DECODER.decode(batch)
     except msgspec.DecodeError as exc:

@@ -129,3 +129,38 @@ def heartbeat_pattern(group: str) -> str:
 def stats(group: str) -> str:
     """Return the counters hash of a consumer group (processed, dlq, reclaimed, ...)."""
     return f"{STATS_PREFIX}:{group}"
+
+
+# --- Sessions worker (layout version 1): per-session summaries and capped timelines ---
+
+# Exact counters of one session from rollups (calls, errors, tokens, cost_nanousd) and, from
+# call events, first/last seen, event counts per backend and thread, latency sum.
+SESSION_PREFIX: Final = f"{PREFIX}:session"
+# The newest call events of one session: a sorted set, score start_time, member JSON detail.
+SESSION_TIMELINE_PREFIX: Final = f"{PREFIX}:sessiontl"
+SESSION_TTL_S: Final = 7 * 86400
+# Call events by prompt hash per UTC day: hash "<prompt_hash>|<metric>" (n, w, cost, tokens).
+PROMPTS_PREFIX: Final = f"{PREFIX}:prompts"
+
+# --- Reports worker: one lock per (schedule, period) so replicas produce a report once ---
+REPORT_LOCK_PREFIX: Final = f"{PREFIX}:reportlock"
+
+
+def session(session_id: str) -> str:
+    """Return the summary hash of one session."""
+    return f"{SESSION_PREFIX}:{session_id}"
+
+
+def session_timeline(session_id: str) -> str:
+    """Return the timeline sorted set of one session (newest events, capped)."""
+    return f"{SESSION_TIMELINE_PREFIX}:{session_id}"
+
+
+def prompts(day_bucket: str) -> str:
+    """Return the per-prompt-hash counters hash of one UTC day."""
+    return f"{PROMPTS_PREFIX}:d:{day_bucket}"
+
+
+def report_lock(schedule: str, period_start: str) -> str:
+    """Return the lock that marks the report of one schedule and period as produced."""
+    return f"{REPORT_LOCK_PREFIX}:{schedule}:{period_start}"

@@ -139,8 +139,10 @@ SESSION_PREFIX: Final = f"{PREFIX}:session"
 # The newest call events of one session: a sorted set, score start_time, member JSON detail.
 SESSION_TIMELINE_PREFIX: Final = f"{PREFIX}:sessiontl"
 SESSION_TTL_S: Final = 7 * 86400
-# Call events by prompt hash per UTC day: hash "<prompt_hash>|<metric>" (n, w, cost, tokens).
-PROMPTS_PREFIX: Final = f"{PREFIX}:prompts"
+# Details of the call events of one UTC day that the insights need: a hash of
+# "prompt:<hash>|<metric>" (repeated prompts) and "model:<model>|<metric>" (retries, failures,
+# largest prompt).
+CALL_DETAILS_PREFIX: Final = f"{PREFIX}:calldetail"
 
 # --- Reports worker: one lock per (schedule, period) so replicas produce a report once ---
 REPORT_LOCK_PREFIX: Final = f"{PREFIX}:reportlock"
@@ -156,9 +158,9 @@ def session_timeline(session_id: str) -> str:
     return f"{SESSION_TIMELINE_PREFIX}:{session_id}"
 
 
-def prompts(day_bucket: str) -> str:
-    """Return the per-prompt-hash counters hash of one UTC day."""
-    return f"{PROMPTS_PREFIX}:d:{day_bucket}"
+def call_details(day_bucket: str) -> str:
+    """Return the call-event details hash (prompt hashes, retries, failures) of one UTC day."""
+    return f"{CALL_DETAILS_PREFIX}:d:{day_bucket}"
 
 
 def report_lock(schedule: str, period_start: str) -> str:

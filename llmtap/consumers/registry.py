@@ -35,12 +35,22 @@ def _latency(config: RuntimeConfig, retention: Retention) -> Processor:
     return LatencyProcessor(retention)
 
 
+def _sessions(config: RuntimeConfig, retention: Retention) -> Processor:
+    from llmtap.consumers.sessions import SessionsProcessor
+    from llmtap.settings import Settings
+
+    return SessionsProcessor(retention, max_history=Settings.from_env().max_history)
+
+
 WORKERS: dict[str, WorkerSpec] = {
     "cost": WorkerSpec(
         "cost", keys.GROUP_COST, "exact cost, calls and tokens per bucket and dimension", _cost
     ),
     "latency": WorkerSpec(
         "latency", keys.GROUP_LATENCY, "latency sketches per backend, model and bucket", _latency
+    ),
+    "sessions": WorkerSpec(
+        "sessions", keys.GROUP_SESSIONS, "per-session summaries and timelines", _sessions
     ),
 }
 

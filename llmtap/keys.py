@@ -166,3 +166,51 @@ def call_details(day_bucket: str) -> str:
 def report_lock(schedule: str, period_start: str) -> str:
     """Return the lock that marks the report of one schedule and period as produced."""
     return f"{REPORT_LOCK_PREFIX}:{schedule}:{period_start}"
+
+
+# --- Alerts (evaluator state, silences) and the notification outbox ---
+
+# One hash per alert fingerprint: status (pending|firing|resolved), since, starts_at, last_sent,
+# last_seen, seq (notifications sent), rule, doc (the last alert document, JSON).
+ALERT_STATE_PREFIX: Final = f"{PREFIX}:alert:state"
+# Per rule, a sorted set of its pending/firing fingerprints scored by last seen (Unix s).
+ALERT_ACTIVE_PREFIX: Final = f"{PREFIX}:alert:active"
+# A resolved alert's state is kept this long after its last change (a restart continues).
+ALERT_STATE_TTL_S: Final = 7 * 86400
+# One string per silence (JSON: id, matchers, comment, created_by, starts_at, ends_at), expiring
+# at its end, and a sorted set of silence ids scored by their end.
+SILENCE_PREFIX: Final = f"{PREFIX}:silence"
+SILENCES: Final = f"{PREFIX}:silences"
+# Notifications that exhausted their attempts at one receiver (fields: receiver, reason, n).
+NOTIFY_DLQ: Final = f"{PREFIX}:notify:dlq"
+NOTIFY_MAXLEN: Final = 100_000
+# Per receiver, the notify entry ids already delivered (a redelivered entry skips them).
+NOTIFY_DONE_PREFIX: Final = f"{PREFIX}:notify:done"
+NOTIFY_DONE_TTL_S: Final = 2 * 86400
+# Counters per receiver: delivered, retried, failed, dead_lettered, silenced, rate_limited.
+NOTIFY_STATS_PREFIX: Final = f"{PREFIX}:notify:stats"
+
+
+def alert_state(fingerprint: str) -> str:
+    """Return the state hash of one alert fingerprint."""
+    return f"{ALERT_STATE_PREFIX}:{fingerprint}"
+
+
+def alert_active(rule: str) -> str:
+    """Return the sorted set of a rule's pending and firing fingerprints (score: last seen)."""
+    return f"{ALERT_ACTIVE_PREFIX}:{rule}"
+
+
+def silence(silence_id: str) -> str:
+    """Return the key of one silence (expires when the silence ends)."""
+    return f"{SILENCE_PREFIX}:{silence_id}"
+
+
+def notify_done(receiver: str) -> str:
+    """Return the set of notify entry ids a receiver already has (delivered or dead-lettered)."""
+    return f"{NOTIFY_DONE_PREFIX}:{receiver}"
+
+
+def notify_stats(receiver: str) -> str:
+    """Return the delivery counters hash of one receiver."""
+    return f"{NOTIFY_STATS_PREFIX}:{receiver}"

@@ -34,6 +34,7 @@ USAGE_METRICS: Final = (
     "unpriced_events",
 )
 TIMINGS: Final = ("latency", "network", "processing", "ttft")
+LATENCY_GROUPINGS: Final = ("model", "backend", "all")
 NANO: Final = 1_000_000_000
 
 Bucket = tuple[str, int]
@@ -124,18 +125,22 @@ def latency_percentiles(
     until: float,
     qs: Sequence[float] = (0.5, 0.9, 0.95, 0.99),
     timing: str = "latency",
+    by: str = "model",
 ) -> list[dict[str, Any]]:
     """Return, per (backend, model), the merged sketch's quantiles of ``timing`` (seconds).
 
     Each row: backend, model, ``count`` (events), ``weighted_count`` (estimated calls), mean,
     min, max, ``p50``... (keys ``p`` + the quantile times 100) and mean output tokens/s.
-    Raises ValueError for an unknown timing.
+    ``by="backend"`` merges the models of each backend (model ``*``), ``by="all"`` everything
+    (backend and model ``*``). Raises ValueError for an unknown timing or grouping.
     """
     if timing not in TIMINGS:
         raise ValueError(f"unknown timing {timing!r}; known: {', '.join(TIMINGS)}")
+    if by not in LATENCY_GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}; known: {', '.join(LATENCY_GROUPINGS)}")
     merged: dict[tuple[str, str], _Timing] = {}
-    for (backend, model), fields in _latency_hashes(client, cover(since, until)):
-        merged.setdefault((backend, model), _Timing()).add(fields, timing)
+    for pair, fields in _latency_hashes(client, cover(since, until)):
+        merged.setdefault(_group_key(pair, by), _Timing()).add(fields, timing)
     return [
         {"backend": backend, "model": model, **merged[backend, model].row(qs)}
         for backend, model in sorted(merged)
@@ -186,6 +191,12 @@ class _Timing:
         }
         out.update({_label(q): value for q, value in zip(qs, values, strict=True)})
         return out
+
+
+def _group_key(pair: tuple[str, str], by: str) -> tuple[str, str]:
+    if by == "model":
+        return pair
+    return (pair[0], "*") if by == "backend" else ("*", "*")
 
 
 def _label(q: float) -> str:

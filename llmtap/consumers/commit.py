@@ -21,14 +21,18 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
 
+from llmtap.consumers.alert_state import ALERT_STEP_LUA
+
 # Key names travel inside ARGV: the script touches keys it only learns from its arguments, which
 # only a standalone server (or one cluster slot) can serve. See docs/key-layout.md.
-COMMIT_LUA: Final = r"""
+COMMIT_LUA: Final = (
+    ALERT_STEP_LUA
+    + r"""
 local u = cjson.decode(ARGV[1])
 local function call_chunked(cmd, head, items)
   local n = #items
@@ -133,9 +137,13 @@ end
 
 for f, v in pairs(u.counters) do redis.call('HINCRBY', u.stats, f, v) end
 
+-- alert steps (per-call alerts): state moves and notifications enqueue with the XACK
+for _, o in ipairs(u.alerts) do alert_step(o) end
+
 call_chunked('XACK', {u.stream, u.group}, u.ids)
 return {1, {}, {}}
 """
+)
 
 _EXACT_LIMIT: Final = 2**53
 
@@ -148,6 +156,7 @@ class Writes:
     kept if lower/higher than the stored one. ``members``: key -> set members to add.
     ``top``: key -> (N, member -> score), trimmed to the N highest. ``latest``: key -> (seq,
     field -> value), written only when ``seq`` is newer. ``ttl``: key -> seconds.
+    ``alerts``: alert steps (see :mod:`.alert_state`), applied in order.
     """
 
     ints: defaultdict[str, defaultdict[str, int]] = field(
@@ -162,6 +171,7 @@ class Writes:
     top: dict[str, tuple[int, dict[str, float]]] = field(default_factory=dict)
     latest: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
     ttl: dict[str, int] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def set_min(self, key: str, name: str, value: float) -> None:
         """Keep ``value`` in ``mins`` if it is the lowest seen for (key, name)."""
@@ -221,6 +231,7 @@ class Commit:
             "top": w.top,
             "latest": w.latest,
             "ttl": w.ttl,
+            "alerts": w.alerts,
             "dlq": [self._letter_fields(letter) for letter in self.dead_letters],
             "dlq_stream": self.dlq,
             "dlq_maxlen": self.dlq_maxlen,

@@ -23,7 +23,8 @@ from llmtap.analyzers.rules import Observation, Rule
 
 # alert_step(o) -> 1 when it enqueued a notification. ``o``: key, idx, fp, rule, active, now,
 # for_s, repeat_s, resolve (send resolved notifications), ttl, stream, maxlen, doc (the alert
-# document; absent when inactive: the stored one is used).
+# document; absent when inactive: the stored one is used), stale_before (inactive only: skip
+# when the alert was seen after this time).
 ALERT_STEP_LUA: Final = r"""
 local function alert_enqueue(o, doc, status, starts, seq)
   doc.status = status
@@ -38,6 +39,8 @@ local function alert_enqueue(o, doc, status, starts, seq)
 end
 
 local function alert_inactive(o, st)
+  -- seen again since the caller decided it was stale: not resolved after all
+  if o.stale_before and (tonumber(st[7]) or 0) > o.stale_before then return 0 end
   if st[1] == 'pending' then
     redis.call('DEL', o.key)
     redis.call('ZREM', o.idx, o.fp)
@@ -77,7 +80,8 @@ local function alert_active(o, st)
 end
 
 local function alert_step(o)
-  local st = redis.call('HMGET', o.key, 'status', 'since', 'starts_at', 'last_sent', 'seq', 'doc')
+  local st = redis.call('HMGET', o.key, 'status', 'since', 'starts_at', 'last_sent', 'seq', 'doc',
+                          'last_seen')
   if o.active then return alert_active(o, st) end
   return alert_inactive(o, st)
 end
@@ -108,8 +112,12 @@ def step_args(
     now: float,
     outbox: Outbox,
     doc: Mapping[str, Any] | None = None,
+    stale_before: float | None = None,
 ) -> dict[str, Any]:
-    """Return the Lua step input for one fingerprint: active with ``doc``, inactive without."""
+    """Return the Lua step input for one fingerprint: active with ``doc``, inactive without.
+
+    An inactive step with ``stale_before`` does nothing if the alert was seen after that time.
+    """
     out: dict[str, Any] = {
         "key": keys.alert_state(fingerprint),
         "idx": keys.alert_active(rule.name),
@@ -126,6 +134,8 @@ def step_args(
     }
     if doc is not None:
         out["doc"] = dict(doc)
+    if stale_before is not None:
+        out["stale_before"] = stale_before
     return out
 
 

@@ -17,7 +17,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import redis
@@ -197,8 +196,12 @@ async def run_ticks(
     rules: Sequence[Rule] | None = None,
     interval_s: float | None = None,
     clock: Clock = time.time,
+    once: bool = False,
 ) -> None:
-    """Tick the evaluator every ``interval_s`` until ``stop``; errors are logged, not fatal."""
+    """Tick the evaluator every ``interval_s`` until ``stop`` (``once``: a single tick).
+
+    Redis errors in a tick are logged, not fatal: the next tick tries again.
+    """
     rules = rules_from_env() if rules is None else rules
     interval = tick_from_env() if interval_s is None else interval_s
     client, reader = aredis.Redis.from_url(url), redis.Redis.from_url(url)
@@ -209,19 +212,10 @@ async def run_ticks(
                 await evaluator.tick(clock())
             except (redis.RedisError, OSError) as exc:
                 log.warning("alert tick failed (%s); next in %.1f s", exc, interval)
+            if once:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
     finally:
         await client.aclose()
         reader.close()
-
-
-@dataclass(frozen=True)
-class AlertSidecar:
-    """The tick that runs beside the alerts consumer (see registry): one pass in burst mode."""
-
-    interval_s: float | None = None
-
-    async def __call__(self, url: str, stop: asyncio.Event) -> None:
-        """Tick until ``stop``."""
-        await run_ticks(url, stop, interval_s=self.interval_s)

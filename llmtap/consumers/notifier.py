@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # HTTP answers that no retry can fix: dead-lettered at once.
 NEVER_RETRY: Final = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
+# The counters name under which alerts that no receiver's routes match are counted.
+UNROUTED: Final = "_unrouted"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class Sender(Protocol):
 
     async def send(self, alert: Mapping[str, Any], now: float) -> Outcome:
         """Attempt delivery; return the outcome (never raises for transport errors)."""
+
+    async def close(self) -> None:
+        """Release connections."""
 
 
 def alert_labels(alert: Mapping[str, Any]) -> dict[str, str]:
@@ -218,7 +223,11 @@ class Notifier:
     async def _read_loop(self, stop: asyncio.Event, burst: bool) -> None:
         await self._take(await self._reclaim())
         next_reclaim = time.monotonic() + self.options.claim_idle_s / 2
+        next_beat = 0.0
         while not stop.is_set():
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + keys.HEARTBEAT_TTL_S / 3
+                await self._heartbeat()
             if len(self._held) >= self.options.max_in_flight:
                 await asyncio.sleep(0.01)
                 continue
@@ -232,6 +241,11 @@ class Notifier:
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + self.options.claim_idle_s / 2
                 await self._take(await self._reclaim())
+
+    async def _heartbeat(self) -> None:
+        value = json.dumps({"ts": round(time.time(), 3), "held": len(self._held)})
+        key = keys.heartbeat(keys.GROUP_NOTIFIER, self.name)
+        await self.client.set(key, value, ex=keys.HEARTBEAT_TTL_S)
 
     async def _read(self, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
         reply: Any = await self.client.xreadgroup(
@@ -272,6 +286,8 @@ class Notifier:
             await self._ack(entry_id)
             return
         targets = {name for name, r in self.receivers.items() if r.wants(alert)}
+        if not targets:
+            await self._count(UNROUTED, "unrouted")
         targets -= await self._already_done(entry_id, targets)
         if not targets:
             await self._ack(entry_id)
@@ -387,3 +403,36 @@ class Notifier:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def run_notifier(
+    url: str,
+    stop: asyncio.Event,
+    *,
+    burst: bool = False,
+    receivers: Sequence[Receiver] | None = None,
+    claim_idle_s: float = 60.0,
+) -> dict[str, dict[str, int]]:
+    """Deliver the outbox on ``url`` until ``stop`` (or drained, with ``burst``).
+
+    Receivers default to the environment's and the rules file's. Returns the counters per
+    receiver. Raises SettingsError for a bad receiver configuration.
+    """
+    from llmtap.consumers import receivers as config
+
+    chosen = list(config.receivers_from_env() if receivers is None else receivers)
+    if not chosen:
+        log.warning("no alert receivers configured: notifications stay in %s", keys.NOTIFY)
+        if not burst:
+            await stop.wait()
+        return {}
+    senders = config.build_senders(chosen)
+    client = aredis.Redis.from_url(url)
+    notifier = Notifier(client, chosen, senders, options=NotifierOptions(claim_idle_s=claim_idle_s))
+    try:
+        await notifier.run(stop, burst=burst)
+    finally:
+        for sender in senders.values():
+            await sender.close()
+        await client.aclose()
+    return notifier.counters

@@ -5,7 +5,8 @@ Adding a worker (alerts, sessions, notifier, reports) is one entry here plus its
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from llmtap import keys
@@ -21,6 +22,10 @@ class WorkerSpec:
     group: str
     summary: str
     build: Callable[[RuntimeConfig, Retention], Processor]
+    # A coroutine run beside the consumer until stop (the alerts worker's tick).
+    sidecar: Callable[[str, asyncio.Event, bool], Awaitable[None]] | None = None
+    # A worker that does not read the events stream runs this instead of a consumer.
+    runner: Callable[[str, asyncio.Event, bool], Awaitable[None]] | None = None
 
 
 def _cost(config: RuntimeConfig, retention: Retention) -> Processor:
@@ -42,6 +47,24 @@ def _sessions(config: RuntimeConfig, retention: Retention) -> Processor:
     return SessionsProcessor(retention, max_history=Settings.from_env().max_history)
 
 
+def _alerts(config: RuntimeConfig, retention: Retention) -> Processor:
+    from llmtap.consumers.alerts import AlertsProcessor, rules_from_env
+
+    return AlertsProcessor(rules_from_env())
+
+
+async def _alerts_tick(url: str, stop: asyncio.Event, burst: bool) -> None:
+    from llmtap.consumers.alerts import run_ticks
+
+    await run_ticks(url, stop, once=burst)
+
+
+async def _notifier(url: str, stop: asyncio.Event, burst: bool) -> None:
+    from llmtap.consumers.notifier import run_notifier
+
+    await run_notifier(url, stop, burst=burst)
+
+
 WORKERS: dict[str, WorkerSpec] = {
     "cost": WorkerSpec(
         "cost", keys.GROUP_COST, "exact cost, calls and tokens per bucket and dimension", _cost
@@ -51,6 +74,20 @@ WORKERS: dict[str, WorkerSpec] = {
     ),
     "sessions": WorkerSpec(
         "sessions", keys.GROUP_SESSIONS, "per-session summaries and timelines", _sessions
+    ),
+    "alerts": WorkerSpec(
+        "alerts",
+        keys.GROUP_ALERTS,
+        "alert rules on calls and windows, state and the notify outbox",
+        _alerts,
+        sidecar=_alerts_tick,
+    ),
+    "notifier": WorkerSpec(
+        "notifier",
+        keys.GROUP_NOTIFIER,
+        "delivers llmtap:notify to Slack and signed webhooks",
+        _alerts,
+        runner=_notifier,
     ),
 }
 

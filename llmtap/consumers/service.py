@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aredis
@@ -60,6 +60,8 @@ async def run_worker(
     config = config or RuntimeConfig.from_env()
     retention = retention or Retention.from_env()
     worker = spec(name)
+    if worker.runner is not None:
+        return await _run_other(url, name, worker.runner, stop, burst=burst, engine=config.engine)
     client = aredis.Redis.from_url(url)
     consumer = Consumer(client, lambda: worker.build(config, retention), config)
     log.info(
@@ -70,9 +72,18 @@ async def run_worker(
         redact_url(url),
     )
     started = time.monotonic()
+    sidecar = worker.sidecar
+    beside: asyncio.Future[None] | None = None
+    if sidecar is not None and not burst:
+        beside = asyncio.ensure_future(sidecar(url, stop, False))
     try:
         await _drive(url, consumer, stop, burst=burst)
+        if sidecar is not None and burst:
+            await sidecar(url, stop, True)  # one pass once the stream is drained
     finally:
+        if beside is not None:
+            beside.cancel()
+            await asyncio.gather(beside, return_exceptions=True)
         await client.aclose()
     totals = consumer.totals
     return WorkerStats(
@@ -105,6 +116,23 @@ async def run_burst(
     ]
     results = await asyncio.gather(*runs)
     return dict(zip(names, results, strict=True))
+
+
+async def _run_other(
+    url: str,
+    name: str,
+    runner: Callable[[str, asyncio.Event, bool], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    burst: bool,
+    engine: str,
+) -> WorkerStats:
+    """Run a worker that does not consume the events stream (the notifier)."""
+    log.info("worker %s running on %s", name, redact_url(url))
+    started = time.monotonic()
+    await runner(url, stop, burst)
+    seconds = round(time.monotonic() - started, 3)
+    return WorkerStats(name, "-", engine, 0, 0, 0, 0, 0, 0, 0, seconds)
 
 
 async def _drive(url: str, consumer: Consumer, stop: asyncio.Event, *, burst: bool) -> None:

@@ -27,6 +27,8 @@ GROUP_LATENCY: Final = "latency"
 GROUP_ALERTS: Final = "alerts"
 GROUP_SESSIONS: Final = "sessions"
 GROUP_NOTIFIER: Final = "notifier"
+# The reports worker reads no stream; the name keys its heartbeats.
+GROUP_REPORTS: Final = "reports"
 
 # Runtime settings that every producer polls (a hash of setting name -> value).
 RUNTIME_SETTINGS: Final = f"{PREFIX}:settings"

@@ -65,6 +65,12 @@ async def _notifier(url: str, stop: asyncio.Event, burst: bool) -> None:
     await run_notifier(url, stop, burst=burst)
 
 
+async def _reports(url: str, stop: asyncio.Event, burst: bool) -> None:
+    from llmtap.consumers.reports import run_reports
+
+    await run_reports(url, stop, burst)
+
+
 WORKERS: dict[str, WorkerSpec] = {
     "cost": WorkerSpec(
         "cost", keys.GROUP_COST, "exact cost, calls and tokens per bucket and dimension", _cost
@@ -88,6 +94,13 @@ WORKERS: dict[str, WorkerSpec] = {
         "delivers llmtap:notify to Slack and signed webhooks",
         _alerts,
         runner=_notifier,
+    ),
+    "reports": WorkerSpec(
+        "reports",
+        keys.GROUP_REPORTS,
+        "scheduled reports (APScheduler), once per period across replicas",
+        _sessions,  # unused: the runner replaces the consumer
+        runner=_reports,
     ),
 }
 

@@ -138,7 +138,8 @@ def show_command(fingerprint: str) -> str:
 
 # --- a real receiver on loopback -------------------------------------------------------
 
-Responder = Callable[["Received"], tuple[int, dict[str, str]]]
+# A responder returns (status, headers) or (status, headers, body); the default body is "ok".
+Responder = Callable[["Received"], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -188,13 +189,13 @@ class LocalReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 got = Received(time.time(), self.path, dict(self.headers), self.rfile.read(length))
-                status, headers = receiver.handle(got)
+                status, headers, payload = receiver.handle(got)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(payload)
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Stay quiet."""
@@ -211,11 +212,13 @@ class LocalReceiver:
             self._server.server_close()
             self._server = None
 
-    def handle(self, got: Received) -> tuple[int, dict[str, str]]:
-        """Record a request and return (status, headers) for it."""
-        status, headers = self.respond(got) if self.respond else (200, {})
+    def handle(self, got: Received) -> tuple[int, dict[str, str], bytes]:
+        """Record a request and return (status, headers, body) for it."""
+        answer = self.respond(got) if self.respond else (200, {})
+        status, headers = int(answer[0]), dict(answer[1])
+        payload = bytes(answer[2]) if len(answer) > 2 else b"ok"
         if status < 300 and self.secret and not self._authentic(got):
-            status, headers = 401, {}
+            status, headers, payload = 401, {}, b"bad signature"
         with self._lock:
             self.requests.append(got)
             if status < 300:
@@ -223,7 +226,7 @@ class LocalReceiver:
             self._lock.notify_all()
         if status < 300 and self.on_accept is not None:
             self.on_accept(got)
-        return status, headers
+        return status, headers, payload
 
     def _authentic(self, got: Received) -> bool:
         try:

@@ -12,7 +12,7 @@ from llmtap.settings import SettingsError
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand registered."""
-    from llmtap import alerts_cli, demo
+    from llmtap import alerts_cli, demo, report_cli
     from llmtap.consumers import commands as worker_commands
 
     parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     worker_commands.add_parsers(sub)
     alerts_cli.add_parsers(sub)
+    report_cli.add_parsers(sub)
     return parser
 
 

@@ -78,7 +78,7 @@ def measure(url: str, n: int) -> list[float]:
     done = threading.Condition()
 
     def on_accept(got: Received) -> None:
-        model = got.json()["labels"]["model"]
+        model = got.json()["alerts"][0]["labels"]["model"]
         with done:
             arrived[model] = time.perf_counter()
             done.notify_all()

@@ -14,7 +14,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -108,12 +108,22 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def body(alert: Mapping[str, Any], receiver: str) -> bytes:
-    """Return the v1 JSON body for one alert document from ``llmtap:notify``."""
+def body(alerts: Sequence[Mapping[str, Any]], receiver: str) -> bytes:
+    """Return the v1 JSON body for one message: one alert, or a group of them, in order."""
     payload = {
         "version": SCHEMA_VERSION,
-        "idempotency_key": alert["idempotency_key"],
+        "idempotency_key": idempotency_key(alerts),
         "receiver": receiver,
+        "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
+        "alerts": [alert_body(alert) for alert in alerts],
+    }
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def alert_body(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """Return one alert of a v1 body (times as ISO 8601 UTC, ``endsAt`` null while firing)."""
+    return {
+        "idempotency_key": alert["idempotency_key"],
         "fingerprint": alert["fingerprint"],
         "status": alert["status"],
         "rule": alert["rule"],
@@ -128,7 +138,15 @@ def body(alert: Mapping[str, Any], receiver: str) -> bytes:
         "sequence": alert["sequence"],
         "command": show_command(alert["fingerprint"]),
     }
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def idempotency_key(alerts: Sequence[Mapping[str, Any]]) -> str:
+    """Return a message's key: the alert's own (``<fingerprint>:<sequence>``) or, for a group,
+    ``group:`` and a hash of its alerts' keys (the same on every retry of the message)."""
+    if len(alerts) == 1:
+        return str(alerts[0]["idempotency_key"])
+    joined = ",".join(str(a["idempotency_key"]) for a in alerts)
+    return "group:" + hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
 def show_command(fingerprint: str) -> str:

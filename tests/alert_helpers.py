@@ -82,6 +82,7 @@ def deliver(
     until: Callable[[], bool] | None = None,
     senders: dict[str, Sender] | None = None,
     sleeps: list[float] | None = None,
+    sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], float] | None = None,
     deadline_s: float = 60.0,
 ) -> Notifier:
@@ -98,7 +99,10 @@ def deliver(
     async def go() -> Notifier:
         client = aredis.Redis.from_url(url)
         chosen = senders or build_senders(list(receivers))
-        kwargs: dict[str, Any] = {"sleep": fake_sleep, "options": NotifierOptions(block_ms=20)}
+        kwargs: dict[str, Any] = {
+            "sleep": sleep or fake_sleep,
+            "options": NotifierOptions(block_ms=20),
+        }
         if clock is not None:
             kwargs["clock"] = clock
         notifier = Notifier(client, receivers, chosen, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import json
 import threading
@@ -32,6 +34,12 @@ def failing(first: int, status: int = 503) -> Any:
     """A responder that answers ``status`` to the first ``first`` requests, then 200."""
     counter = itertools.count()
     return lambda got: (status, {}) if next(counter) < first else (200, {})
+
+
+def only(got: Received) -> dict[str, Any]:
+    """Return the single alert of a received v1 message."""
+    (alert,) = got.json()["alerts"]
+    return dict(alert)
 
 
 def pending(r: redis.Redis) -> int:
@@ -65,7 +73,7 @@ def test_a_receiver_down_then_back_gets_everything_once_in_order(
     sleeps: list[float] = []
     with LocalReceiver(secret="s3cret", respond=failing(7)) as rx:
         notifier = deliver(redis_url, [webhook("ops", rx.url, attempts=10)], sleeps=sleeps)
-    bodies = [got.json() for got in rx.accepted]
+    bodies = [only(got) for got in rx.accepted]
     keys_seen = [b["idempotency_key"] for b in bodies]
     assert len(keys_seen) == len(set(keys_seen)) == 6
     by_fp: defaultdict[str, list[int]] = defaultdict(list)
@@ -113,8 +121,11 @@ def test_signed_bodies_follow_schema_v1(r: redis.Redis, redis_url: str) -> None:
     fire(redis_url, 1)
     with LocalReceiver(secret="s3cret") as rx:
         deliver(redis_url, [webhook("ops", rx.url)])
-    body = webhooks.verify("s3cret", rx.accepted[0].headers, rx.accepted[0].body)
-    assert body["version"] == 1 and body["status"] == "firing"
+    message = webhooks.verify("s3cret", rx.accepted[0].headers, rx.accepted[0].body)
+    assert message["version"] == 1 and message["status"] == "firing"
+    assert message["receiver"] == "ops" and len(message["alerts"]) == 1
+    body = message["alerts"][0]
+    assert message["idempotency_key"] == body["idempotency_key"] == f"{body['fingerprint']}:1"
     assert body["startsAt"] == "2026-01-01T00:00:00.000Z" and body["endsAt"] is None
     assert body["labels"] == {"model": "m0"} and body["thresholds"] == {"threshold": 2.0}
     assert body["command"] == f"llmtap alerts show {body['fingerprint']}"
@@ -183,7 +194,7 @@ def test_routes_send_by_severity_and_labels(r: redis.Redis, redis_url: str) -> N
             "pager", "webhook", url=pager.url, routes=(Route(severities=("critical",)),)
         )
         deliver(redis_url, [pager_rx, webhook("all", everything.url, secret=None)])
-    assert [got.json()["rule"] for got in pager.accepted] == ["down"]
+    assert [only(got)["rule"] for got in pager.accepted] == ["down"]
     assert len(everything.accepted) == 3
 
 
@@ -194,7 +205,7 @@ def test_a_silence_suppresses_matching_alerts(r: redis.Redis, redis_url: str) ->
     create_silence(r, {"rule": "slow"}, 3600, now=T0, comment="known")
     with LocalReceiver() as rx:
         notifier = deliver(redis_url, [webhook("ops", rx.url, secret=None)], clock=lambda: T0 + 60)
-    assert [got.json()["rule"] for got in rx.accepted] == ["down"]
+    assert [only(got)["rule"] for got in rx.accepted] == ["down"]
     assert notifier.counters["ops"]["silenced"] == 2 and pending(r) == 0
 
 
@@ -216,5 +227,24 @@ def test_a_redelivered_entry_skips_receivers_that_already_have_it(
     r.sadd(keys.notify_done("ops"), first_id)
     with LocalReceiver() as rx:
         deliver(redis_url, [webhook("ops", rx.url, secret=None)])
-    assert [got.json()["labels"]["model"] for got in rx.accepted] == ["m1"]
+    assert [only(got)["labels"]["model"] for got in rx.accepted] == ["m1"]
     assert pending(r) == 0
+
+
+def test_grouping_batches_alerts_of_a_rule_into_one_message(r: redis.Redis, redis_url: str) -> None:
+    """With group_wait, five alerts of one rule arrive as one message; another rule apart."""
+    fire(redis_url, 5, WARN)
+    fire(redis_url, 1, CRIT)
+    waits: list[float] = []
+
+    async def short_wait(delay: float) -> None:
+        waits.append(delay)
+        await asyncio.sleep(0.05)  # stands in for group_wait: lets the batch gather
+
+    with LocalReceiver() as rx:
+        grouped = dataclasses.replace(webhook("ops", rx.url, secret=None), group_wait_s=30)
+        deliver(redis_url, [grouped], sleep=short_wait)
+    messages = sorted((got.json() for got in rx.accepted), key=lambda m: len(m["alerts"]))
+    assert [len(m["alerts"]) for m in messages] == [1, 5]
+    assert messages[1]["idempotency_key"].startswith("group:")
+    assert waits == [30, 30] and pending(r) == 0

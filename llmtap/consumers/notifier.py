@@ -88,6 +88,19 @@ class Receiver:
     base_url: str | None = None
     routes: tuple[Route, ...] = ()
     retry: RetryPolicy = RetryPolicy()
+    group_by: tuple[str, ...] = ("rule",)
+    group_wait_s: float = 0.0
+    group_interval_s: float = 0.0
+
+    @property
+    def grouping(self) -> bool:
+        """True when notifications are batched per group (group_wait or group_interval set)."""
+        return self.group_wait_s > 0 or self.group_interval_s > 0
+
+    def group_key(self, alert: Mapping[str, Any]) -> str:
+        """Return the group an alert belongs to at this receiver: its group_by label values."""
+        labels = alert_labels(alert)
+        return json.dumps([labels.get(label, "") for label in self.group_by])
 
     def wants(self, alert: Mapping[str, Any]) -> bool:
         """True when any route matches (no routes: every alert)."""
@@ -107,8 +120,9 @@ class Outcome:
 class Sender(Protocol):
     """Delivers one alert document to one receiver, once (no retries inside)."""
 
-    async def send(self, alert: Mapping[str, Any], now: float) -> Outcome:
-        """Attempt delivery; return the outcome (never raises for transport errors)."""
+    async def send(self, alerts: Sequence[Mapping[str, Any]], now: float) -> Outcome:
+        """Attempt delivery of one message (one alert, or a group); never raises for transport
+        errors."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -194,6 +208,9 @@ class Notifier:
         self._sleep = sleep
         self._queues: dict[str, asyncio.Queue[Held]] = {}
         self._held: dict[bytes, Held] = {}
+        self._groups: dict[tuple[str, str], list[Held]] = {}
+        self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._group_sent: dict[tuple[str, str], float] = {}
         self._stop = asyncio.Event()
 
     async def setup(self) -> None:
@@ -216,6 +233,7 @@ class Notifier:
             await self._read_loop(stop, burst)
         finally:
             stop.set()
+            tasks += self._flushers.values()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -320,24 +338,53 @@ class Notifier:
         return out
 
     async def _serve(self, name: str) -> None:
-        queue = self._queues[name]
+        queue, receiver = self._queues[name], self.receivers[name]
         while True:
             held = await queue.get()
-            await self._deliver(name, held)
+            if receiver.grouping:
+                self._buffer(name, receiver.group_key(held.alert), held)
+            else:
+                await self._deliver(name, [held])
 
-    async def _deliver(self, name: str, held: Held) -> None:
+    def _buffer(self, name: str, group: str, held: Held) -> None:
+        """Add to a group's buffer, starting its flusher unless one runs."""
+        buffer = self._groups.setdefault((name, group), [])
+        buffer.append(held)
+        if len(buffer) == 1 and (name, group) not in self._flushers:
+            task = asyncio.create_task(self._flush_group(name, group))
+            self._flushers[name, group] = task
+
+    async def _flush_group(self, name: str, group: str) -> None:
+        """Alertmanager's timing: wait group_wait for a new group, then group_interval between
+        messages while the group keeps changing."""
+        receiver, last = self.receivers[name], self._group_sent.get((name, group))
+        try:
+            wait = receiver.group_wait_s if last is None else last + receiver.group_interval_s
+            while self._groups.get((name, group)):
+                await self._pause(wait if last is None else max(0.0, wait - self.clock()))
+                batch, self._groups[name, group] = self._groups[name, group], []
+                await self._deliver(name, batch)
+                last = self._group_sent[name, group] = self.clock()
+                wait = last + receiver.group_interval_s
+        finally:
+            self._flushers.pop((name, group), None)
+
+    async def _deliver(self, name: str, batch: list[Held]) -> None:
         receiver, sender = self.receivers[name], self.senders[name]
         attempt = 0
+        alerts = [held.alert for held in batch]
         while not self._stop.is_set():
             attempt += 1
-            outcome = await sender.send(held.alert, self.clock())
+            outcome = await sender.send(alerts, self.clock())
             await self._count(name, "attempts")
             if outcome.ok:
-                await self._count(name, "delivered")
-                await self._finish(name, held)
+                await self._count(name, "delivered", len(batch))
+                for held in batch:
+                    await self._finish(name, held)
                 return
             if not outcome.retry or attempt >= receiver.retry.attempts:
-                await self._give_up(name, held, outcome, attempt)
+                for held in batch:
+                    await self._give_up(name, held, outcome, attempt)
                 return
             await self._count(name, "rate_limited" if outcome.retry_after_s else "retried")
             await self._pause(self._delay(receiver.retry, attempt, outcome))
@@ -390,10 +437,10 @@ class Notifier:
         }
         await self.client.xadd(keys.NOTIFY_DLQ, fields, maxlen=keys.DLQ_MAXLEN, approximate=True)
 
-    async def _count(self, name: str, counter: str) -> None:
+    async def _count(self, name: str, counter: str, n: int = 1) -> None:
         mine = self.counters.setdefault(name, {})
-        mine[counter] = mine.get(counter, 0) + 1
-        await self.client.hincrby(keys.notify_stats(name), counter, 1)
+        mine[counter] = mine.get(counter, 0) + n
+        await self.client.hincrby(keys.notify_stats(name), counter, n)
 
     async def _count_all(self, alert: Mapping[str, Any], counter: str) -> None:
         for name, receiver in self.receivers.items():

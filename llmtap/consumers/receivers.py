@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
@@ -109,7 +109,18 @@ def _receiver(item: Any, env: Mapping[str, str]) -> Receiver:
         base_url=item.get("base_url"),
         routes=tuple(_route(r) for r in item.get("routes") or []),
         retry=_policy(item.get("retry") or {}),
+        **_grouping(item),
     )
+
+
+def _grouping(item: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "group_by" in item:
+        out["group_by"] = tuple(str(label) for label in item["group_by"])
+    for key in ("group_wait", "group_interval"):
+        if key in item:
+            out[f"{key}_s"] = parse_duration(key, item[key])
+    return out
 
 
 def _secret(item: Mapping[str, Any], name: str, env: Mapping[str, str]) -> str | None:
@@ -157,12 +168,11 @@ class WebhookSender:
         self.receiver = receiver
         self._session: aiohttp.ClientSession | None = None
 
-    async def send(self, alert: Mapping[str, Any], now: float) -> Outcome:
+    async def send(self, alerts: Sequence[Mapping[str, Any]], now: float) -> Outcome:
         """POST once; a timeout or connection error is a retryable outcome."""
-        body = webhooks.body(alert, self.receiver.name)
-        headers = webhooks.signed_headers(
-            self.receiver.secret, body, str(alert["idempotency_key"]), now
-        )
+        body = webhooks.body(alerts, self.receiver.name)
+        key = webhooks.idempotency_key(alerts)
+        headers = webhooks.signed_headers(self.receiver.secret, body, key, now)
         timeout = aiohttp.ClientTimeout(total=self.receiver.retry.timeout_s)
         try:
             async with self._client().post(
@@ -205,9 +215,9 @@ class SlackSender:
                 receiver.token, base_url=base, timeout=timeout, logger=_SLACK_LOG, retry_handlers=[]
             )
 
-    async def send(self, alert: Mapping[str, Any], now: float) -> Outcome:
+    async def send(self, alerts: Sequence[Mapping[str, Any]], now: float) -> Outcome:
         """Post once (in a thread: slack-sdk's clients are blocking)."""
-        text, blocks = slack_message(alert)
+        text, blocks = slack_message(alerts)
         try:
             return await asyncio.to_thread(self._post, text, blocks)
         except (SlackRequestError, OSError, ValueError) as exc:
@@ -234,8 +244,21 @@ class SlackSender:
         """Nothing to close (urllib connections are per request)."""
 
 
-def slack_message(alert: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Return the fallback text and Block Kit blocks: what, how bad, since when, what to run."""
+def slack_message(alerts: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Return the fallback text and Block Kit blocks: what, how bad, since when, what to run.
+
+    A group gets one block set per alert (the first ten), under the first alert's header.
+    """
+    text, blocks = _alert_blocks(alerts[0])
+    for alert in alerts[1:10]:
+        blocks += [{"type": "divider"}, *_alert_blocks(alert)[1][1:]]
+    if len(alerts) > 1:
+        text = f"{len(alerts)} alerts: {text}"
+        blocks[0]["text"]["text"] = f"{blocks[0]['text']['text']} (+{len(alerts) - 1})"[:150]
+    return text, blocks
+
+
+def _alert_blocks(alert: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     status = str(alert["status"]).upper()
     severity = str(alert.get("severity", "warning"))
     icon = ":white_check_mark:" if status == "RESOLVED" else _EMOJI.get(severity, ":warning:")

@@ -16,7 +16,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import redis
@@ -34,9 +34,14 @@ from llmtap.analyzers.rules import (
     load_rules,
     window_span,
 )
+from llmtap.consumers import engine
 from llmtap.consumers.alert_state import AlertStore, Outbox, observed, step_args
 from llmtap.consumers.commit import Writes
+from llmtap.consumers.config import RuntimeConfig
+from llmtap.consumers.notifier import Receiver, run_notifier
+from llmtap.consumers.runtime import Consumer
 from llmtap.settings import Settings, SettingsError
+from llmtap.webhooks import LocalReceiver
 
 log = logging.getLogger(__name__)
 
@@ -219,3 +224,57 @@ async def run_ticks(
     finally:
         await client.aclose()
         reader.close()
+
+
+# --- for `llmtap demo` -------------------------------------------------------------------
+
+DEMO_SECRET: Final = "llmtap-demo-secret"
+
+
+def demo_rules(slow_call_s: float) -> list[Rule]:
+    """Return the demo's rule: a call slower than ``slow_call_s``, per backend and model."""
+    return [
+        Rule(
+            "demo-slow-call",
+            "latency_above",
+            slow_call_s,
+            group_by=("backend", "model"),
+            resolve_after_s=60.0,
+        )
+    ]
+
+
+@contextlib.contextmanager
+def demo_receiver() -> Iterator[tuple[LocalReceiver, Receiver]]:
+    """Yield a signature-checking webhook receiver on loopback and its Receiver config."""
+    with LocalReceiver(secret=DEMO_SECRET) as rx:
+        yield rx, Receiver("demo-webhook", "webhook", url=rx.url, secret=DEMO_SECRET)
+
+
+async def demo_cycle(url: str, rules: Sequence[Rule], receiver: Receiver, now: float) -> int:
+    """Fire, resolve and deliver once: drain the stream with the alerts worker, tick at
+    ``now`` + the longest resolve_after (a simulated quiet spell, so firing alerts resolve),
+    then drain the outbox to ``receiver``. Returns the alerts delivered."""
+    client = aredis.Redis.from_url(url)
+    reader = redis.Redis.from_url(url)
+    try:
+        consumer = Consumer(client, lambda: AlertsProcessor(rules), RuntimeConfig(block_ms=100))
+        await engine.run_loop(consumer, asyncio.Event(), burst=True)
+        quiet = max((rule.resolve_after_s for rule in rules if rule.per_call), default=0.0)
+        await Evaluator(client, reader, rules).tick(now + quiet)
+        counters = await run_notifier(url, asyncio.Event(), burst=True, receivers=[receiver])
+    finally:
+        await client.aclose()
+        reader.close()
+    return sum(c.get("delivered", 0) for c in counters.values())
+
+
+def demo_lines(rx: LocalReceiver) -> list[str]:
+    """Return one line per alert the demo receiver got (verified): status, rule, labels."""
+    lines = []
+    for message in rx.alerts():
+        for alert in message["alerts"]:
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
+            when = alert["endsAt"] or alert["startsAt"]
+            lines.append(f"  {alert['status']:9s} {alert['rule']} [{labels}] at {when}")
+    return lines

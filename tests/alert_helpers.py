@@ -135,3 +135,6 @@ async def _run_until(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+RULE_DOC = "rules:\n  - {name: failing, kind: error, severity: critical}\n"

@@ -36,6 +36,7 @@ def test_a_good_file_parses_into_rules() -> None:
     assert pricey.filters == {"backend": "openai"} and pricey.tags == {"feature": "search"}
     assert pricey.repeat_interval_s == 7200 and pricey.severity == "critical"
     assert budget.thresholds_pct == (50, 80, 100) and budget.dimension == "tenant"
+    assert budget.repeat_interval_s == rules.NEVER and budget.send_resolved is False
 
 
 @pytest.mark.parametrize(

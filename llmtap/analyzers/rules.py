@@ -267,6 +267,8 @@ def _build(item: Mapping[str, Any]) -> Rule:
     if kind not in KINDS:
         raise _FieldError("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
     values: dict[str, Any] = {"name": item["name"], "kind": kind}
+    if kind == "monthly_budget":  # each threshold once per month unless told otherwise
+        values.update(repeat_interval_s=NEVER, send_resolved=False)
     values.update(_numbers(item))
     values.update(_labels(item))
     values.update(_durations(item))

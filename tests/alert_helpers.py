@@ -85,6 +85,7 @@ def deliver(
     sleep: Callable[[float], Any] | None = None,
     clock: Callable[[], float] | None = None,
     deadline_s: float = 60.0,
+    claim_idle_s: float = 60.0,
 ) -> Notifier:
     """Run a notifier until ``until()`` holds (default: burst until drained); return it.
 
@@ -101,7 +102,7 @@ def deliver(
         chosen = senders or build_senders(list(receivers))
         kwargs: dict[str, Any] = {
             "sleep": sleep or fake_sleep,
-            "options": NotifierOptions(block_ms=20),
+            "options": NotifierOptions(block_ms=20, claim_idle_s=claim_idle_s),
         }
         if clock is not None:
             kwargs["clock"] = clock

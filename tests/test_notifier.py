@@ -248,3 +248,25 @@ def test_grouping_batches_alerts_of_a_rule_into_one_message(r: redis.Redis, redi
     assert [len(m["alerts"]) for m in messages] == [1, 5]
     assert messages[1]["idempotency_key"].startswith("group:")
     assert waits == [30, 30] and pending(r) == 0
+
+
+def test_entries_of_a_dead_notifier_are_reclaimed_and_delivered(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """Entries another notifier read but never acknowledged are taken over and delivered."""
+    fire(redis_url, 3)
+    r.xgroup_create(keys.NOTIFY, keys.GROUP_NOTIFIER, id="0")
+    r.xreadgroup(keys.GROUP_NOTIFIER, "dead-notifier", {keys.NOTIFY: ">"}, count=10)
+    with LocalReceiver() as rx:
+        deliver(redis_url, [webhook("ops", rx.url, secret=None)], claim_idle_s=0.0)
+    assert sorted(only(got)["labels"]["model"] for got in rx.accepted) == ["m0", "m1", "m2"]
+    assert pending(r) == 0
+
+
+def test_an_undecodable_outbox_entry_is_dead_lettered(r: redis.Redis, redis_url: str) -> None:
+    """A foreign entry in llmtap:notify goes to the notify DLQ with its bytes, not lost."""
+    r.xadd(keys.NOTIFY, {"n": b"not json"})
+    with LocalReceiver() as rx:
+        deliver(redis_url, [webhook("ops", rx.url, secret=None)])
+    (_, letter), *_ = r.xrange(keys.NOTIFY_DLQ)
+    assert letter[b"n"] == b"not json" and rx.requests == [] and pending(r) == 0

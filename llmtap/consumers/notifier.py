@@ -295,7 +295,8 @@ class Notifier:
         try:
             alert = json.loads(fields[b"n"])
         except (KeyError, ValueError):
-            await self._dead_letter("*", entry_id, b"", "undecodable outbox entry")
+            raw = fields.get(b"n", b"")
+            await self._dead_letter("*", entry_id, raw, "undecodable outbox entry")
             await self._ack(entry_id)
             return
         labels = alert_labels(alert)

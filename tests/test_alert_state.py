@@ -185,3 +185,30 @@ def test_the_alerts_worker_runs_from_the_registry(
     asyncio.run(service.run_burst(redis_url, ["alerts"], config=config()))
     sent = [(n["rule"], n["severity"], n["status"]) for n in notifications(r)]
     assert sent == [("failing", "critical", "firing"), ("failing", "critical", "resolved")]
+
+
+def test_two_alerts_worker_replicas_send_each_notification_once(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """Two consumers of the alerts group splitting 400 slow calls enqueue one notification."""
+    for i in range(400):
+        event = call(call_id=f"c{i}", latency=5.0, end_time=T0 + 5 + i / 100)
+        r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(event)})
+
+    async def replica(name: str) -> None:
+        client = aredis.Redis.from_url(redis_url)
+        consumer = Consumer(
+            client, lambda: AlertsProcessor([RULE]), config(read_count=7), name=name
+        )
+        from llmtap.consumers import engine
+
+        await engine.run_loop(consumer, asyncio.Event(), burst=True)
+        await client.aclose()
+
+    async def both() -> None:
+        await asyncio.gather(replica("a"), replica("b"))
+
+    asyncio.run(both())
+    assert [n["status"] for n in notifications(r)] == ["firing"]
+    groups = {g["name"]: g for g in r.xinfo_groups(keys.EVENTS)}
+    assert groups[keys.GROUP_ALERTS.encode()]["pending"] == 0

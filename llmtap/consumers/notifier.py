@@ -227,6 +227,9 @@ class Notifier:
         """Deliver until ``stop`` is set (with ``burst``: until nothing is left to deliver)."""
         self._stop = stop
         await self.setup()
+        if not self.receivers:  # alive (healthy) but leaving the outbox alone
+            await self._idle(stop, burst)
+            return
         self._queues = {name: asyncio.Queue() for name in self.receivers}
         tasks = [asyncio.create_task(self._serve(name)) for name in self.receivers]
         try:
@@ -259,6 +262,12 @@ class Notifier:
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + self.options.claim_idle_s / 2
                 await self._take(await self._reclaim())
+
+    async def _idle(self, stop: asyncio.Event, burst: bool) -> None:
+        while not stop.is_set() and not burst:
+            await self._heartbeat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), keys.HEARTBEAT_TTL_S / 3)
 
     async def _heartbeat(self) -> None:
         value = json.dumps({"ts": round(time.time(), 3), "held": len(self._held)})
@@ -471,9 +480,6 @@ async def run_notifier(
     chosen = list(config.receivers_from_env() if receivers is None else receivers)
     if not chosen:
         log.warning("no alert receivers configured: notifications stay in %s", keys.NOTIFY)
-        if not burst:
-            await stop.wait()
-        return {}
     senders = config.build_senders(chosen)
     client = aredis.Redis.from_url(url)
     notifier = Notifier(client, chosen, senders, options=NotifierOptions(claim_idle_s=claim_idle_s))

@@ -29,6 +29,7 @@ HOUR: Final = 3600
 DAY: Final = 86_400
 NANO: Final = 1_000_000_000
 QUANTILES: Final = (0.5, 0.95, 0.99)
+SESSION_ROWS: Final = 100  # cost_by_session lists the costliest sessions only
 PRODUCER_STATS: Final = ("total_calls", "profiled_calls", "dropped_events", "unpriced_calls")
 # Keys a reset keeps: the runtime settings are configuration, heartbeats belong to live workers.
 RESET_KEEPS: Final = (keys.RUNTIME_SETTINGS,)
@@ -150,6 +151,7 @@ def cost_analysis(
     """Return :func:`get_cost_analysis_data`'s structure for the range ``[since, until)``."""
     total = query.cost_by(client, "total", since, until).get("total", _zero_row())
     by_model = query.cost_by(client, "model", since, until)
+    sessions = _cost_rows(query.cost_by(client, "session", since, until))
     hours = (until - since) / HOUR
     return {
         "timeframe_hours": hours,
@@ -161,7 +163,8 @@ def cost_analysis(
         "cost_by_backend": _cost_rows(query.cost_by(client, "backend", since, until)),
         "cost_by_model": _cost_rows(by_model),
         "cost_by_tenant": _cost_rows(query.cost_by(client, "tenant", since, until)),
-        "cost_by_session": _cost_rows(query.cost_by(client, "session", since, until)),
+        "cost_by_session": dict(list(sessions.items())[:SESSION_ROWS]),
+        "sessions_total": len(sessions),
         "cost_per_1k_tokens_by_model": {m: _per_1k(row) for m, row in by_model.items()},
         "burn_rate": {
             **burn.burn_rate(total["cost_usd"], hours),

@@ -11,6 +11,8 @@ from typing import Final
 
 LAYOUT_VERSION: Final = 1
 PREFIX: Final = "llmtap"
+# SCAN pattern of every key llmtap writes (reset_profiling_metrics deletes by it).
+ALL_KEYS_PATTERN: Final = f"{PREFIX}:*"
 
 # Streams
 EVENTS: Final = f"{PREFIX}:events"

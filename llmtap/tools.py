@@ -100,7 +100,7 @@ def get_profiling_status(client: redis.Redis, settings: Settings | None = None) 
 
 def producer_statistics(client: redis.Redis) -> dict[str, int]:
     """Return the summed statistics of every producer hash, and how many producers there are."""
-    names = list(client.scan_iter(match=f"{keys.PRODUCER_PREFIX}*", count=1000))
+    names = list(client.scan_iter(match=keys.producer("*"), count=1000))
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hmget(name, PRODUCER_STATS)
@@ -675,7 +675,7 @@ def reset_profiling_metrics(client: redis.Redis, confirm: bool = False) -> dict[
         "keys": len(plain),
         "streams": sorted(streams),
         "by_kind": dict(sorted(kinds.items())),
-        "kept": [*RESET_KEEPS, f"{keys.HEARTBEAT_PREFIX}:*"],
+        "kept": [*RESET_KEEPS, keys.heartbeat_pattern("*")],
     }
     if not confirm:
         return {**answer, "deleted": 0, "message": "nothing deleted; pass confirm=True"}
@@ -685,7 +685,7 @@ def reset_profiling_metrics(client: redis.Redis, confirm: bool = False) -> dict[
 def _reset_targets(client: redis.Redis) -> list[tuple[str, str]]:
     names = [
         _text(n)
-        for n in client.scan_iter(match=f"{keys.PREFIX}:*", count=1000)
+        for n in client.scan_iter(match=keys.ALL_KEYS_PATTERN, count=1000)
         if _text(n) not in RESET_KEEPS and not _text(n).startswith(RESET_KEEP_PREFIXES)
     ]
     pipe = client.pipeline(transaction=False)

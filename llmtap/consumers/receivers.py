@@ -35,6 +35,8 @@ from llmtap.settings import SettingsError
 log = logging.getLogger(__name__)
 KINDS: Final = ("webhook", "slack")
 _SLACK_LOG: Final = logging.getLogger("llmtap.slack")
+# slack-sdk logs request URLs at debug level, and an incoming-webhook URL is a secret.
+_SLACK_LOG.setLevel(logging.INFO)
 _EMOJI: Final = {
     "critical": ":rotating_light:",
     "warning": ":warning:",

@@ -149,7 +149,7 @@ def _status(client: redis.Redis, args: argparse.Namespace) -> Any:
         _table(
             "workers",
             ["worker", "lag", "pending", "live"],
-            [[w, v["lag"], v["pending"], v["live_consumers"]] for w, v in workers.items()],
+            [[w, v.get("lag"), v.get("pending"), v["live_consumers"]] for w, v in workers.items()],
         )
     return got
 

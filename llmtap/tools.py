@@ -113,14 +113,18 @@ def producer_statistics(client: redis.Redis) -> dict[str, int]:
 
 def pipeline_health(client: redis.Redis) -> dict[str, Any]:
     """Return the stream and DLQ lengths and, per worker group, lag, pending and live workers."""
-    groups = {name: health.group_stats(client, spec.group) for name, spec in WORKERS.items()}
+    workers: dict[str, dict[str, Any]] = {}
+    for name, spec in WORKERS.items():
+        if spec.runner is None:  # a consumer group on the events stream
+            g = health.group_stats(client, spec.group)
+            fields = ("exists", "processed", "lag", "pending", "live_consumers")
+            workers[name] = {k: g[k] for k in fields}
+        else:
+            workers[name] = {"live_consumers": len(health.heartbeats(client, spec.group))}
     return {
         **health.stream_stats(client),
-        "workers": {
-            name: {k: g[k] for k in ("exists", "processed", "lag", "pending", "live_consumers")}
-            for name, g in groups.items()
-        },
-        "workers_seen": sum(int(str(g["live_consumers"])) for g in groups.values()),
+        "workers": workers,
+        "workers_seen": sum(int(w["live_consumers"]) for w in workers.values()),
     }
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import redis
@@ -212,3 +215,53 @@ def test_cli_tables_render(
     for argv in commands:
         assert cli.main([*argv, "--url", redis_url]) == 0
     assert "cost by model" in capsys.readouterr().out
+
+
+class _SlackStub(BaseHTTPRequestHandler):
+    """Slack's three-step external upload on loopback: upload URL, upload, complete."""
+
+    seen: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.path, body))
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        replies = {
+            "/api/files.getUploadURLExternal": {"ok": True, "upload_url": f"{base}/upload",
+                                                "file_id": "F1"},
+            "/api/files.completeUploadExternal": {"ok": True, "files": [{"id": "F1"}]},
+        }  # fmt: skip
+        payload = json.dumps(replies.get(self.path, {"ok": True})).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet."""
+
+
+def test_slack_gets_the_markdown_report_with_a_summary(
+    r: redis.Redis, day_of_traffic: Workload
+) -> None:
+    """The Markdown report is uploaded to the channel with a one-line cost summary."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackStub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _SlackStub.seen = []
+    try:
+        config = ReportConfig(
+            schedules=(DAILY,), formats=("md",), slack_token="xoxb-test",
+            slack_channel="C1", slack_base_url=f"http://127.0.0.1:{server.server_address[1]}/api/",
+        )  # fmt: skip
+        produced = ReportWorker(r, config, clock=lambda: DAY0 + DAY + 300.0).fire(DAILY)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert produced is not None and produced.slack
+    paths = [path for path, _ in _SlackStub.seen]
+    assert paths == ["/api/files.getUploadURLExternal", "/upload",
+                     "/api/files.completeUploadExternal"]  # fmt: skip
+    assert b"# llmtap daily report" in _SlackStub.seen[1][1]
+    complete = _SlackStub.seen[2][1].decode()
+    assert "C1" in complete and "calls" in complete

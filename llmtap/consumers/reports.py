@@ -104,6 +104,7 @@ class ReportConfig:
     webhook_secret: str | None = None
     slack_token: str | None = field(default=None, repr=False)
     slack_channel: str | None = None
+    slack_base_url: str | None = None  # Slack's Web API unless set (tests use a loopback stub)
     lock_ttl_s: int = 40 * 86_400
 
     @classmethod
@@ -268,7 +269,10 @@ def post_slack(
         f"${summary['projected_month_end_usd']:.2f}"
     )
     try:
-        WebClient(token=config.slack_token).files_upload_v2(
+        client = WebClient(token=config.slack_token)
+        if config.slack_base_url:
+            client = WebClient(token=config.slack_token, base_url=config.slack_base_url)
+        client.files_upload_v2(
             channel=config.slack_channel,
             content=markdown or report.render_markdown(model),
             filename=f"{stem}.md",

@@ -3,6 +3,7 @@ stream of ConverseStream (encoded here frame by frame, CRCs included, as botocor
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import zlib
@@ -96,3 +97,21 @@ def error(status: int) -> Reply:
         status, "ValidationException"
     )
     return Reply.json({"message": f"fake {status}"}, status=status, x_amzn_errortype=f"{code}:")
+
+
+def invoke_stream() -> Reply:
+    """An InvokeModelWithResponseStream response: base64 chunks of the model's own events,
+    the last with Bedrock's invocation metrics."""
+    prompt, output = INVOKE_TOKENS
+    events = [
+        {"type": "message_start", "message": {"model": "claude-3-haiku", "usage": {}}},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hello"}},
+        {"type": "message_stop", "amazon-bedrock-invocationMetrics": {
+            "inputTokenCount": prompt, "outputTokenCount": output,
+            "invocationLatency": LATENCY_MS, "firstByteLatency": 90}},
+    ]  # fmt: skip
+    frames = [
+        frame("chunk", {"bytes": base64.b64encode(json.dumps(event).encode()).decode()})
+        for event in events
+    ]
+    return Reply.stream(frames, "application/vnd.amazon.eventstream", x_amzn_requestid="req-4")

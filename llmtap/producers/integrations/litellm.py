@@ -129,16 +129,43 @@ def _times(payload: dict[str, Any]) -> tuple[float, float, float | None]:
     return t0, t0 + (end - start), ttft
 
 
+# LiteLLM copies entries of ``litellm.callbacks`` into these lists on its first call.
+_CALLBACK_LISTS: Final = ("callbacks", "input_callback", "success_callback", "failure_callback",
+                          "_async_success_callback", "_async_failure_callback")  # fmt: skip
+
+
+def installed() -> list[LlmtapLogger]:
+    """Return the :class:`LlmtapLogger` instances registered in any LiteLLM callback list."""
+    import litellm
+
+    found: list[LlmtapLogger] = []
+    for name in _CALLBACK_LISTS:
+        for callback in getattr(litellm, name, None) or ():
+            if isinstance(callback, LlmtapLogger) and callback not in found:
+                found.append(callback)
+    return found
+
+
 def install(profiler: Profiler | None = None, **options: Any) -> LlmtapLogger:
     """Register an :class:`LlmtapLogger` in ``litellm.callbacks`` (once) and return it."""
     import litellm
 
-    for existing in litellm.callbacks:
-        if isinstance(existing, LlmtapLogger):
-            return existing
+    existing = installed()
+    if existing:
+        return existing[0]
     logger = LlmtapLogger(profiler, **options)
     litellm.callbacks.append(logger)
     return logger
+
+
+def uninstall() -> None:
+    """Remove every :class:`LlmtapLogger` from all of LiteLLM's callback lists."""
+    import litellm
+
+    for name in _CALLBACK_LISTS:
+        callbacks = getattr(litellm, name, None)
+        if isinstance(callbacks, list):
+            callbacks[:] = [c for c in callbacks if not isinstance(c, LlmtapLogger)]
 
 
 def instrument(client: Any, profiler: Profiler, spec: CallSpec) -> list[str]:

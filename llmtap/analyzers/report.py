@@ -182,6 +182,8 @@ def sections(model: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[li
         ("Latency by backend and model (s)", ("backend", "model", "calls", "p50", "p95", "p99"),
          [[r["backend"], r["model"], r["weighted_count"], r["p50"], r["p95"], r["p99"]]
           for r in model["latency"]]),
+        ("Throughput", ("metric", "value"),
+         [[k, v] for k, v in model["throughput"].items() if not isinstance(v, dict)]),
         ("Error rates", ("model", "calls", "errors", "rate"),
          [[m, r["calls"], r["errors"], r["error_rate"]]
           for m, r in model["error_rates"]["by_model"].items()]),
@@ -190,6 +192,9 @@ def sections(model: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[li
         ("Optimization insights", ("priority", "category", "recommendation", "saving"),
          [[i["priority"], i["category"], i["recommendation"], i["potential_improvement"]]
           for i in model["insights"]]),
+        ("Anomalies (last hour against the 24 before)", ("series", "value", "baseline", "score"),
+         [[a["series"], a["value"], a["baseline_median"], a["score"]]
+          for a in model["anomalies"]]),
     ]  # fmt: skip
 
 

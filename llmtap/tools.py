@@ -604,17 +604,20 @@ def get_session_profiling_analysis(
 
 
 def _session_summary(fields: Mapping[str, str]) -> dict[str, Any]:
+    """Exact counts from rollups; before the first rollup arrives, the call events' counts
+    (``exact`` says which)."""
     calls, errors = int(fields.get("calls", 0)), int(fields.get("errors", 0))
-    events, first, last = (
-        int(fields.get("events", 0)),
-        fields.get("first_seen"),
-        fields.get("last_seen"),
-    )
+    events = int(fields.get("events", 0))
+    exact = calls > 0 or events == 0
+    if not exact:
+        calls, errors = events, int(fields.get("failed_events", 0))
+    first, last = fields.get("first_seen"), fields.get("last_seen")
     return {
         "total_calls": calls,
         "errors": errors,
         "total_cost_usd": _usd(int(fields.get("cost_nanousd", 0))),
         "success_rate": _pct(calls - errors, calls),
+        "exact": exact,
         "input_tokens": int(fields.get("input_tokens", 0)),
         "output_tokens": int(fields.get("output_tokens", 0)),
         "profiled_calls": events,

@@ -360,3 +360,22 @@ def test_alerts_fired_and_resolved_in_the_window_come_from_the_alert_state(
     assert [a["fingerprint"] for a in got["fired"]] == ["fp-now"]
     assert [a["fingerprint"] for a in got["resolved"]] == ["fp-old"]
     assert got["thresholds"]["daily_cost_usd"] == 100.0
+
+
+def test_session_before_its_first_rollup_counts_its_call_events(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """With call events but no rollup yet, the summary counts the events and says it is not
+    exact."""
+    calls = [
+        events.CallEvent(v=1, call_id=f"c{i}", producer_id="p", backend="openai",
+                         model_name="gpt-4o", start_time=DAY0 + i, end_time=DAY0 + i + 1,
+                         latency=1.0, success=i != 0, sample_rate=1.0, reason="sampled",
+                         session_id="early")
+        for i in range(4)
+    ]  # fmt: skip
+    r.xadd(keys.EVENTS, {keys.FIELD_BATCH: events.encode_batch(calls)})
+    burst(redis_url, ["sessions"])
+    summary = tools.get_session_profiling_analysis(r, "early")["summary"]
+    assert (summary["total_calls"], summary["errors"], summary["exact"]) == (4, 1, False)
+    assert summary["success_rate"] == 75.0

@@ -15,6 +15,7 @@ from consumer_helpers import burst, stats, wait_for
 
 from llmtap import keys
 from llmtap.consumers import commands
+from llmtap.consumers.registry import WORKERS
 from llmtap.consumers.synthetic import Workload
 
 
@@ -104,8 +105,8 @@ def test_up_without_a_url_runs_every_worker_on_an_embedded_valkey(
     monkeypatch.delenv("LLMTAP_REDIS_URL", raising=False)
     assert commands.main(["up", "--burst"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("llmtap: cost, latency on redis://127.0.0.1:")
-    assert lines[1:] == ["llmtap: cost: 0 events, 0 to DLQ", "llmtap: latency: 0 events, 0 to DLQ"]
+    assert lines[0].startswith(f"llmtap: {', '.join(WORKERS)} on redis://127.0.0.1:")
+    assert lines[1:] == [f"llmtap: {name}: 0 events, 0 to DLQ" for name in WORKERS]
 
 
 def test_worker_prints_the_url_without_its_password(

@@ -239,7 +239,8 @@ class Notifier:
             tasks += self._flushers.values()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                await asyncio.wait(tasks, timeout=10)
 
     async def _read_loop(self, stop: asyncio.Event, burst: bool) -> None:
         await self._take(await self._reclaim())
@@ -349,7 +350,8 @@ class Notifier:
 
     async def _serve(self, name: str) -> None:
         queue, receiver = self._queues[name], self.receivers[name]
-        while True:
+        # Checks stop too: a cancellation can be swallowed by a client library mid-request.
+        while not self._stop.is_set():
             held = await queue.get()
             if receiver.grouping:
                 self._buffer(name, receiver.group_key(held.alert), held)
@@ -432,8 +434,8 @@ class Notifier:
         await pipe.execute()
         held.remaining.discard(name)
         if not held.remaining:
-            self._held.pop(held.entry_id, None)
             await self._ack(held.entry_id)
+            self._held.pop(held.entry_id, None)  # after the ack: burst mode ends on an empty _held
 
     async def _ack(self, entry_id: bytes) -> None:
         await self.client.xack(self.options.stream, keys.GROUP_NOTIFIER, entry_id)

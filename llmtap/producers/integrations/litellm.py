@@ -101,7 +101,7 @@ class LlmtapLogger(CustomLogger):
         provider = payload.get("custom_llm_provider") or "litellm"
         t0, t1, ttft = _times(payload)
         details = CallDetails(
-            model=payload.get("model") or kwargs.get("model"),
+            model=model_name(payload.get("model") or kwargs.get("model"), provider),
             processing_time=processing_time(payload),
             streaming=bool(payload.get("stream")),
             error_type=error_type(exc) if exc is not None else None,
@@ -109,6 +109,13 @@ class LlmtapLogger(CustomLogger):
         record = (self.spec(provider), None, t0, t1, response, exc, ttft, details,
                   threading.get_ident())  # fmt: skip
         p.submit(record)
+
+
+def model_name(model: Any, provider: str) -> str | None:
+    """Return the model as its provider names it (the Router reports ``provider/model``)."""
+    if not isinstance(model, str) or not model:
+        return None
+    return model.removeprefix(f"{provider}/")
 
 
 def _exception(kwargs: dict[str, Any]) -> BaseException:

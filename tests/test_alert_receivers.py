@@ -10,10 +10,10 @@ import redis
 
 from llmtap import cli
 from llmtap.alerts_cli import create_silence, list_silences
-from llmtap.analyzers.rules import RuleError
+from llmtap.analyzers.rules import Rule, RuleError
 from llmtap.consumers.receivers import parse_receivers, receivers_from_env, slack_message
 from llmtap.settings import SettingsError
-from tests.alert_helpers import RULE_DOC, T0
+from tests.alert_helpers import RULE_DOC, T0, active
 
 RECEIVERS = """\
 receivers:
@@ -145,3 +145,17 @@ def test_slack_message_says_what_how_bad_since_when_and_what_to_run() -> None:
     assert text.startswith("FIRING: slow")
     for needle in ("5 (threshold 2)", "2026-01-01T00:00:00.000Z", "llmtap alerts show abc"):
         assert needle in dumped
+
+
+def test_list_and_show_print_the_alert_state(
+    r: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``alerts list`` shows a firing default-rule alert; ``alerts show FP`` its state."""
+    rule = Rule("slow-call", "latency_above", 30.0, group_by=("model",))
+    active(redis_url, rule, {"model": "gpt-4o"}, T0)
+    assert cli.main(["alerts", "list", "--url", redis_url]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["status"] == "firing" and listed["doc"]["labels"] == {"model": "gpt-4o"}
+    assert cli.main(["alerts", "show", listed["fingerprint"], "--url", redis_url]) == 0
+    assert json.loads(capsys.readouterr().out)["seq"] == "1"
+    assert cli.main(["alerts", "show", "nope", "--url", redis_url]) == 1

@@ -59,6 +59,10 @@ async def _alerts_tick(url: str, stop: asyncio.Event, burst: bool) -> None:
     await run_ticks(url, stop, once=burst)
 
 
+def _not_on_events(config: RuntimeConfig, retention: Retention) -> Processor:
+    raise ValueError("the notifier reads llmtap:notify, not the events stream: its runner runs it")
+
+
 async def _notifier(url: str, stop: asyncio.Event, burst: bool) -> None:
     from llmtap.consumers.notifier import run_notifier
 
@@ -92,7 +96,7 @@ WORKERS: dict[str, WorkerSpec] = {
         "notifier",
         keys.GROUP_NOTIFIER,
         "delivers llmtap:notify to Slack and signed webhooks",
-        _alerts,
+        _not_on_events,
         runner=_notifier,
     ),
     "reports": WorkerSpec(

@@ -23,7 +23,7 @@ from llmtap.producers.integrations.errors import error_type
 from llmtap.producers.profiler import Profiler
 from llmtap.settings import Settings
 from tests.fakes import openai_wire
-from tests.fakes.clients import MESSAGES
+from tests.fakes.clients import MESSAGES, close_litellm_loop
 from tests.fakes.server import FakeServer, fake_server
 from tests.test_integrations import call_events, pytestmark  # noqa: F401 (LiteLLM's warnings)
 from tests.test_producer import read_stream
@@ -284,6 +284,7 @@ def test_litellm_router_calls_are_profiled(
         (event,) = call_events(profiler, r, 1)
     finally:
         uninstall()
+        close_litellm_loop()
     assert (event.backend, event.model_name, event.session_id) == (
         "openai", openai_wire.MODEL, "s-1",
     )  # fmt: skip

@@ -8,7 +8,9 @@ same assertions against every case.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -476,12 +478,32 @@ class LiteLLMCompletion(OpenAIChat):
     def cleanup(self) -> None:
         """Remove llmtap's callbacks from LiteLLM."""
         uninstall()
+        close_litellm_loop()
 
     def close(self, client: Any) -> None:
         """Nothing to release."""
 
     async def aclose(self, client: Any) -> None:
         """Nothing to release."""
+
+
+def close_litellm_loop() -> None:
+    """Close the event loop LiteLLM leaves in the main thread.
+
+    LiteLLM's service logger calls ``asyncio.get_event_loop()`` inside sync calls, which
+    creates a loop for the main thread that nobody closes; unclosed, it is reported as a
+    ResourceWarning whenever it is collected (third-party behaviour, nothing to fix here).
+    """
+    policy = asyncio.get_event_loop_policy()
+    try:
+        with warnings.catch_warnings():  # newer Pythons deprecate the implicit loop we close
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loop = policy.get_event_loop()
+    except RuntimeError:
+        return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+        policy.set_event_loop(None)
 
 
 def _stable(value: Any) -> Any:

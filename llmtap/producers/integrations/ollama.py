@@ -25,14 +25,14 @@ from llmtap.producers.integrations.calls import (
 )
 from llmtap.producers.profiler import Profiler
 from llmtap.producers.recorder import CallDetails, CallSpec
-from llmtap.producers.usage import extract_processing_time, extract_usage
+from llmtap.producers.usage import extract_processing_time, extract_usage, field
 
 METHODS: Final = ("chat", "generate")
 
 
 def read_chunk(details: CallDetails, chunk: Any) -> None:
     """Take counts and durations from the last (``done``) chunk of a stream."""
-    if getattr(chunk, "done", False):
+    if field(chunk, "done") is True:  # objects (ollama >= 0.4) and plain dicts alike
         absorb(details, extract_usage(chunk))
         details.processing_time = extract_processing_time(chunk)
 

@@ -232,16 +232,37 @@ def run(duration: float, threads: int, seed: int, settings: Settings, out: Any) 
     profiler.flush(timeout=10.0)
     profiler.close()
     workers.stop_and_drain()
+    alert_lines = deliver_alerts(url, settings.slow_call_s)
     summary = summarize(client, traffic.calls, profiler.stats())
+    summary["alerts"] = alert_lines
     summary["aggregates"] = read_aggregates(client, started - 60, time.time() + 60)
     summary["workers_exact"] = summary["aggregates"]["total"].get("calls") == traffic.calls
     client.close()
     print_summary(summary, out)
     print_aggregates(summary["aggregates"], out)
     print(f"  worker totals exact: {'yes' if summary['workers_exact'] else 'NO'}", file=out)
+    print("\nAlerts (calls slower than the slow threshold), delivered to a local signed webhook",
+          file=out)  # fmt: skip
+    for line in alert_lines or ["  none: no call broke the rule"]:
+        print(line, file=out)
     if server is not None:
         server.stop()
     return summary
+
+
+def deliver_alerts(url: str, slow_call_s: float) -> list[str]:
+    """Run the alerts worker and the notifier over the stream with a slow-call rule, into a
+    local webhook receiver that checks signatures; return one line per alert it received.
+
+    The evaluator's clock is moved past the rule's quiet period, so alerts that fired during
+    the run are also resolved and delivered as such.
+    """
+    from llmtap.consumers import alerts
+
+    with alerts.demo_receiver() as (rx, receiver):
+        rules = alerts.demo_rules(slow_call_s)
+        asyncio.run(alerts.demo_cycle(url, rules, receiver, time.time()))
+        return alerts.demo_lines(rx)
 
 
 def read_aggregates(client: redis.Redis, since: float, until: float) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from llmtap.settings import Settings
 
 
 def test_demo_counts_every_call_through_the_whole_pipeline(redis_url: str, r: redis.Redis) -> None:
-    """A short demo run ends with rollups and worker aggregates equal to the calls it made."""
-    settings = Settings(redis_url=redis_url, rollup_interval_s=0.5, slow_call_s=1.0)
+    """A short demo run ends with rollups and worker aggregates equal to the calls it made,
+    and with slow-call alerts fired and resolved at its local webhook receiver."""
+    settings = Settings(redis_url=redis_url, rollup_interval_s=0.5, slow_call_s=0.1)
     out = io.StringIO()
     summary = demo.run(duration=2.0, threads=4, seed=3, settings=settings, out=out)
     assert summary["calls_made"] > 0
@@ -23,3 +24,5 @@ def test_demo_counts_every_call_through_the_whole_pipeline(redis_url: str, r: re
     text = out.getvalue()
     assert "rollups exact: yes" in text and "worker totals exact: yes" in text
     assert summary["aggregates"]["latency"], "the latency worker wrote sketches"
+    statuses = {line.split()[0] for line in summary["alerts"]}
+    assert statuses == {"firing", "resolved"}, summary["alerts"]

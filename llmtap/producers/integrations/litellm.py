@@ -123,11 +123,15 @@ def _exception(kwargs: dict[str, Any]) -> BaseException:
     return exc if isinstance(exc, BaseException) else RuntimeError("litellm call failed")
 
 
+def _seconds(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and value > 0 else default
+
+
 def _times(payload: dict[str, Any]) -> tuple[float, float, float | None]:
     """Convert LiteLLM's wall-clock start, end and first-chunk times to perf_counter ones."""
     now_perf, now_wall = time.perf_counter(), time.time()
-    start = float(payload.get("startTime") or now_wall)
-    end = max(float(payload.get("endTime") or now_wall), start)
+    start = _seconds(payload.get("startTime"), now_wall)
+    end = max(_seconds(payload.get("endTime"), now_wall), start)
     t0 = now_perf - (now_wall - start)
     ttft = None
     first = payload.get("completionStartTime")

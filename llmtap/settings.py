@@ -39,14 +39,17 @@ def _parse_level(raw: str) -> str:
     return value
 
 
-def _number(kind: type, low: float, high: float = math.inf) -> Callable[[str], Any]:
+def number(kind: type, low: float, high: float = math.inf) -> Callable[[str], Any]:
+    """Return a parser of ``kind`` (int or float) in ``[low, high]``; NaN is rejected.
+
+    The parser raises ValueError whose message lists the accepted values.
+    """
+
     def parse(raw: str) -> Any:
         try:
             value = kind(raw.strip())
         except ValueError:
-            raise ValueError(
-                f"accepted values: a {kind.__name__} between {low} and {high}"
-            ) from None
+            value = math.nan
         if not (low <= value <= high):  # also rejects NaN
             raise ValueError(f"accepted values: a {kind.__name__} between {low} and {high}")
         return value
@@ -91,7 +94,7 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var(
         "CS_PROFILING_SAMPLING_RATE",
         "sampling_rate",
-        _number(float, 0.0, 1.0),
+        number(float, 0.0, 1.0),
         0.1,
         "share of calls sent as call events; errors, slow, breaker and expensive calls always are",
     ),
@@ -114,28 +117,28 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var(
         "CS_PROFILING_MAX_HISTORY",
         "max_history",
-        _number(int, 1),
+        number(int, 1),
         10000,
         "events kept per session timeline",
     ),
     Var(
         "CS_PROFILING_COST_ALERT",
         "cost_alert_usd",
-        _number(float, 0.0),
+        number(float, 0.0),
         100.0,
         "daily cost alert threshold (USD)",
     ),
     Var(
         "CS_PROFILING_LATENCY_ALERT",
         "latency_alert_s",
-        _number(float, 0.0),
+        number(float, 0.0),
         30.0,
         "single-call latency alert threshold (seconds)",
     ),
     Var(
         "CS_PROFILING_MEMORY_ALERT",
         "memory_alert_mb",
-        _number(float, 0.0),
+        number(float, 0.0),
         1000.0,
         "single-call memory alert threshold (MB)",
     ),
@@ -150,42 +153,42 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var(
         "LLMTAP_STREAM_MAXLEN",
         "stream_maxlen",
-        _number(int, 1000),
+        number(int, 1000),
         1_000_000,
         "approximate cap on the events stream (XADD MAXLEN ~)",
     ),
     Var(
         "LLMTAP_QUEUE_SIZE",
         "queue_size",
-        _number(int, 1),
+        number(int, 1),
         100_000,
         "in-process queue bound; beyond it events are dropped and counted",
     ),
     Var(
         "LLMTAP_BATCH_SIZE",
         "batch_size",
-        _number(int, 1, 10_000),
+        number(int, 1, 10_000),
         100,
         "most events packed into one stream entry",
     ),
     Var(
         "LLMTAP_ROLLUP_INTERVAL",
         "rollup_interval_s",
-        _number(float, 0.05, 3600.0),
+        number(float, 0.05, 3600.0),
         5.0,
         "seconds between exact rollup events",
     ),
     Var(
         "LLMTAP_SLOW_CALL_S",
         "slow_call_s",
-        _number(float, 0.0),
+        number(float, 0.0),
         10.0,
         "calls slower than this (seconds) are always kept",
     ),
     Var(
         "LLMTAP_EXPENSIVE_CALL_USD",
         "expensive_call_usd",
-        _number(float, 0.0),
+        number(float, 0.0),
         0.10,
         "calls costing more than this (USD) are always kept",
     ),
@@ -199,21 +202,21 @@ VARIABLES: Final[tuple[Var, ...]] = (
     Var(
         "LLMTAP_OLLAMA_USD_PER_HOUR",
         "ollama_usd_per_hour",
-        _number(float, 0.0),
+        number(float, 0.0),
         0.0,
         "price of an hour of local Ollama compute",
     ),
     Var(
         "LLMTAP_SETTINGS_POLL_S",
         "settings_poll_s",
-        _number(float, 0.05, 3600.0),
+        number(float, 0.05, 3600.0),
         5.0,
         "how often producers read the runtime-settings key",
     ),
     Var(
         "LLMTAP_EXIT_FLUSH_S",
         "exit_flush_s",
-        _number(float, 0.0, 60.0),
+        number(float, 0.0, 60.0),
         2.0,
         "longest wait at interpreter exit to flush queued events",
     ),

@@ -6,30 +6,16 @@ accepts, like every other llmtap setting.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final
 
 from llmtap import keys
-from llmtap.settings import SettingsError
+from llmtap.settings import SettingsError, number
 
 ENGINES: Final = ("faststream", "loop")
 _Table = Mapping[str, tuple[str, Callable[[str], Any]]]
-
-
-def _number(kind: type, low: float, high: float = math.inf) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            value = math.nan
-        if not (low <= value <= high):  # also rejects NaN
-            raise ValueError(f"accepted values: a {kind.__name__} between {low} and {high}")
-        return value
-
-    return parse
 
 
 def _engine(raw: str) -> str:
@@ -61,9 +47,9 @@ class Retention:
     day_s: int = keys.DEFAULT_TTL_S["d"]
 
     ENV: ClassVar[_Table] = {
-        "minute_s": ("LLMTAP_RETENTION_MINUTE_S", _number(int, 60, 10 * 365 * 86400)),
-        "hour_s": ("LLMTAP_RETENTION_HOUR_S", _number(int, 3600, 10 * 365 * 86400)),
-        "day_s": ("LLMTAP_RETENTION_DAY_S", _number(int, 86400, 10 * 365 * 86400)),
+        "minute_s": ("LLMTAP_RETENTION_MINUTE_S", number(int, 60, 10 * 365 * 86400)),
+        "hour_s": ("LLMTAP_RETENTION_HOUR_S", number(int, 3600, 10 * 365 * 86400)),
+        "day_s": ("LLMTAP_RETENTION_DAY_S", number(int, 86400, 10 * 365 * 86400)),
     }
 
     @classmethod
@@ -99,16 +85,16 @@ class RuntimeConfig:
     engine: str = "loop"
 
     ENV: ClassVar[_Table] = {
-        "claim_idle_s": ("LLMTAP_CLAIM_IDLE_S", _number(float, 0.05, 86400.0)),
-        "max_deliveries": ("LLMTAP_MAX_DELIVERIES", _number(int, 1, 1000)),
-        "flush_interval_s": ("LLMTAP_FLUSH_INTERVAL_S", _number(float, 0.001, 60.0)),
-        "flush_events": ("LLMTAP_FLUSH_EVENTS", _number(int, 1, 10_000_000)),
-        "read_count": ("LLMTAP_READ_COUNT", _number(int, 1, 1000)),
-        "block_ms": ("LLMTAP_BLOCK_MS", _number(int, 1, 60_000)),
-        "heartbeat_ttl_s": ("LLMTAP_HEARTBEAT_TTL_S", _number(int, 1, 3600)),
-        "dedup_ttl_s": ("LLMTAP_DEDUP_TTL_S", _number(int, 60, 365 * 86400)),
-        "dlq_maxlen": ("LLMTAP_DLQ_MAXLEN", _number(int, 100, 100_000_000)),
-        "top_n": ("LLMTAP_TOP_CALLS", _number(int, 1, 100_000)),
+        "claim_idle_s": ("LLMTAP_CLAIM_IDLE_S", number(float, 0.05, 86400.0)),
+        "max_deliveries": ("LLMTAP_MAX_DELIVERIES", number(int, 1, 1000)),
+        "flush_interval_s": ("LLMTAP_FLUSH_INTERVAL_S", number(float, 0.001, 60.0)),
+        "flush_events": ("LLMTAP_FLUSH_EVENTS", number(int, 1, 10_000_000)),
+        "read_count": ("LLMTAP_READ_COUNT", number(int, 1, 1000)),
+        "block_ms": ("LLMTAP_BLOCK_MS", number(int, 1, 60_000)),
+        "heartbeat_ttl_s": ("LLMTAP_HEARTBEAT_TTL_S", number(int, 1, 3600)),
+        "dedup_ttl_s": ("LLMTAP_DEDUP_TTL_S", number(int, 60, 365 * 86400)),
+        "dlq_maxlen": ("LLMTAP_DLQ_MAXLEN", number(int, 100, 100_000_000)),
+        "top_n": ("LLMTAP_TOP_CALLS", number(int, 1, 100_000)),
         "engine": ("LLMTAP_WORKER_ENGINE", _engine),
     }
 

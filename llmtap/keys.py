@@ -40,6 +40,17 @@ PRODUCER_TTL_S: Final = 24 * 3600
 
 # Time granularities of the aggregates and how long each bucket is kept.
 GRANULARITIES: Final = ("m", "h", "d")
+# The integer metrics of a rollup row, as the usage hashes name them (`<dimension>|<metric>`).
+USAGE_METRICS: Final = (
+    "calls",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "unpriced_calls",
+)
 BUCKET_SECONDS: Final = {"m": 60, "h": 3600, "d": 86400}
 DEFAULT_TTL_S: Final = {"m": 2 * 86400, "h": 35 * 86400, "d": 400 * 86400}
 

@@ -22,17 +22,7 @@ from llmtap import keys
 from llmtap.analyzers import sketch
 
 DIMENSIONS: Final = ("total", "backend", "model", "tenant", "session")
-USAGE_METRICS: Final = (
-    "calls",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "unpriced_calls",
-    "unpriced_events",
-)
+USAGE_METRICS: Final = (*keys.USAGE_METRICS, "unpriced_events")
 TIMINGS: Final = ("latency", "network", "processing", "ttft")
 LATENCY_GROUPINGS: Final = ("model", "backend", "all")
 NANO: Final = 1_000_000_000

@@ -20,16 +20,7 @@ from llmtap.consumers.commit import Writes
 from llmtap.consumers.config import Retention
 
 # Integer metrics of a rollup row, in the order they are kept in memory.
-METRICS: Final = (
-    "calls",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "unpriced_calls",
-)
+METRICS: Final = keys.USAGE_METRICS
 COST_FIELD_UNIT: Final = "nano-USD"
 _MINUTE: Final = keys.BUCKET_SECONDS["m"]
 _DAY: Final = keys.BUCKET_SECONDS["d"]

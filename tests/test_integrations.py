@@ -228,3 +228,20 @@ async def test_async_clients_are_profiled_alike(
     if streams:
         check_event(events[1], case.stream_expect, profiler)
         assert events[1].ttft is not None and events[1].ttft < events[1].latency
+
+
+RETRYING = [case for case in CASES if case.expect.retries > 0]
+
+
+@pytest.mark.parametrize("case", RETRYING, ids=ids)
+def test_a_call_that_succeeds_after_a_retry_records_the_retry(
+    case: Case, server: FakeServer, profiler: Profiler, r: redis.Redis
+) -> None:
+    """A call the client retried once after a 429 succeeds and is recorded with one retry."""
+    client = case.profiled(case.client(server.url), profiler)
+    server.queue(case.error(429), case.ok())
+    case.call(client)
+    case.close(client)
+    (event,) = call_events(profiler, r, 1)
+    assert event.success and event.retry_count == 1
+    assert tokens(event) == case.expect.tokens

@@ -14,6 +14,7 @@ import botocore.exceptions
 import ollama
 import openai
 import pybreaker
+import pydantic
 import pytest
 import redis
 
@@ -132,6 +133,26 @@ def test_wrapping_twice_records_each_call_once(
     openai_client.chat.completions.create(model=openai_wire.MODEL, messages=MESSAGES)
     (event,) = call_events(profiler, r, 1)
     assert event.tenant == "acme"
+
+
+class Greeting(pydantic.BaseModel):
+    """A structured output."""
+
+    greeting: str
+
+
+def test_structured_output_parse_is_profiled(
+    openai_client: openai.OpenAI, server: FakeServer, profiler: Profiler, r: redis.Redis
+) -> None:
+    """``chat.completions.parse`` returns the parsed model and is recorded like ``create``."""
+    llmtap.wrap(openai_client, profiler=profiler)
+    server.queue(openai_wire.chat('{"greeting": "hi"}'))
+    result = openai_client.chat.completions.parse(
+        model=openai_wire.MODEL, messages=MESSAGES, response_format=Greeting
+    )
+    assert result.choices[0].message.parsed == Greeting(greeting="hi")
+    (event,) = call_events(profiler, r, 1)
+    assert (event.input_tokens, event.processing_time) == (1200, 0.24)
 
 
 def test_stream_without_usage_records_ttft_and_model(

@@ -27,7 +27,7 @@ def _chat_usage() -> dict[str, Any]:
     }
 
 
-def chat() -> Reply:
+def chat(content: str = "Hello there") -> Reply:
     """A chat completion with cached and reasoning tokens and a processing-ms header."""
     body = {
         "id": "chatcmpl-1",
@@ -38,7 +38,7 @@ def chat() -> Reply:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hello there", "refusal": None},
+                "message": {"role": "assistant", "content": content, "refusal": None},
                 "finish_reason": "stop",
                 "logprobs": None,
             }

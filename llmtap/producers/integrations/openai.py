@@ -1,6 +1,7 @@
 """OpenAI integration: ``OpenAI``, ``AsyncOpenAI`` and the Azure OpenAI clients.
 
-Profiles ``chat.completions.create``, ``responses.create`` and ``embeddings.create``.
+Profiles ``chat.completions.create`` and ``.parse``, ``responses.create`` and ``.parse``, and
+``embeddings.create``.
 Processing time comes from the ``openai-processing-ms`` header; streamed usage from the final
 chunk (chat completions need ``stream_options={"include_usage": True}`` for it) or from the
 ``response.completed`` event (Responses API). The ``openai`` package is never imported here.
@@ -39,6 +40,7 @@ def instrument(client: Any, profiler: Profiler, spec: CallSpec) -> list[str]:
     done = []
     for path in RESOURCES:
         resource = resolve(client, path)
-        if resource is not None and profile_create(resource, method):
-            done.append(f"{path}.create")
+        for name in ("create", "parse"):  # parse: structured outputs, same wire and usage
+            if resource is not None and profile_create(resource, method, name):
+                done.append(f"{path}.{name}")
     return done

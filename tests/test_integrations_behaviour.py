@@ -135,6 +135,20 @@ def test_wrapping_twice_records_each_call_once(
     assert event.tenant == "acme"
 
 
+def test_client_copies_are_profiled(
+    openai_client: openai.OpenAI, server: FakeServer, profiler: Profiler, r: redis.Redis
+) -> None:
+    """``with_options`` on a wrapped client returns a client that is profiled too."""
+    llmtap.wrap(openai_client, profiler=profiler, tenant="acme")
+    server.queue(openai_wire.chat())
+    copy = openai_client.with_options(timeout=5.0)
+    assert type(copy) is type(openai_client)
+    copy.chat.completions.create(model=openai_wire.MODEL, messages=MESSAGES)
+    copy.close()
+    (event,) = call_events(profiler, r, 1)
+    assert (event.tenant, event.input_tokens) == ("acme", 1200)
+
+
 class Greeting(pydantic.BaseModel):
     """A structured output."""
 

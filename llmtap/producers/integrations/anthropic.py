@@ -24,6 +24,7 @@ from llmtap.producers.integrations.calls import (
 from llmtap.producers.integrations.stainless import (
     Method,
     error_retries,
+    profile_copies,
     profile_create,
     stream_retries,
 )
@@ -47,6 +48,7 @@ def read_event(details: CallDetails, event: Any) -> None:
 
 def instrument(client: Any, profiler: Profiler, spec: CallSpec) -> list[str]:
     """Profile the client's call methods in place; return the names of those profiled."""
+    profile_copies(client, lambda new: instrument(new, profiler, spec))
     messages = getattr(client, "messages", None)
     if messages is None:
         return []

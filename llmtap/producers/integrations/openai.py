@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from llmtap.producers.integrations.calls import absorb, resolve
-from llmtap.producers.integrations.stainless import Method, profile_create
+from llmtap.producers.integrations.stainless import Method, profile_copies, profile_create
 from llmtap.producers.profiler import Profiler
 from llmtap.producers.recorder import CallDetails, CallSpec
 from llmtap.producers.usage import extract_usage
@@ -36,6 +36,7 @@ def is_azure(client: Any) -> bool:
 
 def instrument(client: Any, profiler: Profiler, spec: CallSpec) -> list[str]:
     """Profile the client's call methods in place; return the names of those profiled."""
+    profile_copies(client, lambda new: instrument(new, profiler, spec))
     method = Method(profiler, spec, read_chunk, PROCESSING_HEADER)
     done = []
     for path in RESOURCES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from typing import Any, Final
 
 from llmtap.producers.integrations.calls import (
@@ -104,6 +105,22 @@ class Method:
     def failed(self, kwargs: dict[str, Any], t0: float, exc: BaseException) -> None:
         """Record a call that raised."""
         record(self.profiler, self.spec, kwargs, t0, None, exc, _failed(exc, self.header))
+
+
+def profile_copies(client: Any, instrument: Callable[[Any], object]) -> None:
+    """Make ``client.copy()``/``client.with_options()`` return profiled clients too."""
+    for name in ("copy", "with_options"):
+        patch(client, name, lambda bare: _copying(bare, instrument))
+
+
+def _copying(bare: Any, instrument: Callable[[Any], object]) -> Any:
+    @functools.wraps(bare)
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        new = bare(*args, **kwargs)
+        instrument(new)
+        return new
+
+    return copy
 
 
 def profile_create(resource: Any, method: Method, name: str = "create") -> bool:

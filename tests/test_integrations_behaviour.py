@@ -149,6 +149,21 @@ def test_client_copies_are_profiled(
     assert (event.tenant, event.input_tokens) == ("acme", 1200)
 
 
+def test_chat_stream_helper_is_profiled(
+    openai_client: openai.OpenAI, server: FakeServer, profiler: Profiler, r: redis.Redis
+) -> None:
+    """The SDK's ``chat.completions.stream()`` helper goes through the profiled ``create``."""
+    llmtap.wrap(openai_client, profiler=profiler)
+    server.queue(openai_wire.chat_stream())
+    with openai_client.chat.completions.stream(
+        model=openai_wire.MODEL, messages=MESSAGES, stream_options={"include_usage": True}
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.usage is not None and final.usage.prompt_tokens == 1200
+    (event,) = call_events(profiler, r, 1)
+    assert event.streaming and event.ttft is not None and event.output_tokens == 300
+
+
 class Greeting(pydantic.BaseModel):
     """A structured output."""
 

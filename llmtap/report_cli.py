@@ -21,7 +21,7 @@ import redis
 
 from llmtap import tools
 from llmtap.analyzers import report
-from llmtap.settings import LEVELS, Settings
+from llmtap.settings import LEVELS, RUNTIME_ATTRS, Settings
 
 DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
 _DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
@@ -238,18 +238,11 @@ def _insights(client: redis.Redis, args: argparse.Namespace) -> Any:
 
 
 def _configure(client: redis.Redis, args: argparse.Namespace) -> Any:
-    names = (
-        "enabled",
-        "level",
-        "sampling_rate",
-        "track_tokens",
-        "track_costs",
-        "track_memory",
-        "track_network",
-        "slow_call_s",
-        "expensive_call_usd",
-    )
-    changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    changes = {
+        name: getattr(args, name)
+        for name in sorted(RUNTIME_ATTRS)
+        if getattr(args, name, None) is not None
+    }
     got = tools.configure_profiling_settings(client, **changes)
     if not args.json:
         _table("effective runtime settings", ["", "value"], [[k, v] for k, v in got.items()])

@@ -108,22 +108,24 @@ def test_two_evaluators_give_one_notification(r: redis.Redis, redis_url: str) ->
     assert len(notifications(r)) == 1
 
 
+async def tick(redis_url: str, rule: Rule, now: float) -> int:
+    """Run one evaluator tick for ``rule`` at ``now``; return the notifications it enqueued."""
+    client, reader = aredis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
+    try:
+        return await Evaluator(client, reader, [rule]).tick(now)
+    finally:
+        await client.aclose()
+        reader.close()
+
+
 def test_a_windowed_rule_fires_and_resolves_on_the_tick(r: redis.Redis, redis_url: str) -> None:
     """The tick reads the cost aggregates: over the threshold fires, next day resolves."""
     rule = Rule("spend", "daily_cost_above", 1.0, group_by=("backend",))
     spend(r, {"total": 5 * 10**9, "backend:openai": 4 * 10**9, "backend:x": 10**8})
 
-    async def tick(now: float) -> int:
-        client, reader = aredis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
-        try:
-            return await Evaluator(client, reader, [rule]).tick(now)
-        finally:
-            await client.aclose()
-            reader.close()
-
-    assert asyncio.run(tick(T0 + 3600)) == 1
-    assert asyncio.run(tick(T0 + 7200)) == 0
-    assert asyncio.run(tick(T0 + 86400 + 60)) == 1
+    assert asyncio.run(tick(redis_url, rule, T0 + 3600)) == 1
+    assert asyncio.run(tick(redis_url, rule, T0 + 7200)) == 0
+    assert asyncio.run(tick(redis_url, rule, T0 + 86400 + 60)) == 1
     first, last = notifications(r)
     assert first["labels"] == {"backend": "openai"} and first["values"]["value"] == 4.0
     assert last["status"] == "resolved"
@@ -157,16 +159,8 @@ def test_per_call_alerts_resolve_after_resolve_after(r: redis.Redis, redis_url: 
     rule = Rule("slow", "latency_above", 2.0, group_by=("model",), resolve_after_s=300)
     active(redis_url, rule, LABELS, T0)
 
-    async def tick(now: float) -> int:
-        client, reader = aredis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
-        try:
-            return await Evaluator(client, reader, [rule]).tick(now)
-        finally:
-            await client.aclose()
-            reader.close()
-
-    assert asyncio.run(tick(T0 + 299)) == 0
-    assert asyncio.run(tick(T0 + 300)) == 1
+    assert asyncio.run(tick(redis_url, rule, T0 + 299)) == 0
+    assert asyncio.run(tick(redis_url, rule, T0 + 300)) == 1
     assert notifications(r)[-1]["status"] == "resolved"
 
 

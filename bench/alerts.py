@@ -24,12 +24,12 @@ import redis.asyncio as aredis
 
 from llmtap import events, keys
 from llmtap.analyzers.rules import Rule
-from llmtap.consumers import engine
-from llmtap.consumers.alerts import AlertsProcessor
-from llmtap.consumers.config import RuntimeConfig
-from llmtap.consumers.notifier import Notifier, NotifierOptions, Receiver
-from llmtap.consumers.receivers import build_senders
-from llmtap.consumers.runtime import Consumer
+from llmtap.consumers.alerts.processor import AlertsProcessor
+from llmtap.consumers.notify.notifier import Notifier, NotifierOptions, Receiver
+from llmtap.consumers.notify.receivers import build_senders
+from llmtap.consumers.runtime import engine
+from llmtap.consumers.runtime.config import RuntimeConfig
+from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.embedded import EmbeddedValkey
 from llmtap.webhooks import LocalReceiver, Received
 

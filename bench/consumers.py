@@ -25,9 +25,9 @@ import redis.asyncio as aredis
 
 from llmtap import keys
 from llmtap.consumers import registry, service
-from llmtap.consumers.config import RuntimeConfig
-from llmtap.consumers.synthetic import Workload
+from llmtap.consumers.runtime.config import RuntimeConfig
 from llmtap.embedded import EmbeddedValkey
+from llmtap.testing import Workload
 
 WORKERS = ("cost", "latency")
 # Events the synthetic producers emit per second of event time (sets how many minute

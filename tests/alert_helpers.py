@@ -12,9 +12,15 @@ import redis.asyncio as aredis
 
 from llmtap import events, keys
 from llmtap.analyzers.rules import Observation, Rule, fingerprint
-from llmtap.consumers.alert_state import AlertStore, Outbox, observed, step_args
-from llmtap.consumers.notifier import Notifier, NotifierOptions, Receiver, RetryPolicy, Sender
-from llmtap.consumers.receivers import build_senders
+from llmtap.consumers.alerts.state import AlertStore, Outbox, observed, step_args
+from llmtap.consumers.notify.notifier import (
+    Notifier,
+    NotifierOptions,
+    Receiver,
+    RetryPolicy,
+    Sender,
+)
+from llmtap.consumers.notify.receivers import build_senders
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

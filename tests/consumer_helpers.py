@@ -13,8 +13,8 @@ import redis
 
 from llmtap import keys
 from llmtap.consumers import service
-from llmtap.consumers.config import RuntimeConfig
-from llmtap.consumers.synthetic import TOKEN_KINDS, GroundTruth
+from llmtap.consumers.runtime.config import RuntimeConfig
+from llmtap.testing import TOKEN_KINDS, GroundTruth
 
 DAY = "20260101"  # the UTC day of the synthetic workload's default start
 

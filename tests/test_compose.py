@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
-from llmtap.consumers import config as worker_config
+from llmtap.consumers.runtime import config as worker_config
 from llmtap.settings import VARIABLES
 
 HERE = Path(__file__).resolve()
@@ -221,7 +221,7 @@ def test_env_example_shows_every_setting_with_its_default(var: Any) -> None:
     ("name", "default"), [(name, default) for name, _, default in worker_config.variables()]
 )
 def test_env_example_shows_every_worker_variable_with_its_default(name: str, default: Any) -> None:
-    """Every variable of llmtap.consumers.config is in .env.example, showing its default."""
+    """Every variable of llmtap.consumers.runtime.config is in .env.example, showing its default."""
     assert _shown_value(name) == str(default), f"compose/.env.example: {name}={default}"
 
 

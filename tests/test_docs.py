@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmtap.consumers.config import variables as worker_variables
+from llmtap.consumers.runtime.config import variables as worker_variables
 from llmtap.settings import VARIABLES
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

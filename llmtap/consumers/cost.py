@@ -16,8 +16,8 @@ from collections import Counter
 from typing import Final
 
 from llmtap import events, keys
-from llmtap.consumers.commit import Writes
-from llmtap.consumers.config import Retention
+from llmtap.consumers.runtime.commit import Writes
+from llmtap.consumers.runtime.config import Retention
 
 # Integer metrics of a rollup row, in the order they are kept in memory.
 METRICS: Final = keys.USAGE_METRICS

@@ -20,8 +20,8 @@ import numpy.typing as npt
 
 from llmtap import events, keys
 from llmtap.analyzers import sketch
-from llmtap.consumers.commit import Writes
-from llmtap.consumers.config import Retention
+from llmtap.consumers.runtime.commit import Writes
+from llmtap.consumers.runtime.config import Retention
 
 TIMINGS: Final = ("latency", "network", "processing", "ttft")
 _MINUTE: Final = keys.BUCKET_SECONDS["m"]

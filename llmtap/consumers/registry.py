@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from llmtap import keys
-from llmtap.consumers.config import Retention, RuntimeConfig
-from llmtap.consumers.runtime import Processor
+from llmtap.consumers.runtime.config import Retention, RuntimeConfig
+from llmtap.consumers.runtime.consumer import Processor
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,13 @@ def _sessions(config: RuntimeConfig, retention: Retention) -> Processor:
 
 
 def _alerts(config: RuntimeConfig, retention: Retention) -> Processor:
-    from llmtap.consumers.alerts import AlertsProcessor, rules_from_env
+    from llmtap.consumers.alerts.processor import AlertsProcessor, rules_from_env
 
     return AlertsProcessor(rules_from_env())
 
 
 async def _alerts_tick(url: str, stop: asyncio.Event, burst: bool) -> None:
-    from llmtap.consumers.alerts import run_ticks
+    from llmtap.consumers.alerts.processor import run_ticks
 
     await run_ticks(url, stop, once=burst)
 
@@ -64,7 +64,7 @@ def _not_on_events(config: RuntimeConfig, retention: Retention) -> Processor:
 
 
 async def _notifier(url: str, stop: asyncio.Event, burst: bool) -> None:
-    from llmtap.consumers.notifier import run_notifier
+    from llmtap.consumers.notify.notifier import run_notifier
 
     await run_notifier(url, stop, burst=burst)
 

@@ -28,9 +28,10 @@ from typing import Any, Final
 
 import redis
 
-from llmtap import keys, tools, webhooks
+from llmtap import keys, webhooks
 from llmtap.analyzers import report
-from llmtap.consumers.runtime import consumer_name
+from llmtap.consumers.runtime.consumer import consumer_name
+from llmtap.read import tools
 from llmtap.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,7 @@ def post_slack(
 
 async def run_reports(url: str, stop: asyncio.Event, burst: bool) -> None:
     """Run the scheduler until ``stop`` is set, refreshing a heartbeat (burst: one heartbeat)."""
-    from llmtap.consumers.config import RuntimeConfig
+    from llmtap.consumers.runtime.config import RuntimeConfig
 
     ttl = RuntimeConfig.from_env().heartbeat_ttl_s
     client = redis.Redis.from_url(url)

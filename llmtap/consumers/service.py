@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 
 import redis.asyncio as aredis
 
-from llmtap.consumers import engine
-from llmtap.consumers.config import Retention, RuntimeConfig
 from llmtap.consumers.registry import spec
-from llmtap.consumers.runtime import Consumer
+from llmtap.consumers.runtime import engine
+from llmtap.consumers.runtime.config import Retention, RuntimeConfig
+from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ async def _run_other(
 
 async def _drive(url: str, consumer: Consumer, stop: asyncio.Event, *, burst: bool) -> None:
     if consumer.config.engine == "faststream":
-        from llmtap.consumers import faststream_app
+        from llmtap.consumers.runtime import faststream_app
 
         await faststream_app.run(url, consumer, stop, burst=burst)
     else:

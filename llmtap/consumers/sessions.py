@@ -16,8 +16,8 @@ import json
 from typing import Final
 
 from llmtap import events, keys
-from llmtap.consumers.commit import Writes
-from llmtap.consumers.config import Retention
+from llmtap.consumers.runtime.commit import Writes
+from llmtap.consumers.runtime.config import Retention
 
 ROLLUP_METRICS: Final = (
     "calls",

@@ -1,0 +1,193 @@
+"""The ``llmtap alerts`` command: rules, active alerts, one alert, and silences.
+
+``llmtap alerts rules`` checks the rules file and lists the rules in force, ``alerts list`` the
+pending and firing alerts, ``alerts show FP`` one alert's state, ``alerts silence -m k=v --for 2h``
+creates a silence, ``alerts silences`` lists them and ``alerts expire ID`` ends one. Silences
+are Redis keys that expire at their end (plus an index sorted by end time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from llmtap import keys
+from llmtap.analyzers.rules import Rule, parse_duration
+from llmtap.settings import Settings, SettingsError
+
+
+def create_silence(
+    client: redis.Redis,
+    matchers: Mapping[str, str],
+    duration_s: float,
+    now: float,
+    comment: str = "",
+    created_by: str = "",
+) -> dict[str, Any]:
+    """Store a silence from ``now`` for ``duration_s``; return it. ValueError if empty."""
+    if not matchers:
+        raise ValueError("a silence needs at least one matcher (label=value)")
+    silence_id = secrets.token_hex(6)
+    ends_at = now + duration_s
+    doc: dict[str, Any] = {
+        "id": silence_id,
+        "matchers": dict(matchers),
+        "comment": comment,
+        "created_by": created_by,
+        "starts_at": now,
+        "ends_at": ends_at,
+    }
+    pipe = client.pipeline(transaction=True)
+    pipe.set(keys.silence(silence_id), json.dumps(doc), px=max(1, int(duration_s * 1000)))
+    pipe.zadd(keys.SILENCES, {silence_id: ends_at})
+    pipe.zremrangebyscore(keys.SILENCES, "-inf", now)
+    pipe.execute()
+    return doc
+
+
+def list_silences(client: redis.Redis, now: float) -> list[dict[str, Any]]:
+    """Return the silences in force at ``now``, soonest end first."""
+    ids: list[bytes] = client.zrangebyscore(keys.SILENCES, now, "+inf")  # type: ignore[assignment]
+    if not ids:
+        return []
+    raw = client.mget([keys.silence(_text(i)) for i in ids])
+    return [json.loads(item) for item in raw if item]
+
+
+def expire_silence(client: redis.Redis, silence_id: str) -> bool:
+    """End a silence now; return False when there was no such silence."""
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.silence(silence_id))
+    pipe.zrem(keys.SILENCES, silence_id)
+    deleted, _ = pipe.execute()
+    return bool(deleted)
+
+
+def active_alerts(client: redis.Redis, rules: list[Rule]) -> list[dict[str, Any]]:
+    """Return the pending and firing alerts of every rule, with their state."""
+    out = []
+    for rule in rules:
+        members: list[bytes] = client.zrange(keys.alert_active(rule.name), 0, -1)  # type: ignore[assignment]
+        for fp in members:
+            state = alert_state(client, _text(fp))
+            if state:
+                out.append(state)
+    return out
+
+
+def alert_state(client: redis.Redis, fingerprint: str) -> dict[str, Any]:
+    """Return one alert's state hash (the stored document decoded); empty when unknown."""
+    raw = {_text(k): _text(v) for k, v in client.hgetall(keys.alert_state(fingerprint)).items()}
+    if "doc" in raw:
+        raw["doc"] = json.loads(raw["doc"])
+    return {"fingerprint": fingerprint, **raw} if raw else {}
+
+
+# --- argparse ----------------------------------------------------------------------------
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Register ``llmtap alerts`` and its subcommands."""
+    alerts = subparsers.add_parser("alerts", help="alert rules, active alerts and silences")
+    actions = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    rules = actions.add_parser("rules", help="check LLMTAP_ALERT_RULES and list the rules")
+    rules.set_defaults(func=_rules)
+    listing = actions.add_parser("list", help="pending and firing alerts")
+    _url(listing).set_defaults(func=_list)
+    show = actions.add_parser("show", help="one alert's state and last notification")
+    show.add_argument("fingerprint")
+    _url(show).set_defaults(func=_show)
+    silence = actions.add_parser("silence", help="silence alerts whose labels match")
+    silence.add_argument("-m", "--match", action="append", required=True, metavar="LABEL=VALUE")
+    silence.add_argument("--for", dest="duration", default="2h", help="e.g. 30m, 2h, 1d")
+    silence.add_argument("--comment", default="")
+    silence.add_argument("--by", default="", help="who created it")
+    _url(silence).set_defaults(func=_silence)
+    silences = actions.add_parser("silences", help="list the silences in force")
+    _url(silences).set_defaults(func=_silences)
+    expire = actions.add_parser("expire", help="end a silence now")
+    expire.add_argument("silence_id")
+    _url(expire).set_defaults(func=_expire)
+
+
+def _url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--url", help="Redis URL (default: LLMTAP_REDIS_URL)")
+    return parser
+
+
+def _client(args: argparse.Namespace) -> redis.Redis:
+    url = args.url or Settings.from_env().redis_url
+    if not url:
+        raise SettingsError("LLMTAP_REDIS_URL: required (or --url)")
+    return redis.Redis.from_url(url)
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from llmtap.consumers.alerts.processor import rules_from_env
+    from llmtap.consumers.notify.receivers import receivers_from_env
+
+    for rule in rules_from_env():
+        where = ", ".join(f"{k}={v}" for k, v in {**rule.filters, **rule.tags}.items()) or "all"
+        print(f"{rule.name:24} {rule.kind:26} {rule.severity:9} {rule.threshold:g} [{where}]")
+    for receiver in receivers_from_env():
+        print(f"receiver {receiver.name} ({receiver.kind}, {len(receiver.routes)} routes)")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from llmtap.consumers.alerts.processor import rules_from_env
+
+    _print(active_alerts(_client(args), rules_from_env()))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    state = alert_state(_client(args), args.fingerprint)
+    if not state:
+        print(f"llmtap: no alert {args.fingerprint}", file=sys.stderr)
+        return 1
+    _print(state)
+    return 0
+
+
+def _silence(args: argparse.Namespace) -> int:
+    matchers = {}
+    for item in args.match:
+        label, sep, value = item.partition("=")
+        if not sep or not label:
+            raise SettingsError(f"--match {item!r}: expected LABEL=VALUE")
+        matchers[label] = value
+    try:
+        duration = parse_duration("--for", args.duration)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    doc = create_silence(_client(args), matchers, duration, time.time(), args.comment, args.by)
+    _print(doc)
+    return 0
+
+
+def _silences(args: argparse.Namespace) -> int:
+    _print(list_silences(_client(args), time.time()))
+    return 0
+
+
+def _expire(args: argparse.Namespace) -> int:
+    if expire_silence(_client(args), args.silence_id):
+        return 0
+    print(f"llmtap: no silence {args.silence_id}", file=sys.stderr)
+    return 1
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

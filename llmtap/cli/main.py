@@ -1,0 +1,49 @@
+"""The ``llmtap`` command. Each area registers its own subcommands from its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from llmtap.settings import SettingsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser with every subcommand registered."""
+    from llmtap.cli import alerts as alerts_cli
+    from llmtap.cli import demo
+    from llmtap.cli import read as report_cli
+    from llmtap.cli import worker as worker_commands
+
+    parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo.add_parser(sub)
+    worker_commands.add_parsers(sub)
+    alerts_cli.add_parsers(sub)
+    report_cli.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"llmtap: bad setting: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The consumer-group contract every worker shares: read, decode, commit with XACK, reclaim."""

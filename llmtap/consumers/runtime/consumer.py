@@ -1,0 +1,402 @@
+"""The consumer-group runtime every worker shares: read, fold, commit exactly once, reclaim.
+
+A :class:`Consumer` owns one consumer in one group. It creates the group at id ``0`` with
+MKSTREAM (so a backlog is processed), folds batches of entries into a :class:`Unit` in memory,
+and commits the unit every ``flush_interval_s`` or ``flush_events`` with one Lua script that
+checks ownership, de-duplicates rollups, applies the writes and XACKs (see :mod:`.commit`).
+Bad entries and events become dead letters in the same commit. While one unit commits, the
+next one folds (the server runs the script while this process decodes). Abandoned entries
+come back through :mod:`.reclaim`. The engines that drive a consumer are :mod:`.engine` (a
+plain redis-py loop) and :mod:`.faststream_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis.asyncio as aredis
+from redis.exceptions import ResponseError
+
+from llmtap import events, keys
+from llmtap.consumers.runtime.commit import Commit, Committer, DeadLetter, Writes
+from llmtap.consumers.runtime.config import RuntimeConfig
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[bytes, Mapping[bytes, bytes]]
+# A unit is retried at most this often after conflicts; each retry drops what was lost.
+MAX_COMMIT_ATTEMPTS = 20
+
+
+class Processor(Protocol):
+    """What a worker kind implements: fold events in memory, then say what to write."""
+
+    group: str
+    wants_calls: bool
+    wants_rollups: bool
+
+    def add_call(self, event: events.CallEvent) -> None:
+        """Fold one call event into the in-memory aggregate."""
+
+    def add_rollup(self, event: events.RollupEvent) -> None:
+        """Fold one (not yet counted) rollup into the in-memory aggregate."""
+
+    def writes(self) -> Writes:
+        """Return the merged writes of everything folded since the last ``clear``."""
+
+    def clear(self) -> None:
+        """Forget everything folded."""
+
+
+ProcessorFactory = Callable[[], Processor]
+
+
+def consumer_name() -> str:
+    """Return a consumer name unique to this process: ``host-pid-random``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Unit:
+    """Entries folded since the last commit, kept so the unit can be rebuilt on a conflict."""
+
+    processor: Processor
+    entries: dict[bytes, Mapping[bytes, bytes]] = field(default_factory=dict)
+    dead_entries: dict[bytes, DeadLetter] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    marks: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    excluded: set[tuple[str, str]] = field(default_factory=set)
+    processed: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.dead_entries)
+
+    def __contains__(self, entry_id: bytes) -> bool:
+        return entry_id in self.entries or entry_id in self.dead_entries
+
+    @property
+    def ids(self) -> list[bytes]:
+        """Every entry id this unit acknowledges."""
+        return [*self.entries, *self.dead_entries]
+
+    def forget_folds(self) -> None:
+        """Drop what folding produced (not the entries), before folding them again."""
+        self.dead_letters.clear()
+        self.marks.clear()
+        self.processed = 0
+        self.duplicates = 0
+        self.processor.clear()
+
+    def counters(self) -> dict[str, int]:
+        """Return the group counters this unit adds when it commits."""
+        counters = {
+            "processed": self.processed,
+            "entries": len(self.entries) + len(self.dead_entries),
+            "dlq": len(self.dead_letters) + len(self.dead_entries),
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "commits": 1,
+        }
+        return {name: value for name, value in counters.items() if value}
+
+
+@dataclass
+class Totals:
+    """What this consumer committed since it started (for logs, burst results and the bench)."""
+
+    processed: int = 0
+    entries: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    commits: int = 0
+    reclaimed: int = 0
+
+    def add(self, unit: Unit) -> None:
+        """Count a committed unit."""
+        self.processed += unit.processed
+        self.entries += len(unit.entries) + len(unit.dead_entries)
+        self.dead_letters += len(unit.dead_letters) + len(unit.dead_entries)
+        self.duplicates += unit.duplicates
+        self.conflicts += unit.conflicts
+        self.commits += 1
+
+
+class Consumer:
+    """One consumer of one group on the events stream. ``setup()`` before anything else."""
+
+    def __init__(
+        self,
+        client: aredis.Redis,
+        processors: ProcessorFactory,
+        config: RuntimeConfig,
+        *,
+        stream: str = keys.EVENTS,
+        name: str | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.stream = stream
+        self.name = name or consumer_name()
+        self.totals = Totals()
+        self._processors = processors
+        self.unit = Unit(processors())
+        self.group = self.unit.processor.group
+        self._committer = Committer(client)
+        self._in_flight: tuple[Unit, asyncio.Task[int]] | None = None
+        self._hour_names: dict[int, str] = {}
+        self.last_absorb = 0.0
+
+    async def setup(self) -> None:
+        """Create the group at id 0 with MKSTREAM unless it exists; re-raise any other error."""
+        try:
+            await self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            log.info("created group %s on %s at id 0", self.group, self.stream)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, block_ms: int | None) -> list[Entry]:
+        """XREADGROUP up to ``read_count`` new entries, blocking up to ``block_ms`` (None: no)."""
+        reply: Any = await self.client.xreadgroup(
+            self.group, self.name, {self.stream: ">"}, count=self.config.read_count, block=block_ms
+        )
+        if not reply:
+            return []
+        return [(entry_id, fields) for entry_id, fields in reply[0][1] if fields is not None]
+
+    def absorb(self, entries: Sequence[Entry]) -> None:
+        """Fold entries into the unit in hand (entries already held are skipped)."""
+        unit = self.unit
+        self.last_absorb = time.monotonic()
+        if not unit:
+            unit.started = self.last_absorb
+        for entry_id, fields in entries:
+            if not self.holds(entry_id):
+                unit.entries[entry_id] = fields
+                self._fold(unit, entry_id, fields)
+
+    def absorb_dead(self, letters: Sequence[DeadLetter]) -> None:
+        """Add entries that go straight to the dead-letter stream (acknowledged at commit)."""
+        for letter in letters:
+            if not self.holds(letter.entry_id):
+                self.unit.dead_entries[letter.entry_id] = letter
+
+    def holds(self, entry_id: bytes) -> bool:
+        """True if the unit in hand or the one committing covers this entry."""
+        in_flight = self._in_flight
+        return entry_id in self.unit or (in_flight is not None and entry_id in in_flight[0])
+
+    @property
+    def held(self) -> int:
+        """How many entries the unit in hand and the one committing cover together."""
+        in_flight = self._in_flight
+        extra = (
+            0 if in_flight is None else len(in_flight[0].entries) + len(in_flight[0].dead_entries)
+        )
+        return len(self.unit.entries) + len(self.unit.dead_entries) + extra
+
+    @property
+    def due(self) -> bool:
+        """True when the unit in hand should be committed (size or age reached)."""
+        unit = self.unit
+        if not unit:
+            return False
+        if unit.processed >= self.config.flush_events:
+            return True
+        return time.monotonic() - unit.started >= self.config.flush_interval_s
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in hand and nothing is committing."""
+        return not self.unit and self._in_flight is None
+
+    async def flush(self) -> int:
+        """Commit everything in hand and wait for it; return the events applied.
+
+        Entries a reclaimer took meanwhile, and rollups counted elsewhere meanwhile, are dropped
+        and the unit is rebuilt and committed again. A Redis error propagates with the unit
+        kept in hand: committing it again is safe (acknowledged ids fail the ownership check).
+        """
+        applied = await self.settle()
+        unit = self._take_unit()
+        try:
+            return applied + await self._commit_unit(unit)
+        except BaseException:
+            self._restore(unit)
+            raise
+
+    async def flush_soon(self) -> None:
+        """Start committing the unit in hand in the background (after the previous commit)."""
+        await self.settle()
+        if self.unit:
+            unit = self._take_unit()
+            self._in_flight = (unit, asyncio.create_task(self._commit_unit(unit)))
+
+    async def settle(self) -> int:
+        """Wait for the background commit, if any; return its events applied.
+
+        If it failed, its unit is folded back into the unit in hand and the error re-raised.
+        """
+        if self._in_flight is None:
+            return 0
+        unit, task = self._in_flight
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._in_flight = None
+                if task.cancelled() or task.exception() is not None:
+                    self._restore(unit)
+
+    async def heartbeat(self) -> None:
+        """Refresh this consumer's heartbeat key (it expires after ``heartbeat_ttl_s``)."""
+        value = {
+            "ts": round(time.time(), 3),
+            "pid": os.getpid(),
+            "processed": self.totals.processed,
+        }
+        key = keys.heartbeat(self.group, self.name)
+        await self.client.set(key, json.dumps(value), ex=self.config.heartbeat_ttl_s)
+
+    async def drained(self) -> bool:
+        """True when nothing is in hand, nothing is pending and every entry was delivered."""
+        if self._in_flight is not None and self._in_flight[1].done():
+            await self.settle()
+        if not self.idle:
+            return False
+        groups = await self.client.xinfo_groups(self.stream)
+        info = next(g for g in groups if _text(g["name"]) == self.group)
+        if info["pending"]:
+            return False
+        stream = await self.client.xinfo_stream(self.stream)
+        return bool(info["last-delivered-id"] == stream["last-generated-id"])
+
+    async def close(self) -> None:
+        """Commit what is in hand, drop the heartbeat and, if nothing is pending, the consumer."""
+        await self.flush()
+        await self.client.delete(keys.heartbeat(self.group, self.name))
+        mine = await self.client.xpending_range(
+            self.stream, self.group, "-", "+", 1, consumername=self.name
+        )
+        if not mine:
+            await self.client.xgroup_delconsumer(self.stream, self.group, self.name)
+
+    def _take_unit(self) -> Unit:
+        unit, self.unit = self.unit, Unit(self._processors())
+        if len(self._hour_names) > 1000:
+            self._hour_names.clear()
+        return unit
+
+    def _restore(self, unit: Unit) -> None:
+        """Fold a unit whose commit failed back into the unit in hand."""
+        self.absorb(list(unit.entries.items()))
+        self.absorb_dead(list(unit.dead_entries.values()))
+
+    async def _commit_unit(self, unit: Unit) -> int:
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            if not unit:
+                return 0
+            outcome = await self._committer.commit(self._commit(unit))
+            if outcome.applied:
+                self.totals.add(unit)
+                return unit.processed
+            self._rebuild(unit, outcome.lost_ids, outcome.duplicate_marks)
+        raise RuntimeError(f"unit still conflicting after {MAX_COMMIT_ATTEMPTS} attempts")
+
+    def _fold(self, unit: Unit, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
+        # The hot path: one type check per event; errors are rare and handled apart.
+        items = events.decode_entry(fields)
+        processor = unit.processor
+        add_call = processor.add_call if processor.wants_calls else None
+        add_rollup = self._fold_rollup if processor.wants_rollups else None
+        call_type, rollup_type = events.CallEvent, events.RollupEvent
+        valid = len(items)
+        for item in items:
+            kind = type(item)
+            if kind is call_type:
+                if add_call is not None:
+                    add_call(item)  # type: ignore[arg-type]
+            elif kind is rollup_type:
+                if add_rollup is not None:
+                    add_rollup(unit, item)  # type: ignore[arg-type]
+            else:
+                valid -= 1
+        unit.processed += valid
+        if valid < len(items):
+            self._dead_letters(unit, entry_id, keys.FIELD_EVENT not in fields, items)
+
+    def _dead_letters(
+        self,
+        unit: Unit,
+        entry_id: bytes,
+        batch: bool,
+        items: Sequence[events.Event | events.EventError],
+    ) -> None:
+        for index, item in enumerate(items):
+            if isinstance(item, events.EventError):
+                where = index if batch and item.raw else None
+                unit.dead_letters.append(DeadLetter(item.reason, entry_id, item.raw, where))
+
+    def _fold_rollup(self, unit: Unit, rollup: events.RollupEvent) -> None:
+        hour = keys.bucket_start("h", rollup.window_start)
+        name = self._hour_names.get(hour)
+        if name is None:
+            name = self._hour_names[hour] = keys.bucket("h", hour)
+        mark_key = keys.dedup(self.group, name)
+        mark = f"{rollup.seq}:{rollup.producer_id}"
+        marks = unit.marks[mark_key]
+        if mark in marks or (mark_key, mark) in unit.excluded:
+            unit.duplicates += 1
+            return
+        marks.add(mark)
+        unit.processor.add_rollup(rollup)
+
+    def _commit(self, unit: Unit) -> Commit:
+        return Commit(
+            stream=self.stream,
+            group=self.group,
+            consumer=self.name,
+            ids=unit.ids,
+            dedup=dict(unit.marks),
+            dedup_ttl_s=self.config.dedup_ttl_s,
+            writes=unit.processor.writes(),
+            dead_letters=[*unit.dead_letters, *unit.dead_entries.values()],
+            dlq=keys.DLQ,
+            dlq_maxlen=self.config.dlq_maxlen,
+            stats_key=keys.stats(self.group),
+            counters=unit.counters(),
+        )
+
+    def _rebuild(
+        self, unit: Unit, lost: frozenset[bytes], duplicates: frozenset[tuple[str, str]]
+    ) -> None:
+        if lost:
+            log.info("%d entries were taken over by another consumer; dropped", len(lost))
+        if duplicates:
+            log.info("%d rollups were already counted; dropped", len(duplicates))
+        for entry_id in lost:
+            unit.entries.pop(entry_id, None)
+            unit.dead_entries.pop(entry_id, None)
+        unit.excluded |= duplicates
+        unit.conflicts += 1
+        unit.forget_folds()
+        for entry_id, fields in unit.entries.items():
+            self._fold(unit, entry_id, fields)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

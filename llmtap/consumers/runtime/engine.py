@@ -1,0 +1,109 @@
+"""The plain redis-py engine: a read loop that drives a :class:`Consumer` until told to stop.
+
+The next XREADGROUP is sent before the entries in hand are decoded, so the server prepares the
+reply while this process folds the previous one. Periodic chores (commit on age, heartbeat,
+reclaim, dead-consumer removal) run between reads. ``stop`` ends the loop after the batch in
+hand (and any read in flight) is folded and committed; ``burst`` ends it once the group is
+drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from llmtap.consumers.runtime import reclaim
+from llmtap.consumers.runtime.consumer import Consumer, Entry
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 0.5
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError)
+
+
+class Chores:
+    """The periodic work of a consumer besides reading: commit on age, heartbeat, reclaim."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self._next_beat = 0.0
+        self._next_reclaim = 0.0
+        self._passes = 0
+
+    async def run(self, *, caught_up: bool) -> None:
+        """Do whatever is due; ``caught_up`` commits the unit in hand at once (nothing new)."""
+        consumer, now = self.consumer, time.monotonic()
+        if caught_up:
+            await consumer.flush()  # nothing new to fold meanwhile: commit and wait
+        elif consumer.due:
+            await consumer.flush_soon()  # commits while the next entries fold
+        if now >= self._next_beat:
+            self._next_beat = now + consumer.config.heartbeat_ttl_s / 3
+            await consumer.heartbeat()
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + consumer.config.reclaim_interval_s
+            await self._reclaim()
+
+    async def _reclaim(self) -> None:
+        if await reclaim.reclaim(self.consumer) and self.consumer.due:
+            await self.consumer.flush_soon()
+        self._passes += 1
+        if self._passes % 10 == 1:
+            await reclaim.remove_dead_consumers(self.consumer)
+
+
+async def run_loop(consumer: Consumer, stop: asyncio.Event, *, burst: bool = False) -> None:
+    """Consume until ``stop`` is set (or, with ``burst``, until the group is drained).
+
+    Transient connection errors are logged and retried; the unit in hand survives them.
+    """
+    await consumer.setup()
+    chores = Chores(consumer)
+    while not stop.is_set():
+        try:
+            done = await _serve(consumer, chores, stop, burst=burst)
+        except TRANSIENT as exc:
+            log.warning("redis unavailable (%s); retrying in %.1f s", exc, RETRY_S)
+            await asyncio.sleep(RETRY_S)
+            continue
+        if done:
+            break
+    await consumer.close()
+
+
+async def _serve(consumer: Consumer, chores: Chores, stop: asyncio.Event, *, burst: bool) -> bool:
+    """Read and fold until stopped or drained; return True when the loop should end."""
+    read: asyncio.Task[list[Entry]] | None = await _start_read(consumer, block=False)
+    try:
+        while read is not None:
+            entries = await read
+            # Prefetch: the next read is on the wire while these entries are folded.
+            read = await _start_read(consumer, block=False) if entries else None
+            consumer.absorb(entries)
+            await chores.run(caught_up=not entries)
+            if stop.is_set():
+                if read is not None:
+                    consumer.absorb(await read)
+                return True
+            if read is None:
+                if burst and await consumer.drained():
+                    return True
+                read = await _start_read(consumer, block=True)
+        return False
+    finally:
+        if read is not None and not read.done():
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *TRANSIENT):
+                await read
+
+
+async def _start_read(consumer: Consumer, *, block: bool) -> asyncio.Task[list[Entry]]:
+    block_ms = consumer.config.block_ms if block else None
+    task = asyncio.create_task(consumer.read(block_ms))
+    await asyncio.sleep(0)  # let the task send its command before we start folding
+    return task

@@ -1,0 +1,31 @@
+"""The hook `llmtap demo` uses to show an alert firing and resolving at a local receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+
+from llmtap import events, keys
+from llmtap.consumers.alerts import processor as alerts
+from tests.alert_helpers import call
+
+
+def test_demo_cycle_fires_and_resolves_at_the_local_receiver(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """One slow call in the stream gives a firing then a resolved message, both signed."""
+    now = time.time()
+    slow = call(start_time=now - 12, end_time=now, latency=12.0)
+    fast = call(call_id="c-2", start_time=now - 1, end_time=now, latency=1.0)
+    for event in (slow, fast):
+        r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(event)})
+    with alerts.demo_receiver() as (rx, receiver):
+        delivered = asyncio.run(
+            alerts.demo_cycle(redis_url, alerts.demo_rules(10.0), receiver, now)
+        )
+        lines = alerts.demo_lines(rx)
+    assert delivered == 2
+    assert [line.split()[0] for line in lines] == ["firing", "resolved"]
+    assert "demo-slow-call [backend=openai, model=gpt-4o]" in lines[0]

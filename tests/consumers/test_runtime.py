@@ -1,0 +1,290 @@
+"""The consumer contract, against the embedded Valkey, for both engines (loop and FastStream)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from llmtap import events, keys
+from llmtap.consumers.cost import CostProcessor
+from llmtap.consumers.runtime import reclaim
+from llmtap.consumers.runtime.commit import Committer
+from llmtap.consumers.runtime.consumer import Consumer
+from llmtap.testing import Workload
+from tests.consumer_helpers import (
+    burst,
+    config,
+    day_totals,
+    latency_events,
+    pack,
+    stats,
+    truth_totals,
+)
+
+ENGINES = ("loop", "faststream")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_backlog_written_before_first_start_is_processed(
+    r: redis.Redis, redis_url: str, engine: str
+) -> None:
+    """Events written before any group exists are all counted (groups start at id 0)."""
+    workload = Workload(1)
+    workload.write(r, 5_000)
+    results = burst(redis_url, engine=engine)
+    assert day_totals(r) == truth_totals(workload.truth)
+    assert latency_events(r) == workload.truth.call_events
+    assert results["cost"].processed == results["latency"].processed == 5_000
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_restart_resumes_without_reprocessing(r: redis.Redis, redis_url: str, engine: str) -> None:
+    """A second run counts only what was added after the first one."""
+    workload = Workload(2)
+    workload.write(r, 3_000)
+    burst(redis_url, engine=engine)
+    workload.write(r, 2_000)
+    second = burst(redis_url, engine=engine)
+    assert second["cost"].processed == 2_000
+    assert day_totals(r) == truth_totals(workload.truth)
+    assert latency_events(r) == workload.truth.call_events
+    assert stats(r, keys.GROUP_COST)["processed"] == 5_000
+
+
+def _garbage() -> list[dict[bytes, bytes]]:
+    """One entry per kind of bad input; each holds exactly one bad event."""
+    good = events.encode(Workload(99).call(1_767_225_600.0))
+    call = msgspec_map(good)
+    bad_maps: list[dict[str, object]] = [
+        {**call, "input_tokens": "ten"},
+        {k: v for k, v in call.items() if k != "backend"},
+        {**call, "latency": math.nan},
+        {**call, "output_tokens": -5},
+        {**call, "call_id": "x" * 100_000},
+        {**call, "v": 2},
+        {**call, "t": "bogus"},
+        {**call, "sample_rate": 0.0},
+    ]
+    entries = [{keys.FIELD_EVENT: pack(m)} for m in bad_maps]
+    entries += [
+        {keys.FIELD_EVENT: b"\xc1\xff not msgpack"},
+        {b"x": b"no e or b field"},
+        {keys.FIELD_BATCH: b"\x93\x01"},  # truncated array
+        {keys.FIELD_BATCH: pack([call, bad_maps[0], call])},  # two good calls, one bad
+    ]
+    return entries
+
+
+def msgspec_map(raw: bytes) -> dict[str, object]:
+    """Decode a msgpack map into a plain dict (test-side only)."""
+    import msgspec
+
+    value: dict[str, object] = msgspec.msgpack.decode(raw)
+    return value
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_garbage_goes_to_the_dlq_and_good_events_count_exactly(
+    r: redis.Redis, redis_url: str, engine: str
+) -> None:
+    """10k bad entries of every kind are dead-lettered with reasons; good ones count exactly."""
+    workload = Workload(3)
+    kinds = _garbage()
+    pipe = r.pipeline(transaction=False)
+    good_entries = list(workload.entries(4_000))
+    bad = 0
+    for i in range(10_000):
+        entry = kinds[i % len(kinds)]
+        pipe.xadd(keys.EVENTS, entry)  # type: ignore[arg-type]
+        bad += 1
+        if i % 25 == 0 and good_entries:
+            pipe.xadd(keys.EVENTS, good_entries.pop())  # type: ignore[arg-type]
+    for entry in good_entries:
+        pipe.xadd(keys.EVENTS, entry)  # type: ignore[arg-type]
+    pipe.execute()
+    mixed_good = 2 * sum(1 for i in range(10_000) if i % len(kinds) == len(kinds) - 1)
+    results = burst(redis_url, engine=engine)
+    assert results["cost"].dead_letters == bad
+    assert results["latency"].processed == workload.truth.total_events + mixed_good
+    assert stats(r, keys.GROUP_COST)["dlq"] == bad
+    letters = r.xrange(keys.DLQ, count=100)
+    assert all(fields[b"reason"] and fields[b"stream"] == b"llmtap:events" for _, fields in letters)
+    groups = [fields[b"group"] for _, fields in r.xrange(keys.DLQ)]
+    assert groups.count(b"cost") == groups.count(b"latency") == bad
+    reasons = {fields[b"reason"] for _, fields in r.xrange(keys.DLQ)}
+    assert len(reasons) >= len(kinds) - 1
+    totals = day_totals(r)
+    assert totals["cost_nanousd"] == workload.truth.cost_nanousd
+    assert totals["calls"] == workload.truth.calls
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_duplicated_rollup_counts_once(r: redis.Redis, redis_url: str, engine: str) -> None:
+    """The same rollup (producer and seq) written three times, in and across units, counts once."""
+    workload = Workload(4)
+    rollup = workload.rollup(1_767_225_600.0)
+    raw = events.encode(rollup)
+    r.xadd(keys.EVENTS, {keys.FIELD_EVENT: raw})
+    r.xadd(keys.EVENTS, {keys.FIELD_BATCH: events.encode_batch([rollup, rollup])})
+    burst(redis_url, ["cost"], engine=engine)
+    r.xadd(keys.EVENTS, {keys.FIELD_EVENT: raw})
+    burst(redis_url, ["cost"], engine=engine)
+    assert day_totals(r)["cost_nanousd"] == rollup_cost(rollup)
+    assert stats(r, keys.GROUP_COST)["duplicates"] == 3
+    assert r.hget(keys.producer(rollup.producer_id), "seq") == str(rollup.seq).encode()
+
+
+def rollup_cost(rollup: events.RollupEvent) -> int:
+    """Return a rollup's total cost in nano-USD."""
+    return sum(row.cost_nanousd for row in rollup.rows)
+
+
+async def _consumer(url: str, **overrides: object) -> Consumer:
+    consumer = Consumer(aredis.Redis.from_url(url), CostProcessor, config(**overrides))
+    await consumer.setup()
+    return consumer
+
+
+def test_entries_taken_over_before_commit_are_applied_once(r: redis.Redis, redis_url: str) -> None:
+    """A consumer whose entries were reclaimed by another drops them at commit time."""
+    workload = Workload(5)
+    workload.write(r, 10_000)
+
+    async def scenario() -> tuple[int, int]:
+        slow = await _consumer(redis_url)
+        slow.absorb(await slow.read(None))  # read and folded, not committed
+        fast = await _consumer(redis_url, claim_idle_s=0.0, read_count=7)
+        claimed = await reclaim.reclaim(fast)  # takes 70 entries over
+        await fast.flush()
+        await slow.flush()  # must drop those 70 and apply the rest
+        while entries := await slow.read(None):
+            slow.absorb(entries)
+            await slow.flush()
+        await slow.client.aclose()
+        await fast.client.aclose()
+        return claimed, slow.totals.conflicts
+
+    claimed, conflicts = asyncio.run(scenario())
+    assert claimed == 70
+    assert conflicts == 1
+    assert day_totals(r) == truth_totals(workload.truth)
+    assert stats(r, keys.GROUP_COST)["processed"] == 10_000
+
+
+def test_a_commit_replayed_after_a_lost_reply_applies_nothing(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """Committing the same unit twice (reply lost, retried) changes nothing the second time."""
+    workload = Workload(6)
+    workload.write(r, 500)
+
+    async def scenario() -> bool:
+        consumer = await _consumer(redis_url)
+        consumer.absorb(await consumer.read(None))
+        commit = consumer._commit(consumer.unit)
+        committer = Committer(consumer.client)
+        first = await committer.commit(commit)
+        second = await committer.commit(commit)
+        await consumer.client.aclose()
+        return first.applied and not second.applied and len(second.lost_ids) == len(commit.ids)
+
+    assert asyncio.run(scenario())
+    assert day_totals(r) == truth_totals(workload.truth)
+
+
+def test_entries_delivered_too_often_go_to_the_dlq(r: redis.Redis, redis_url: str) -> None:
+    """An entry delivered more than max_deliveries times is dead-lettered, not applied."""
+    workload = Workload(7)
+    workload.write(r, 150)
+
+    async def scenario() -> int:
+        first = await _consumer(redis_url)
+        await first.read(None)  # delivery 1, then "crash"
+        claimed = 0
+        for _ in range(2):  # deliveries 2 and 3 through reclaims that also "crash"
+            thief = await _consumer(redis_url, claim_idle_s=0.0)
+            claimed += await reclaim.reclaim(thief)
+            await thief.client.aclose()
+        last = await _consumer(redis_url, claim_idle_s=0.0, max_deliveries=3)
+        await reclaim.reclaim(last)  # delivery 4 > 3: dead letters
+        await last.flush()
+        await first.client.aclose()
+        await last.client.aclose()
+        return last.totals.dead_letters
+
+    dead = asyncio.run(scenario())
+    assert dead == r.xlen(keys.DLQ) > 0
+    assert b"delivered 4 times" in r.xrange(keys.DLQ, count=1)[0][1][b"reason"]
+    assert day_totals(r)["cost_nanousd"] == 0
+    assert r.xpending(keys.EVENTS, keys.GROUP_COST)["pending"] == 0
+
+
+def test_dead_consumers_with_nothing_pending_are_removed(r: redis.Redis, redis_url: str) -> None:
+    """A consumer idle past the threshold with nothing pending is deleted; a live one is not."""
+    Workload(8).write(r, 10)
+
+    async def scenario() -> set[str]:
+        dead = await _consumer(redis_url)
+        dead.absorb(await dead.read(None))
+        await dead.flush()  # nothing pending any more
+        survivor = await _consumer(redis_url, claim_idle_s=0.0)
+        await survivor.read(None)  # joins the group
+        await reclaim.remove_dead_consumers(survivor)
+        infos = await survivor.client.xinfo_consumers(keys.EVENTS, keys.GROUP_COST)
+        await dead.client.aclose()
+        await survivor.client.aclose()
+        return {info["name"].decode() for info in infos}
+
+    names = asyncio.run(scenario())
+    assert len(names) == 1 and next(iter(names)).endswith(tuple("0123456789abcdef"))
+
+
+def test_integer_increments_stay_exact_beyond_two_to_the_53(r: redis.Redis, redis_url: str) -> None:
+    """Cost increments larger than 2**53 nano-USD are added exactly."""
+    big = events.RollupRow(backend="b", model="m", calls=1, cost_nanousd=2**60 + 1)
+    rollup = events.RollupEvent(
+        v=1,
+        producer_id="p",
+        seq=1,
+        window_start=1_767_225_600.0,
+        window_end=1_767_225_605.0,
+        rows=[big, big],
+        stats=events.ProducerStats(),
+    )
+    r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(rollup)})
+    burst(redis_url, ["cost"])
+    assert day_totals(r)["cost_nanousd"] == 2 * (2**60 + 1)
+
+
+def test_faststream_app_lifespan_processes_a_backlog_and_documents_the_channel(
+    r: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The FastStream app built for its CLI drains a backlog through its lifespan hooks."""
+    from llmtap.consumers.runtime import faststream_app
+
+    workload = Workload(9)
+    workload.write(r, 3_000)
+    monkeypatch.setenv("LLMTAP_REDIS_URL", redis_url)
+    monkeypatch.setenv("LLMTAP_WORKER", "cost")
+
+    async def scenario() -> None:
+        app = faststream_app.create_app()
+        await app.start()
+        for _ in range(600):
+            if (
+                r.xinfo_groups(keys.EVENTS)[0]["lag"] == 0
+                and not r.xpending(keys.EVENTS, keys.GROUP_COST)["pending"]
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await app.stop()
+        schema = app.schema.to_specification().to_jsonable()
+        assert "llmtap:events:cost" in schema["channels"]
+
+    asyncio.run(scenario())
+    assert day_totals(r) == truth_totals(workload.truth)
+    assert r.xinfo_groups(keys.EVENTS)[0]["consumers"] == 0  # left the group on shutdown

@@ -6,67 +6,32 @@ JSON Schema and its services are checked field by field instead of being run.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import os
 import re
 import tomllib
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from llmtap.consumers.runtime import config as worker_config
 from llmtap.settings import VARIABLES
+from tests.compose_helpers import (
+    COMPOSE_DIR,
+    REPO,
+    dockerfile_entrypoint,
+    load_compose,
+    worker_services,
+)
 
 HERE = Path(__file__).resolve()
-REPO = HERE.parents[1]
-COMPOSE_DIR = REPO / "compose"
 WORKERS = ("cost", "latency", "alerts", "notifier", "sessions", "reports")
 SCHEMA_NAME = "shared/data/compose-spec.schema.json"
 # ${NAME} and ${NAME:-default}: the only interpolation forms compose.yaml uses.
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-
-
-@cache
-def _parsed_compose() -> dict[str, Any]:
-    with (COMPOSE_DIR / "compose.yaml").open(encoding="utf-8") as stream:
-        document: dict[str, Any] = yaml.safe_load(stream)
-    return document
-
-
-def load_compose() -> dict[str, Any]:
-    """Return a fresh copy of compose/compose.yaml as loaded by PyYAML (anchors merged)."""
-    return copy.deepcopy(_parsed_compose())
-
-
-def dockerfile_entrypoint() -> list[str]:
-    """Return the exec-form ENTRYPOINT of compose/Dockerfile."""
-    for line in (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8").splitlines():
-        if line.startswith("ENTRYPOINT "):
-            entrypoint: list[str] = json.loads(line.removeprefix("ENTRYPOINT "))
-            return entrypoint
-    raise AssertionError("compose/Dockerfile has no ENTRYPOINT")
-
-
-def worker_services() -> dict[str, list[str]]:
-    """Return each worker service's name -> the argv its container runs.
-
-    The argv is the Dockerfile's ENTRYPOINT followed by the service's ``command``, for example
-    ``{"cost": ["llmtap", "worker", "cost"], ...}``. Services built from the Dockerfile are
-    workers; image-only services (valkey) are not.
-    """
-    entrypoint = dockerfile_entrypoint()
-    services = load_compose()["services"]
-    return {
-        name: [*entrypoint, *service["command"]]
-        for name, service in services.items()
-        if "build" in service
-    }
 
 
 def interpolate(node: Any, env: dict[str, str]) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_compose import load_compose, worker_services
+from tests.compose_helpers import load_compose, worker_services
 
 BIN = Path(sys.executable).parent
 

@@ -7,8 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from llmtap.embedded import EmbeddedValkey
+
+# Property tests judge results, not speed: a loaded shared machine must not fail them on time.
+settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-machine")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import redis.asyncio as aredis
 from llmtap import events, keys
 from llmtap.analyzers.rules import Rule, fingerprint
 from llmtap.consumers import service
-from llmtap.consumers.alerts.processor import AlertsProcessor, Evaluator, rules_from_env
+from llmtap.consumers.alerts.evaluator import Evaluator
+from llmtap.consumers.alerts.processor import AlertsProcessor, rules_from_env
 from llmtap.consumers.runtime.consumer import Consumer
 from tests.alert_helpers import T0, active, call, inactive, notifications
 from tests.consumer_helpers import config

@@ -25,13 +25,14 @@ import redis.asyncio as aredis
 from llmtap import events, keys
 from llmtap.analyzers.rules import Rule
 from llmtap.consumers.alerts.processor import AlertsProcessor
-from llmtap.consumers.notify.notifier import Notifier, NotifierOptions, Receiver
-from llmtap.consumers.notify.receivers import build_senders
+from llmtap.consumers.notify.model import Receiver
+from llmtap.consumers.notify.notifier import Notifier, NotifierOptions
+from llmtap.consumers.notify.senders import build_senders
 from llmtap.consumers.runtime import engine
 from llmtap.consumers.runtime.config import RuntimeConfig
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.embedded import EmbeddedValkey
-from llmtap.webhooks import LocalReceiver, Received
+from llmtap.testing import LocalReceiver, Received
 
 RULE = Rule("slow-call", "latency_above", 2.0, group_by=("backend", "model"))
 SECRET = "bench-secret"

@@ -1,21 +1,34 @@
-"""Seeded synthetic event streams with their exact ground truth, for tests, benchmarks and demos.
+"""Aids for tests, benchmarks and the demo: synthetic streams with ground truth, a local receiver.
 
+:class:`Workload` writes seeded synthetic event streams with their exact :class:`GroundTruth`.
 Entries are shaped as the publisher writes them: mostly ``b`` arrays of about ``batch_size``
 events, some single ``e`` events, about ``rollup_share`` of the events rollups. Timestamps grow
-along the stream, as they do in a live stream.
+along the stream, as they do in a live stream. :class:`LocalReceiver` is a real HTTP receiver
+on loopback that verifies signatures; the ``demo_*`` functions drive ``llmtap demo``'s alerts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import random
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Final
 
 import redis
 
 from llmtap import events, keys
+from llmtap.analyzers.rules import Rule
+from llmtap.webhooks import VerificationError, verify
+
+if TYPE_CHECKING:
+    from llmtap.consumers.notify.model import Receiver
 
 MODELS: Final = (
     ("openai", "gpt-4o"),
@@ -201,3 +214,180 @@ class Workload:
             cost_nanousd=rng.randint(0, 10**9),
             unpriced_calls=rng.randint(0, 2),
         )
+
+
+# --- a real receiver on loopback -------------------------------------------------------
+
+# A responder returns (status, headers) or (status, headers, body); the default body is "ok".
+Responder = Callable[["Received"], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request a :class:`LocalReceiver` got: when (its clock), path, headers, body."""
+
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """Return the decoded JSON body."""
+        return json.loads(self.body)
+
+
+@dataclass
+class LocalReceiver:
+    """An HTTP server on 127.0.0.1 that records every POST (``with LocalReceiver() as rx:``).
+
+    ``respond`` decides each answer (default 200); ``secret`` makes it verify signatures
+    and answer 401 to a bad one. ``accepted`` holds the requests answered 2xx; ``requests``
+    every request. ``on_accept`` is called (in the server thread) for each accepted one.
+    """
+
+    secret: str | None = None
+    respond: Responder | None = None
+    on_accept: Callable[[Received], None] | None = None
+    requests: list[Received] = field(default_factory=list)
+    accepted: list[Received] = field(default_factory=list)
+    url: str = ""
+    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def __enter__(self) -> LocalReceiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start serving in a daemon thread; ``url`` is set."""
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                got = Received(time.time(), self.path, dict(self.headers), self.rfile.read(length))
+                status, headers, payload = receiver.handle(got)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Stay quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def handle(self, got: Received) -> tuple[int, dict[str, str], bytes]:
+        """Record a request and return (status, headers, body) for it."""
+        answer = self.respond(got) if self.respond else (200, {})
+        status, headers = int(answer[0]), dict(answer[1])
+        payload = bytes(answer[2]) if len(answer) > 2 else b"ok"
+        if status < 300 and self.secret and not self._authentic(got):
+            status, headers, payload = 401, {}, b"bad signature"
+        with self._lock:
+            self.requests.append(got)
+            if status < 300:
+                self.accepted.append(got)
+            self._lock.notify_all()
+        if status < 300 and self.on_accept is not None:
+            self.on_accept(got)
+        return status, headers, payload
+
+    def _authentic(self, got: Received) -> bool:
+        try:
+            verify(self.secret or "", got.headers, got.body)
+        except VerificationError:
+            return False
+        return True
+
+    def wait(self, count: int, timeout_s: float = 30.0) -> list[Received]:
+        """Wait until ``count`` requests were accepted; return them (AssertionError on timeout)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.accepted) >= count, timeout_s):
+                raise AssertionError(f"{len(self.accepted)} of {count} notifications arrived")
+            return list(self.accepted)
+
+    def alerts(self) -> Iterator[dict[str, Any]]:
+        """Yield the decoded bodies of the accepted requests."""
+        for got in list(self.accepted):
+            yield got.json()
+
+
+# --- for `llmtap demo` -------------------------------------------------------------------
+
+DEMO_SECRET: Final = "llmtap-demo-secret"
+
+
+def demo_rules(slow_call_s: float) -> list[Rule]:
+    """Return the demo's rule: a call slower than ``slow_call_s``, per backend and model."""
+    return [
+        Rule(
+            "demo-slow-call",
+            "latency_above",
+            slow_call_s,
+            group_by=("backend", "model"),
+            resolve_after_s=60.0,
+        )
+    ]
+
+
+@contextlib.contextmanager
+def demo_receiver() -> Iterator[tuple[LocalReceiver, Receiver]]:
+    """Yield a signature-checking webhook receiver on loopback and its Receiver config."""
+    from llmtap.consumers.notify.model import Receiver
+
+    with LocalReceiver(secret=DEMO_SECRET) as rx:
+        yield rx, Receiver("demo-webhook", "webhook", url=rx.url, secret=DEMO_SECRET)
+
+
+async def demo_cycle(url: str, rules: Sequence[Rule], receiver: Receiver, now: float) -> int:
+    """Fire, resolve and deliver once: drain the stream with the alerts worker, tick at
+    ``now`` + the longest resolve_after (a simulated quiet spell, so firing alerts resolve),
+    then drain the outbox to ``receiver``. Returns the alerts delivered."""
+    import redis.asyncio as aredis
+
+    from llmtap.consumers.alerts.evaluator import Evaluator
+    from llmtap.consumers.alerts.processor import AlertsProcessor
+    from llmtap.consumers.notify.notifier import run_notifier
+    from llmtap.consumers.runtime import engine
+    from llmtap.consumers.runtime.config import RuntimeConfig
+    from llmtap.consumers.runtime.consumer import Consumer
+
+    client = aredis.Redis.from_url(url)
+    reader = redis.Redis.from_url(url)
+    try:
+        consumer = Consumer(client, lambda: AlertsProcessor(rules), RuntimeConfig(block_ms=100))
+        await engine.run_loop(consumer, asyncio.Event(), burst=True)
+        quiet = max((rule.resolve_after_s for rule in rules if rule.per_call), default=0.0)
+        await Evaluator(client, reader, rules).tick(now + quiet)
+        counters = await run_notifier(url, asyncio.Event(), burst=True, receivers=[receiver])
+    finally:
+        await client.aclose()
+        reader.close()
+    return sum(c.get("delivered", 0) for c in counters.values())
+
+
+def demo_lines(rx: LocalReceiver) -> list[str]:
+    """Return one line per alert the demo receiver got (verified): status, rule, labels."""
+    lines = []
+    for message in rx.alerts():
+        for alert in message["alerts"]:
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
+            when = alert["endsAt"] or alert["startsAt"]
+            lines.append(f"  {alert['status']:9s} {alert['rule']} [{labels}] at {when}")
+    return lines

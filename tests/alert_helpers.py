@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio as aredis
 
-from llmtap import events, keys
+from llmtap import events, keys, notify
 from llmtap.analyzers.rules import Observation, Rule, fingerprint
 from llmtap.consumers.alerts.state import AlertStore, Outbox, observed, step_args
-from llmtap.consumers.notify.notifier import (
-    Notifier,
-    NotifierOptions,
-    Receiver,
-    RetryPolicy,
-    Sender,
-)
-from llmtap.consumers.notify.receivers import build_senders
+from llmtap.consumers.notify.model import DeliveryPolicy, Receiver, Sender
+from llmtap.consumers.notify.notifier import Notifier, NotifierOptions
+from llmtap.consumers.notify.senders import build_senders
+from llmtap.retry import RetryPolicy
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -71,14 +66,23 @@ def inactive(url: str, rule: Rule, labels: dict[str, str], now: float) -> int:
 
 def notifications(r: redis.Redis) -> list[dict[str, Any]]:
     """Return every alert document in the notify stream, oldest first."""
-    return [json.loads(fields[b"n"]) for _, fields in r.xrange(keys.NOTIFY)]
+    return [notify.decode_message(fields).payload for _, fields in r.xrange(keys.NOTIFY)]
 
 
 def webhook(name: str, url: str, secret: str | None = "s3cret", **policy: Any) -> Receiver:
-    """A webhook receiver with a fast retry policy (the given fields changed)."""
-    values: dict[str, Any] = {"attempts": 5, "base_s": 0.01, "cap_s": 0.05, "timeout_s": 2.0}
+    """A webhook receiver with a fast retry policy (the given fields changed; ``timeout_s``
+    is its delivery policy's)."""
+    values: dict[str, Any] = {"attempts": 5, "base_s": 0.01, "cap_s": 0.05}
+    timeout_s = float(policy.pop("timeout_s", 2.0))
     values.update(policy)
-    return Receiver(name, "webhook", url=url, secret=secret, retry=RetryPolicy(**values))
+    return Receiver(
+        name,
+        "webhook",
+        url=url,
+        secret=secret,
+        retry=RetryPolicy(**values),
+        delivery=DeliveryPolicy(timeout_s=timeout_s),
+    )
 
 
 def deliver(

@@ -135,7 +135,7 @@ def _print(value: Any) -> None:
 
 def _rules(args: argparse.Namespace) -> int:
     from llmtap.consumers.alerts.processor import rules_from_env
-    from llmtap.consumers.notify.receivers import receivers_from_env
+    from llmtap.consumers.notify.config import receivers_from_env
 
     for rule in rules_from_env():
         where = ", ".join(f"{k}={v}" for k, v in {**rule.filters, **rule.tags}.items()) or "all"

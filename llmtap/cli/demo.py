@@ -257,12 +257,12 @@ def deliver_alerts(url: str, slow_call_s: float) -> list[str]:
     The evaluator's clock is moved past the rule's quiet period, so alerts that fired during
     the run are also resolved and delivered as such.
     """
-    from llmtap.consumers.alerts import processor as alerts
+    from llmtap import testing
 
-    with alerts.demo_receiver() as (rx, receiver):
-        rules = alerts.demo_rules(slow_call_s)
-        asyncio.run(alerts.demo_cycle(url, rules, receiver, time.time()))
-        return alerts.demo_lines(rx)
+    with testing.demo_receiver() as (rx, receiver):
+        rules = testing.demo_rules(slow_call_s)
+        asyncio.run(testing.demo_cycle(url, rules, receiver, time.time()))
+        return testing.demo_lines(rx)
 
 
 def read_aggregates(client: redis.Redis, since: float, until: float) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def _alerts(config: RuntimeConfig, retention: Retention) -> Processor:
 
 
 async def _alerts_tick(url: str, stop: asyncio.Event, burst: bool) -> None:
-    from llmtap.consumers.alerts.processor import run_ticks
+    from llmtap.consumers.alerts.evaluator import run_ticks
 
     await run_ticks(url, stop, once=burst)
 

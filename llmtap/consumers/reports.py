@@ -5,10 +5,12 @@
 ``hourly``, ``daily``, ``weekly`` (Monday to Monday) or ``monthly`` — always the last complete
 one before the job fires, so replicas whose clocks differ by seconds pick the same period.
 Before producing a report a replica takes ``keys.report_lock(name, period)`` with SET NX: the
-first replica wins, the others skip, and a failed run releases the lock. Reports go to a
-directory (``LLMTAP_REPORT_DIR``), to webhooks (``LLMTAP_REPORT_WEBHOOK_URLS``, signed with
-``LLMTAP_REPORT_WEBHOOK_SECRET``) and to Slack (``LLMTAP_SLACK_BOT_TOKEN`` and
-``LLMTAP_REPORT_SLACK_CHANNEL``: a summary message with the Markdown file).
+first replica wins, the others skip, and a failed run releases the lock. Reports are written
+to a directory (``LLMTAP_REPORT_DIR``) here, and enqueued on the notify outbox for the
+notifier to deliver, with its retries, Retry-After, DLQ and idempotency keys, to webhooks
+(``LLMTAP_REPORT_WEBHOOK_URLS``, signed with ``LLMTAP_REPORT_WEBHOOK_SECRET``) and to Slack
+(``LLMTAP_SLACK_BOT_TOKEN`` and ``LLMTAP_REPORT_SLACK_CHANNEL``: the Markdown file with a
+one-line summary); :meth:`ReportConfig.receivers` are those receivers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import json
 import logging
 import os
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,9 @@ from typing import Any, Final
 
 import redis
 
-from llmtap import keys, webhooks
+from llmtap import keys, notify
 from llmtap.analyzers import report
+from llmtap.consumers.notify.model import TAKES_REPORTS, DeliveryPolicy, Receiver
 from llmtap.consumers.runtime.consumer import consumer_name
 from llmtap.read import tools
 from llmtap.settings import SettingsError
@@ -40,6 +42,7 @@ DEFAULT_SCHEDULE: Final = "daily=5 0 * * *;weekly=10 0 * * 1"
 PERIODS: Final = ("hourly", "daily", "weekly", "monthly")
 _EPOCH_MONDAY: Final = 4 * 86_400  # 1970-01-01 was a Thursday; the first Monday is 5 Jan
 MISFIRE_GRACE_S: Final = 3600  # APScheduler's default of 1 s would skip a late run
+REPORT_TIMEOUT_S: Final = 10.0  # per delivery attempt to a report receiver
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,26 @@ class ReportConfig:
             slack_channel=env.get("LLMTAP_REPORT_SLACK_CHANNEL") or None,
         )
 
+    def receivers(self) -> list[Receiver]:
+        """Return the notifier's report receivers: one per webhook URL, and Slack if set."""
+        delivery = DeliveryPolicy(timeout_s=REPORT_TIMEOUT_S)
+        out = [
+            Receiver(f"report-webhook-{i}", "webhook", url=url, secret=self.webhook_secret,
+                     delivery=delivery, takes=TAKES_REPORTS)
+            for i, url in enumerate(self.webhook_urls, 1)
+        ]  # fmt: skip
+        if self.slack_token and self.slack_channel:
+            slack = Receiver("report-slack", "slack", token=self.slack_token,
+                             channel=self.slack_channel, base_url=self.slack_base_url,
+                             delivery=delivery, takes=TAKES_REPORTS)  # fmt: skip
+            out.append(slack)
+        return out
+
 
 @dataclass(frozen=True)
 class Produced:
-    """A report this replica produced: schedule, period, rendered files and deliveries."""
+    """A report this replica produced: schedule, period, rendered files, and the webhook and
+    Slack receivers its outbox message is addressed to (the notifier delivers it)."""
 
     schedule: str
     since: int
@@ -216,9 +235,27 @@ class ReportWorker:
         rendered = {fmt: report.render(model, fmt) for fmt in self.config.formats}
         stem = f"llmtap-{schedule}-{period_label(since)}"
         files = write_files(self.config.directory, stem, rendered)
-        sent = post_webhooks(self.config, schedule, model, time.time())  # signed at send time
-        slack = post_slack(self.config, model, rendered.get("md"), stem)
-        return Produced(schedule, since, until, rendered, files, sent, slack)
+        entry: dict[Any, Any] = report_message(schedule, since, until, stem, model)
+        self.client.xadd(keys.NOTIFY, entry, maxlen=keys.NOTIFY_MAXLEN, approximate=True)
+        kinds = [receiver.kind for receiver in self.config.receivers()]
+        return Produced(
+            schedule, since, until, rendered, files, kinds.count("webhook"), "slack" in kinds
+        )
+
+
+def report_message(
+    schedule: str, since: int, until: int, stem: str, model: Mapping[str, Any]
+) -> dict[str, str]:
+    """Return the outbox entry of a scheduled report (idempotency key ``report:<name>:<since>``)."""
+    payload = {
+        "schedule": schedule,
+        "since": since,
+        "until": until,
+        "stem": stem,
+        "idempotency_key": f"report:{schedule}:{since}",
+        "report": dict(model),
+    }
+    return notify.encode_message(notify.OutboxMessage("report", payload))
 
 
 def write_files(directory: str | None, stem: str, rendered: Mapping[str, str]) -> list[str]:
@@ -237,54 +274,6 @@ def write_files(directory: str | None, stem: str, rendered: Mapping[str, str]) -
     return paths
 
 
-def post_webhooks(config: ReportConfig, schedule: str, model: Mapping[str, Any], now: float) -> int:
-    """POST the JSON report to every webhook URL (signed when a secret is set); return how
-    many answered 2xx. A failing receiver is logged, not retried."""
-    body = json.dumps({"type": "report", "schedule": schedule, "report": model}).encode()
-    key = f"report:{schedule}:{model['period']['since']}"
-    sent = 0
-    for url in config.webhook_urls:
-        headers = webhooks.signed_headers(config.webhook_secret, body, key, now)
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                sent += 200 <= answer.status < 300
-        except OSError as exc:
-            log.warning("report webhook %s failed: %s", url.split("?")[0], exc)
-    return sent
-
-
-def post_slack(
-    config: ReportConfig, model: Mapping[str, Any], markdown: str | None, stem: str
-) -> bool:
-    """Upload the Markdown report to Slack with a one-line summary; True when it was sent."""
-    if not (config.slack_token and config.slack_channel):
-        return False
-    from slack_sdk import WebClient
-    from slack_sdk.errors import SlackApiError
-
-    summary = model["summary"]
-    text = (
-        f"{model['title']}: ${summary['total_cost_usd']:.2f} over {summary['total_calls']} calls, "
-        f"error rate {summary['error_rate']:.2%}, month-end projection "
-        f"${summary['projected_month_end_usd']:.2f}"
-    )
-    try:
-        client = WebClient(token=config.slack_token)
-        if config.slack_base_url:
-            client = WebClient(token=config.slack_token, base_url=config.slack_base_url)
-        client.files_upload_v2(
-            channel=config.slack_channel,
-            content=markdown or report.render_markdown(model),
-            filename=f"{stem}.md",
-            initial_comment=text,
-        )
-    except SlackApiError as exc:
-        log.warning("report upload to Slack failed: %s", exc.response.get("error"))
-        return False
-    return True
-
-
 async def run_reports(url: str, stop: asyncio.Event, burst: bool) -> None:
     """Run the scheduler until ``stop`` is set, refreshing a heartbeat (burst: one heartbeat)."""
     from llmtap.consumers.runtime.config import RuntimeConfig
@@ -297,7 +286,9 @@ async def run_reports(url: str, stop: asyncio.Event, burst: bool) -> None:
         worker.start()
     try:
         while True:
-            value = json.dumps({"ts": round(time.time(), 3), "pid": os.getpid(), "processed": 0})
+            value = notify.encode_heartbeat(
+                notify.Heartbeat(ts=round(time.time(), 3), pid=os.getpid())
+            )
             await asyncio.to_thread(client.set, beat, value, ex=ttl)
             if burst:
                 break

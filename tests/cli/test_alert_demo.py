@@ -8,7 +8,7 @@ import time
 import redis
 
 from llmtap import events, keys
-from llmtap.consumers.alerts import processor as alerts
+from llmtap import testing as alerts
 from tests.alert_helpers import call
 
 

@@ -8,10 +8,11 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from llmtap import events, keys
+from llmtap import events, keys, notify
 from llmtap.analyzers.rules import Rule, fingerprint
 from llmtap.consumers import service
-from llmtap.consumers.alerts.processor import AlertsProcessor, Evaluator, rules_from_env
+from llmtap.consumers.alerts.evaluator import Evaluator
+from llmtap.consumers.alerts.processor import AlertsProcessor, rules_from_env
 from llmtap.consumers.runtime.consumer import Consumer
 from tests.alert_helpers import T0, active, call, inactive, notifications
 from tests.consumer_helpers import config
@@ -206,3 +207,12 @@ def test_two_alerts_worker_replicas_send_each_notification_once(
     assert [n["status"] for n in notifications(r)] == ["firing"]
     groups = {g["name"]: g for g in r.xinfo_groups(keys.EVENTS)}
     assert groups[keys.GROUP_ALERTS.encode()]["pending"] == 0
+
+
+def test_the_lua_writes_a_versioned_alert_message(r: redis.Redis, redis_url: str) -> None:
+    """An alert the Lua step enqueues decodes as a version-1 alert message with its fingerprint."""
+    active(redis_url, RULE, LABELS, T0)
+    ((_, fields),) = r.xrange(keys.NOTIFY)
+    message = notify.decode_message(fields)
+    assert message.kind == "alert" and message.version == notify.OUTBOX_VERSION
+    assert fields[b"fp"].decode() == message.payload["fingerprint"]

@@ -16,8 +16,9 @@ import redis
 from llmtap import keys, webhooks
 from llmtap.analyzers.rules import Rule
 from llmtap.cli.alerts import create_silence
-from llmtap.consumers.notify.notifier import Receiver, RetryPolicy, Route, backoff
-from llmtap.webhooks import LocalReceiver, Received
+from llmtap.consumers.notify.model import Receiver, Route
+from llmtap.retry import RetryPolicy, backoff
+from llmtap.testing import LocalReceiver, Received
 from tests.alert_helpers import T0, active, deliver, inactive, webhook
 
 WARN = Rule("slow", "latency_above", 2.0, group_by=("model",))
@@ -49,12 +50,13 @@ def pending(r: redis.Redis) -> int:
 
 @pytest.mark.parametrize(
     ("attempt", "rand", "expected"),
-    [(1, 0.5, 1.0), (2, 0.5, 2.0), (4, 0.5, 8.0), (10, 0.5, 60.0), (1, 0.0, 0.8), (1, 1.0, 1.2)],
+    [(1, 0.5, 0.9), (2, 0.5, 1.8), (4, 0.5, 7.2), (10, 0.5, 54.0), (1, 0.0, 1.0), (1, 1.0, 0.8)],
 )
 def test_backoff_is_exponential_capped_and_jittered(
     attempt: int, rand: float, expected: float
 ) -> None:
-    """base * 2**(attempt-1), capped, spread by ±jitter."""
+    """The notifier's wait is llmtap.retry's: base * 2**(attempt-1), capped, less up to
+    jitter (0.2: 80-100 % of the doubled delay)."""
     policy = RetryPolicy(base_s=1.0, cap_s=60.0, jitter=0.2)
     assert backoff(attempt, policy, rand) == pytest.approx(expected)
 

@@ -11,7 +11,8 @@ import redis
 from llmtap import cli
 from llmtap.analyzers.rules import Rule, RuleError
 from llmtap.cli.alerts import create_silence, list_silences
-from llmtap.consumers.notify.receivers import parse_receivers, receivers_from_env, slack_message
+from llmtap.consumers.notify.config import parse_receivers, receivers_from_env
+from llmtap.consumers.notify.senders import slack_message
 from llmtap.settings import SettingsError
 from tests.alert_helpers import RULE_DOC, T0, active
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 import redis
 
-from llmtap import cli, keys, webhooks
+from llmtap import cli, keys, notify, webhooks
 from llmtap.cli import read as report_cli
 from llmtap.consumers.reports import (
     ReportConfig,
@@ -24,7 +24,8 @@ from llmtap.consumers.reports import (
     schedules_summary,
 )
 from llmtap.settings import SettingsError
-from llmtap.testing import Workload
+from llmtap.testing import LocalReceiver, Workload
+from tests.alert_helpers import deliver
 from tests.consumer_helpers import burst
 
 DAY0 = 1_767_225_600  # 2026-01-01T00:00Z, a Thursday
@@ -135,20 +136,52 @@ def test_report_files_parse_and_hold_the_exact_totals(
     assert page.findall(".//{http://www.w3.org/2000/svg}rect")
 
 
-def test_webhook_receives_a_signed_report(r: redis.Redis, day_of_traffic: Workload) -> None:
-    """A webhook URL gets the JSON report with a valid signature and an idempotency key."""
-    with webhooks.LocalReceiver(secret="s3cret") as receiver:
+def test_webhook_receives_a_signed_report(
+    r: redis.Redis, redis_url: str, day_of_traffic: Workload
+) -> None:
+    """A webhook URL gets the JSON report, through the notifier, with a valid signature and an
+    idempotency key."""
+    with LocalReceiver(secret="s3cret") as receiver:
         urls = (receiver.url + "/r",)
         config = ReportConfig(
             schedules=(DAILY,), formats=("json",), webhook_urls=urls, webhook_secret="s3cret"
         )
         produced = ReportWorker(r, config, clock=lambda: DAY0 + DAY + 300.0).fire(DAILY)
+        deliver(redis_url, config.receivers())
         (got,) = receiver.wait(1)
     assert produced is not None and produced.webhooks == 1
     body = got.json()
     assert body["schedule"] == "daily"
     assert body["report"]["summary"]["total_calls"] == day_of_traffic.truth.calls
     assert got.headers[webhooks.IDEMPOTENCY_HEADER] == f"report:daily:{DAY0}"
+
+
+def test_a_report_receiver_down_then_up_gets_the_report_once(
+    r: redis.Redis, redis_url: str, day_of_traffic: Workload
+) -> None:
+    """A report webhook failing three times gets the report on the fourth try, once, and the
+    outbox entry is acknowledged: an outage no longer loses a scheduled report."""
+    answers = iter([(503, {}), (503, {}), (502, {})])
+    with LocalReceiver(respond=lambda got: next(answers, (200, {}))) as receiver:
+        config = ReportConfig(schedules=(DAILY,), formats=("json",), webhook_urls=(receiver.url,))
+        ReportWorker(r, config, clock=lambda: DAY0 + DAY + 300.0).fire(DAILY)
+        notifier = deliver(redis_url, config.receivers())
+    assert len(receiver.requests) == 4 and len(receiver.accepted) == 1
+    keys_sent = {got.headers[webhooks.IDEMPOTENCY_HEADER] for got in receiver.requests}
+    assert keys_sent == {f"report:daily:{DAY0}"}
+    assert notifier.counters["report-webhook-1"]["delivered"] == 1
+    assert r.xpending(keys.NOTIFY, keys.GROUP_NOTIFIER)["pending"] == 0
+
+
+def test_a_report_is_one_versioned_outbox_message(r: redis.Redis, day_of_traffic: Workload) -> None:
+    """fire() enqueues the report on llmtap:notify as a version-1 report message."""
+    config = ReportConfig(schedules=(DAILY,), formats=("json",))
+    ReportWorker(r, config, clock=lambda: DAY0 + DAY + 300.0).fire(DAILY)
+    ((_, fields),) = r.xrange(keys.NOTIFY)
+    message = notify.decode_message(fields)
+    assert message.kind == "report" and message.version == notify.OUTBOX_VERSION
+    assert message.payload["idempotency_key"] == f"report:daily:{DAY0}"
+    assert message.payload["report"]["summary"]["total_calls"] == day_of_traffic.truth.calls
 
 
 def test_a_failed_run_releases_the_period_lock(r: redis.Redis, tmp_path: Path) -> None:
@@ -244,9 +277,10 @@ class _SlackStub(BaseHTTPRequestHandler):
 
 
 def test_slack_gets_the_markdown_report_with_a_summary(
-    r: redis.Redis, day_of_traffic: Workload
+    r: redis.Redis, redis_url: str, day_of_traffic: Workload
 ) -> None:
-    """The Markdown report is uploaded to the channel with a one-line cost summary."""
+    """The Markdown report is uploaded to the channel, through the notifier, with a one-line
+    cost summary."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackStub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _SlackStub.seen = []
@@ -256,6 +290,7 @@ def test_slack_gets_the_markdown_report_with_a_summary(
             slack_channel="C1", slack_base_url=f"http://127.0.0.1:{server.server_address[1]}/api/",
         )  # fmt: skip
         produced = ReportWorker(r, config, clock=lambda: DAY0 + DAY + 300.0).fire(DAILY)
+        deliver(redis_url, config.receivers())
     finally:
         server.shutdown()
         server.server_close()

@@ -1,9 +1,10 @@
-"""The notifier: delivers ``llmtap:notify`` to Slack and signed webhooks, losing nothing.
+"""The notifier: delivers ``llmtap:notify`` (alerts and reports) to Slack and signed webhooks.
 
-A consumer group reads the outbox; each entry is routed to the receivers whose routes match
-(severity, labels) and put on each receiver's own queue, served by its own task, so a slow or
+A consumer group reads the outbox (messages decoded by :mod:`llmtap.notify`); each alert is
+routed to the receivers whose routes match (severity, labels), each report to the receivers
+that take reports, and put on each receiver's own queue, served by its own task, so a slow or
 dead receiver holds up nobody else and each receiver gets notifications in stream order (so in
-order per fingerprint). A delivery is retried with exponential backoff and jitter (or after the
+order per fingerprint). A delivery is retried with :func:`llmtap.retry.backoff` (or after the
 receiver's Retry-After) up to the policy's attempts, then dead-lettered to ``llmtap:notify:dlq``.
 An entry is acknowledged once every receiver has it (delivered or dead-lettered); each
 receiver's done entries are remembered, so a redelivered entry skips them. Silenced alerts are
@@ -20,140 +21,24 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from dataclasses import dataclass
+from typing import Any, Final
 
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
-from llmtap import keys
+from llmtap import keys, notify
 from llmtap.analyzers.rules import silenced
+from llmtap.consumers.notify.config import receivers_from_env
+from llmtap.consumers.notify.model import Outcome, Receiver, Sender, alert_labels
+from llmtap.consumers.notify.senders import build_senders
 from llmtap.consumers.runtime.consumer import consumer_name
+from llmtap.retry import backoff
 
 log = logging.getLogger(__name__)
 
-# HTTP answers that no retry can fix: dead-lettered at once.
-NEVER_RETRY: Final = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
 # The counters name under which alerts that no receiver's routes match are counted.
 UNROUTED: Final = "_unrouted"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How one receiver retries: attempts in all, backoff base and cap (s), jitter share."""
-
-    attempts: int = 8
-    base_s: float = 0.5
-    cap_s: float = 300.0
-    jitter: float = 0.2
-    timeout_s: float = 5.0
-    max_retry_after_s: float = 900.0
-
-
-def backoff(attempt: int, policy: RetryPolicy, rand: float) -> float:
-    """Return the wait (s) before attempt ``attempt + 1``: ``base * 2**(attempt-1)``, capped.
-
-    ``rand`` in [0, 1) spreads it by ``±jitter`` so receivers that come back are not hit by
-    every sender at once.
-    """
-    delay = min(policy.cap_s, policy.base_s * 2.0 ** max(attempt - 1, 0))
-    return max(0.0, delay * (1.0 + policy.jitter * (2.0 * rand - 1.0)))
-
-
-@dataclass(frozen=True)
-class Route:
-    """Which alerts a receiver gets: any of ``severities`` (empty: all) and every matcher."""
-
-    severities: tuple[str, ...] = ()
-    matchers: Mapping[str, str] = field(default_factory=dict)
-
-    def matches(self, alert: Mapping[str, Any]) -> bool:
-        """True when the alert's severity and labels (plus ``rule``) fit this route."""
-        if self.severities and alert.get("severity") not in self.severities:
-            return False
-        return silenced(alert_labels(alert), self.matchers)
-
-
-@dataclass(frozen=True)
-class Receiver:
-    """One destination: a webhook (``url``, ``secret``) or Slack (``url`` or ``token`` +
-    ``channel``; ``base_url`` points the bot client elsewhere, for tests)."""
-
-    name: str
-    kind: str
-    url: str | None = field(default=None, repr=False)
-    secret: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    channel: str | None = None
-    base_url: str | None = None
-    routes: tuple[Route, ...] = ()
-    retry: RetryPolicy = RetryPolicy()
-    group_by: tuple[str, ...] = ("rule",)
-    group_wait_s: float = 0.0
-    group_interval_s: float = 0.0
-
-    @property
-    def grouping(self) -> bool:
-        """True when notifications are batched per group (group_wait or group_interval set)."""
-        return self.group_wait_s > 0 or self.group_interval_s > 0
-
-    def group_key(self, alert: Mapping[str, Any]) -> str:
-        """Return the group an alert belongs to at this receiver: its group_by label values."""
-        labels = alert_labels(alert)
-        return json.dumps([labels.get(label, "") for label in self.group_by])
-
-    def wants(self, alert: Mapping[str, Any]) -> bool:
-        """True when any route matches (no routes: every alert)."""
-        return not self.routes or any(route.matches(alert) for route in self.routes)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One attempt's result: delivered, or why not and whether (and when) to try again."""
-
-    ok: bool
-    reason: str = ""
-    retry: bool = True
-    retry_after_s: float | None = None
-
-
-class Sender(Protocol):
-    """Delivers one alert document to one receiver, once (no retries inside)."""
-
-    async def send(self, alerts: Sequence[Mapping[str, Any]], now: float) -> Outcome:
-        """Attempt delivery of one message (one alert, or a group); never raises for transport
-        errors."""
-
-    async def close(self) -> None:
-        """Release connections."""
-
-
-def alert_labels(alert: Mapping[str, Any]) -> dict[str, str]:
-    """Return an alert's labels plus ``rule`` and ``severity``, for routes and silences."""
-    labels = dict(alert.get("labels") or {})
-    labels.setdefault("rule", str(alert.get("rule", "")))
-    labels.setdefault("severity", str(alert.get("severity", "")))
-    return labels
-
-
-def retry_after(headers: Mapping[str, Any]) -> float | None:
-    """Return a Retry-After header in seconds (integer form), or None."""
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
-            with contextlib.suppress(ValueError):
-                return max(0.0, float(raw))
-    return None
-
-
-def http_outcome(status: int, headers: Mapping[str, Any]) -> Outcome:
-    """Return the outcome of an HTTP answer: 2xx ok, NEVER_RETRY final, others retried."""
-    if 200 <= status < 300:
-        return Outcome(True)
-    reason = f"HTTP {status}"
-    if status in NEVER_RETRY:
-        return Outcome(False, reason, retry=False)
-    return Outcome(False, reason, retry_after_s=retry_after(headers))
 
 
 # --- the delivery engine ---------------------------------------------------------------
@@ -161,11 +46,21 @@ def http_outcome(status: int, headers: Mapping[str, Any]) -> Outcome:
 
 @dataclass
 class Held:
-    """An outbox entry in flight: its alert and the receivers that still have to take it."""
+    """An outbox entry in flight: its message and the receivers that still have to take it."""
 
     entry_id: bytes
-    alert: dict[str, Any]
+    message: notify.OutboxMessage
     remaining: set[str]
+
+    @property
+    def alert(self) -> dict[str, Any]:
+        """The message's payload (an alert document, or a report's)."""
+        return self.message.payload
+
+    @property
+    def is_report(self) -> bool:
+        """True for a report message (never grouped, never silenced)."""
+        return self.message.kind == "report"
 
 
 @dataclass(frozen=True)
@@ -271,7 +166,8 @@ class Notifier:
                 await asyncio.wait_for(stop.wait(), keys.HEARTBEAT_TTL_S / 3)
 
     async def _heartbeat(self) -> None:
-        value = json.dumps({"ts": round(time.time(), 3), "held": len(self._held)})
+        beat = notify.Heartbeat(ts=round(time.time(), 3), held=len(self._held))
+        value = notify.encode_heartbeat(beat)
         key = keys.heartbeat(keys.GROUP_NOTIFIER, self.name)
         await self.client.set(key, value, ex=keys.HEARTBEAT_TTL_S)
 
@@ -303,25 +199,37 @@ class Notifier:
         self, entry_id: bytes, fields: Mapping[bytes, bytes], silences: list[dict[str, str]]
     ) -> None:
         try:
-            alert = json.loads(fields[b"n"])
-        except (KeyError, ValueError):
-            raw = fields.get(b"n", b"")
-            await self._dead_letter("*", entry_id, raw, "undecodable outbox entry")
+            message = notify.decode_message(fields)
+        except notify.OutboxError as exc:
+            await self._dead_letter("*", entry_id, exc.raw, exc.reason)
             await self._ack(entry_id)
             return
+        if message.kind == "report":
+            targets = {name for name, r in self.receivers.items() if "report" in r.takes}
+        elif self._silenced(message.payload, silences):
+            await self._count_all(message.payload, "silenced")
+            await self._ack(entry_id)
+            return
+        else:
+            targets = {name for name, r in self.receivers.items() if r.wants(message.payload)}
+        await self._hold(entry_id, message, targets)
+
+    @staticmethod
+    def _silenced(alert: Mapping[str, Any], silences: list[dict[str, str]]) -> bool:
         labels = alert_labels(alert)
-        if any(silenced(labels, m) for m in silences):
-            await self._count_all(alert, "silenced")
-            await self._ack(entry_id)
-            return
-        targets = {name for name, r in self.receivers.items() if r.wants(alert)}
+        return any(silenced(labels, m) for m in silences)
+
+    async def _hold(
+        self, entry_id: bytes, message: notify.OutboxMessage, targets: set[str]
+    ) -> None:
+        """Queue an entry for each target that does not have it yet (none: acknowledge it)."""
         if not targets:
             await self._count(UNROUTED, "unrouted")
         targets -= await self._already_done(entry_id, targets)
         if not targets:
             await self._ack(entry_id)
             return
-        held = self._held[entry_id] = Held(entry_id, alert, targets)
+        held = self._held[entry_id] = Held(entry_id, message, targets)
         for name in sorted(targets):
             self._queues[name].put_nowait(held)
 
@@ -353,7 +261,7 @@ class Notifier:
         # Checks stop too: a cancellation can be swallowed by a client library mid-request.
         while not self._stop.is_set():
             held = await queue.get()
-            if receiver.grouping:
+            if receiver.grouping and not held.is_report:
                 self._buffer(name, receiver.group_key(held.alert), held)
             else:
                 await self._deliver(name, [held])
@@ -384,10 +292,9 @@ class Notifier:
     async def _deliver(self, name: str, batch: list[Held]) -> None:
         receiver, sender = self.receivers[name], self.senders[name]
         attempt = 0
-        alerts = [held.alert for held in batch]
         while not self._stop.is_set():
             attempt += 1
-            outcome = await sender.send(alerts, self.clock())
+            outcome = await self._attempt(sender, batch)
             await self._count(name, "attempts")
             if outcome.ok:
                 await self._count(name, "delivered", len(batch))
@@ -399,12 +306,18 @@ class Notifier:
                     await self._give_up(name, held, outcome, attempt)
                 return
             await self._count(name, "rate_limited" if outcome.retry_after_s else "retried")
-            await self._pause(self._delay(receiver.retry, attempt, outcome))
+            await self._pause(self._delay(receiver, attempt, outcome))
 
-    def _delay(self, policy: RetryPolicy, attempt: int, outcome: Outcome) -> float:
+    async def _attempt(self, sender: Sender, batch: list[Held]) -> Outcome:
+        """One delivery attempt: a report alone, or a message of one or more alerts."""
+        if batch[0].is_report:
+            return await sender.send_report(batch[0].alert, self.clock())
+        return await sender.send([held.alert for held in batch], self.clock())
+
+    def _delay(self, receiver: Receiver, attempt: int, outcome: Outcome) -> float:
         if outcome.retry_after_s is not None:
-            return min(outcome.retry_after_s, policy.max_retry_after_s)
-        return backoff(attempt, policy, self.rand())
+            return min(outcome.retry_after_s, receiver.delivery.max_retry_after_s)
+        return backoff(attempt, receiver.retry, self.rand())
 
     async def _pause(self, delay: float) -> None:
         if self._sleep is not None:
@@ -474,15 +387,16 @@ async def run_notifier(
 ) -> dict[str, dict[str, int]]:
     """Deliver the outbox on ``url`` until ``stop`` (or drained, with ``burst``).
 
-    Receivers default to the environment's and the rules file's. Returns the counters per
-    receiver. Raises SettingsError for a bad receiver configuration.
+    Receivers default to the environment's and the rules file's, plus the report receivers
+    (``LLMTAP_REPORT_*``). Returns the counters per receiver. Raises SettingsError for a bad
+    receiver configuration.
     """
-    from llmtap.consumers.notify import receivers as config
-
-    chosen = list(config.receivers_from_env() if receivers is None else receivers)
+    chosen = list(_configured() if receivers is None else receivers)
     if not chosen:
-        log.warning("no alert receivers configured: notifications stay in %s", keys.NOTIFY)
-    senders = config.build_senders(chosen)
+        log.warning("no receivers configured: notifications stay in %s", keys.NOTIFY)
+    elif not any("alert" in r.takes for r in chosen):
+        log.warning("no alert receivers configured: alerts are counted as %s", UNROUTED)
+    senders = build_senders(chosen)
     client = aredis.Redis.from_url(url)
     notifier = Notifier(client, chosen, senders, options=NotifierOptions(claim_idle_s=claim_idle_s))
     try:
@@ -492,3 +406,9 @@ async def run_notifier(
             await sender.close()
         await client.aclose()
     return notifier.counters
+
+
+def _configured() -> list[Receiver]:
+    from llmtap.consumers.reports import ReportConfig
+
+    return receivers_from_env() + ReportConfig.from_env().receivers()

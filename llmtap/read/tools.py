@@ -19,7 +19,7 @@ from typing import Any, Final, cast
 
 import redis
 
-from llmtap import keys
+from llmtap import aggregates, keys
 from llmtap.analyzers import anomaly, burn, insights, report
 from llmtap.consumers.registry import WORKERS
 from llmtap.read import health, query
@@ -179,7 +179,7 @@ def cost_analysis(
 
 
 def _zero_row() -> dict[str, Any]:
-    return {"cost_usd": 0.0, "cost_nanousd": 0, **dict.fromkeys(query.USAGE_METRICS, 0)}
+    return {"cost_usd": 0.0, "cost_nanousd": 0, **dict.fromkeys(aggregates.USAGE_METRICS, 0)}
 
 
 def _cost_rows(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -31,6 +31,11 @@ GROUP_SESSIONS: Final = "sessions"
 GROUP_NOTIFIER: Final = "notifier"
 # The reports worker reads no stream; the name keys its heartbeats.
 GROUP_REPORTS: Final = "reports"
+# The worker groups that read the events stream (lag, pending and counters), the ones that
+# run without it (heartbeats only), and all of them, in the order status lists them.
+EVENT_GROUPS: Final = (GROUP_COST, GROUP_LATENCY, GROUP_SESSIONS, GROUP_ALERTS)
+OFF_STREAM_GROUPS: Final = (GROUP_NOTIFIER, GROUP_REPORTS)
+WORKER_GROUPS: Final = (*EVENT_GROUPS, *OFF_STREAM_GROUPS)
 
 # Runtime settings that every producer polls (a hash of setting name -> value).
 RUNTIME_SETTINGS: Final = f"{PREFIX}:settings"
@@ -42,6 +47,11 @@ PRODUCER_TTL_S: Final = 24 * 3600
 GRANULARITIES: Final = ("m", "h", "d")
 BUCKET_SECONDS: Final = {"m": 60, "h": 3600, "d": 86400}
 DEFAULT_TTL_S: Final = {"m": 2 * 86400, "h": 35 * 86400, "d": 400 * 86400}
+
+
+def kind(name: str) -> str:
+    """Return the kind of a key name: ``cost`` for ``llmtap:cost:h:20260131T15``."""
+    return name.split(":")[1] if name.count(":") else name
 
 
 def producer(producer_id: str) -> str:

@@ -31,6 +31,11 @@ GROUP_SESSIONS: Final = "sessions"
 GROUP_NOTIFIER: Final = "notifier"
 # The reports worker reads no stream; the name keys its heartbeats.
 GROUP_REPORTS: Final = "reports"
+# The worker groups that read the events stream (lag, pending and counters), the ones that
+# run without it (heartbeats only), and all of them, in the order status lists them.
+EVENT_GROUPS: Final = (GROUP_COST, GROUP_LATENCY, GROUP_SESSIONS, GROUP_ALERTS)
+OFF_STREAM_GROUPS: Final = (GROUP_NOTIFIER, GROUP_REPORTS)
+WORKER_GROUPS: Final = (*EVENT_GROUPS, *OFF_STREAM_GROUPS)
 
 # Runtime settings that every producer polls (a hash of setting name -> value).
 RUNTIME_SETTINGS: Final = f"{PREFIX}:settings"
@@ -40,19 +45,13 @@ PRODUCER_TTL_S: Final = 24 * 3600
 
 # Time granularities of the aggregates and how long each bucket is kept.
 GRANULARITIES: Final = ("m", "h", "d")
-# The integer metrics of a rollup row, as the usage hashes name them (`<dimension>|<metric>`).
-USAGE_METRICS: Final = (
-    "calls",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "unpriced_calls",
-)
 BUCKET_SECONDS: Final = {"m": 60, "h": 3600, "d": 86400}
 DEFAULT_TTL_S: Final = {"m": 2 * 86400, "h": 35 * 86400, "d": 400 * 86400}
+
+
+def kind(name: str) -> str:
+    """Return the kind of a key name: ``cost`` for ``llmtap:cost:h:20260131T15``."""
+    return name.split(":")[1] if name.count(":") else name
 
 
 def producer(producer_id: str) -> str:
@@ -63,7 +62,8 @@ def producer(producer_id: str) -> str:
 # --- Aggregates written by the workers (layout version 1; see docs/key-layout.md) ---
 
 # Cost in integer nano-USD (1e-9 USD) by dimension: hash field "<dimension>", e.g. "total",
-# "backend:openai", "model:gpt-4o", "tenant:acme", "session:s-1".
+# "backend:openai", "model:gpt-4o", "tenant:acme", "session:s-1". Every field format of these
+# hashes is encoded and decoded by llmtap.aggregates.
 COST_PREFIX: Final = f"{PREFIX}:cost"
 # Calls, errors, tokens by dimension: hash field "<dimension>|<metric>", e.g. "total|calls".
 USAGE_PREFIX: Final = f"{PREFIX}:usage"

@@ -1,8 +1,8 @@
 """The original profiler's nine tool functions: a stable name for :mod:`llmtap.read.tools`."""
 
+from llmtap.read.alerts import alerts_summary
 from llmtap.read.tools import (
     ProfilingTools,
-    alerts_summary,
     configure_profiling_settings,
     export_performance_report,
     get_cost_analysis_data,

@@ -21,6 +21,8 @@ import redis
 
 from llmtap.analyzers import report
 from llmtap.read import tools
+from llmtap.read.report import get_report_data
+from llmtap.read.window import iso
 from llmtap.settings import LEVELS, RUNTIME_ATTRS, Settings
 
 DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
@@ -205,7 +207,7 @@ def _session(client: redis.Redis, args: argparse.Namespace) -> Any:
             ["time", "thread", "backend", "model", "USD", "latency s"],
             [
                 [
-                    tools.iso(e["timestamp"]),
+                    iso(e["timestamp"]),
                     e["thread_name"],
                     e["backend"],
                     e["model"],
@@ -262,7 +264,7 @@ def _report(client: redis.Redis, args: argparse.Namespace) -> Any:
     now = time.time()
     until = parse_time(args.until, now) if args.until else now
     since = parse_time(args.since, until)
-    model = tools.get_report_data(client, since, until)
+    model = get_report_data(client, since, until)
     content = report.render(model, args.format)
     if args.out:
         Path(args.out).write_text(content, encoding="utf-8")

@@ -11,45 +11,20 @@ of each day and the count of call events without a price. See docs/key-layout.md
 from __future__ import annotations
 
 import heapq
-import json
 from collections import Counter
 from typing import Final
 
-from llmtap import events, keys
+from llmtap import aggregates, events, keys
 from llmtap.consumers.runtime.commit import Writes
 from llmtap.consumers.runtime.config import Retention
 
 # Integer metrics of a rollup row, in the order they are kept in memory.
-METRICS: Final = keys.USAGE_METRICS
+METRICS: Final = aggregates.ROLLUP_METRICS
 COST_FIELD_UNIT: Final = "nano-USD"
 _MINUTE: Final = keys.BUCKET_SECONDS["m"]
 _DAY: Final = keys.BUCKET_SECONDS["d"]
 
 RowKey = tuple[int, str, str, str | None, str | None]
-
-
-def dimensions(backend: str, model: str, tenant: str | None, session: str | None) -> list[str]:
-    """Return the dimension names a row counts under (empty tenant/session are skipped)."""
-    dims = ["total", f"backend:{backend}", f"model:{model}"]
-    if tenant:
-        dims.append(f"tenant:{tenant}")
-    if session:
-        dims.append(f"session:{session}")
-    return dims
-
-
-def top_member(call: events.CallEvent) -> str:
-    """Return the sorted-set member describing one expensive call (compact, deterministic JSON)."""
-    detail = {
-        "call_id": call.call_id,
-        "backend": call.backend,
-        "model": call.model_name,
-        "session": call.session_id,
-        "tenant": call.tenant,
-        "cost_usd": call.estimated_cost_usd,
-        "start_time": call.start_time,
-    }
-    return json.dumps(detail, separators=(",", ":"), sort_keys=True)
 
 
 class CostProcessor:
@@ -102,9 +77,9 @@ class CostProcessor:
         if heap is None:
             heap = self._top[day] = []
         if len(heap) < self.top_n:
-            heapq.heappush(heap, (cost, top_member(event)))
+            heapq.heappush(heap, (cost, aggregates.top_member(event)))
         elif cost > heap[0][0]:
-            heapq.heapreplace(heap, (cost, top_member(event)))
+            heapq.heapreplace(heap, (cost, aggregates.top_member(event)))
 
     def writes(self) -> Writes:
         """Return the increments, top-N additions and producer stats folded so far."""
@@ -114,8 +89,9 @@ class CostProcessor:
         for (minute, backend, model), count in self._unpriced.items():
             for granularity in keys.GRANULARITIES:
                 usage = keys.usage(granularity, self._name(granularity, minute))
-                for dim in ("total", f"backend:{backend}", f"model:{model}"):
-                    writes.ints[usage][f"{dim}|unpriced_events"] += count
+                fields = writes.ints[usage]
+                for dim in aggregates.dimensions(backend, model, None, None):
+                    fields[aggregates.usage_field(dim, aggregates.UNPRICED_EVENTS)] += count
                 writes.ttl[usage] = self.retention.ttl(granularity)
         self._write_top(writes)
         self._write_producers(writes)
@@ -132,7 +108,7 @@ class CostProcessor:
 
     def _write_row(self, writes: Writes, key: RowKey, counters: list[int]) -> None:
         minute, backend, model, session, tenant = key
-        dims = dimensions(backend, model, tenant, session)
+        dims = aggregates.dimensions(backend, model, tenant, session)
         cost = counters[-1]
         metrics = [
             (name, value) for name, value in zip(METRICS, counters[:-1], strict=True) if value
@@ -144,7 +120,7 @@ class CostProcessor:
             for dim in dims:
                 cost_fields[dim] += cost
                 for metric, value in metrics:
-                    usage_fields[f"{dim}|{metric}"] += value
+                    usage_fields[aggregates.usage_field(dim, metric)] += value
             ttl = self.retention.ttl(granularity)
             writes.ttl[cost_key] = writes.ttl[usage_key] = ttl
 
@@ -156,8 +132,7 @@ class CostProcessor:
 
     def _write_producers(self, writes: Writes) -> None:
         for producer_id, rollup in self._producers.items():
-            fields = {name: str(value) for name, value in _stat_items(rollup.stats)}
-            fields["window_end"] = repr(rollup.window_end)
+            fields = aggregates.producer_fields(rollup)
             key = keys.producer(producer_id)
             writes.latest[key] = (rollup.seq, fields)
             writes.ttl[key] = keys.PRODUCER_TTL_S
@@ -167,7 +142,3 @@ class CostProcessor:
         if name is None:
             name = self._names[granularity, ts] = keys.bucket(granularity, ts)
         return name
-
-
-def _stat_items(stats: events.ProducerStats) -> list[tuple[str, int]]:
-    return [(name, getattr(stats, name)) for name in stats.__struct_fields__]

@@ -11,19 +11,18 @@ memory and summarised with numpy at commit time, so a commit writes each field o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from llmtap import events, keys
+from llmtap import aggregates, events, keys
 from llmtap.analyzers import sketch
 from llmtap.consumers.runtime.commit import Writes
 from llmtap.consumers.runtime.config import Retention
 
-TIMINGS: Final = ("latency", "network", "processing", "ttft")
+TIMINGS: Final = aggregates.TIMINGS
 _MINUTE: Final = keys.BUCKET_SECONDS["m"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -146,7 +145,7 @@ class LatencyProcessor:
             name = self._names[granularity, minute] = keys.bucket(granularity, minute)
         key = keys.latency(granularity, name, backend, model)
         index = keys.latency_index(granularity, name)
-        writes.members[index].add(json.dumps([backend, model]))
+        writes.members[index].add(aggregates.latency_member(backend, model))
         ttl = self.retention.ttl(granularity)
         writes.ttl[key] = writes.ttl[index] = ttl
         return key
@@ -180,15 +179,23 @@ def _fields(
     w = weight[rows]
     for timing, column in zip(TIMINGS, timings, strict=True):
         summary = summarize(column[rows], w)
-        if summary is None:
-            continue
-        out.ints.append((f"{timing}:n", summary.n))
-        out.floats += [(f"{timing}:w", summary.w), (f"{timing}:sum", summary.total)]
-        out.floats += [(f"{timing}:{index}", value) for index, value in summary.bins.items()]
-        out.mins.append((f"{timing}:min", summary.low))
-        out.maxs.append((f"{timing}:max", summary.high))
+        if summary is not None:
+            _add_timing(out, timing, summary)
     speed = summarize(tps[rows], w)
     if speed is not None:
-        out.ints.append(("tps:n", speed.n))
-        out.floats += [("tps:w", speed.w), ("tps:sum", speed.total)]
+        field = aggregates.timing_field
+        out.ints.append((field(aggregates.TPS, "n"), speed.n))
+        out.floats += [
+            (field(aggregates.TPS, "w"), speed.w),
+            (field(aggregates.TPS, "sum"), speed.total),
+        ]
     return out
+
+
+def _add_timing(out: _Fields, timing: str, summary: Summary) -> None:
+    field = aggregates.timing_field
+    out.ints.append((field(timing, "n"), summary.n))
+    out.floats += [(field(timing, "w"), summary.w), (field(timing, "sum"), summary.total)]
+    out.floats += [(field(timing, index), value) for index, value in summary.bins.items()]
+    out.mins.append((field(timing, "min"), summary.low))
+    out.maxs.append((field(timing, "max"), summary.high))

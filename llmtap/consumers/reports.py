@@ -33,7 +33,7 @@ from llmtap import keys, notify
 from llmtap.analyzers import report
 from llmtap.consumers.notify.model import TAKES_REPORTS, DeliveryPolicy, Receiver
 from llmtap.consumers.runtime.consumer import consumer_name
-from llmtap.read import tools
+from llmtap.read.report import get_report_data
 from llmtap.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class ReportWorker:
             self.scheduler = None
 
     def _produce(self, schedule: str, since: int, until: int) -> Produced:
-        model = tools.get_report_data(self.client, since, until)
+        model = get_report_data(self.client, since, until)
         model["title"] = f"llmtap {schedule} report {period_label(since)}"
         rendered = {fmt: report.render(model, fmt) for fmt in self.config.formats}
         stem = f"llmtap-{schedule}-{period_label(since)}"

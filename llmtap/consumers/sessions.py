@@ -12,42 +12,14 @@ model the weighted retries, the weighted cost of failed calls and the largest pr
 from __future__ import annotations
 
 import heapq
-import json
 from typing import Final
 
-from llmtap import events, keys
+from llmtap import aggregates, events, keys
 from llmtap.consumers.runtime.commit import Writes
 from llmtap.consumers.runtime.config import Retention
 
-ROLLUP_METRICS: Final = (
-    "calls",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "reasoning_tokens",
-    "cost_nanousd",
-    "unpriced_calls",
-)
+ROLLUP_METRICS: Final = aggregates.SESSION_METRICS
 _DAY: Final = keys.BUCKET_SECONDS["d"]
-
-
-def timeline_member(call: events.CallEvent) -> str:
-    """Return the timeline member describing one call event (compact, deterministic JSON)."""
-    detail = {
-        "call_id": call.call_id,
-        "timestamp": call.start_time,
-        "thread_name": call.thread_name,
-        "backend": call.backend,
-        "model": call.model_name,
-        "cost": call.estimated_cost_usd,
-        "latency": call.latency,
-        "success": call.success,
-        "error_type": call.error_type,
-        "input_tokens": call.input_tokens,
-        "output_tokens": call.output_tokens,
-    }
-    return json.dumps(detail, separators=(",", ":"), sort_keys=True)
 
 
 class SessionsProcessor:
@@ -101,9 +73,10 @@ class SessionsProcessor:
         key = keys.session(session_id)
         ints = self._writes.ints[key]
         ints["events"] += 1
-        ints[f"backend:{event.backend}"] += 1
-        ints[f"model:{event.model_name}"] += 1
-        ints[f"thread:{event.thread_name or '-'}"] += 1
+        field = aggregates.session_usage_field
+        ints[field("backend", event.backend)] += 1
+        ints[field("model", event.model_name)] += 1
+        ints[field("thread", event.thread_name or aggregates.NO_THREAD)] += 1
         if not event.success:
             ints["failed_events"] += 1
         self._writes.floats[key]["latency_sum"] += event.latency
@@ -111,7 +84,7 @@ class SessionsProcessor:
         self._writes.set_max(key, "last_seen", event.end_time)
         self._writes.ttl[key] = keys.SESSION_TTL_S
         heap = self._timelines.setdefault(session_id, [])
-        item = (event.start_time, timeline_member(event))
+        item = (event.start_time, aggregates.timeline_member(event))
         if len(heap) < self.max_history:
             heapq.heappush(heap, item)
         elif item > heap[0]:
@@ -123,17 +96,19 @@ class SessionsProcessor:
         weight = 1.0 / event.sample_rate
         cost = event.estimated_cost_usd or 0.0
         floats = self._writes.floats[key]
-        model = f"model:{event.model_name}"
-        floats[f"{model}|w"] += weight
+        field = aggregates.detail_field
+        model = event.model_name
+        floats[field("model", model, "w")] += weight
         if event.retry_count:
-            floats[f"{model}|retries_w"] += weight * event.retry_count
+            floats[field("model", model, "retries_w")] += weight * event.retry_count
         if not event.success:
-            floats[f"{model}|failed_cost_w"] += weight * cost
-            floats[f"{model}|failed_w"] += weight
-        self._writes.set_max(key, f"{model}|max_input_tokens", float(event.input_tokens))
+            floats[field("model", model, "failed_cost_w")] += weight * cost
+            floats[field("model", model, "failed_w")] += weight
+        max_input = field("model", model, "max_input_tokens")
+        self._writes.set_max(key, max_input, float(event.input_tokens))
         if event.prompt_hash:
-            prompt = f"prompt:{event.prompt_hash}"
-            floats[f"{prompt}|w"] += weight
-            floats[f"{prompt}|cost_w"] += weight * cost
-            self._writes.ints[key][f"{prompt}|n"] += 1
+            prompt = event.prompt_hash
+            floats[field("prompt", prompt, "w")] += weight
+            floats[field("prompt", prompt, "cost_w")] += weight * cost
+            self._writes.ints[key][field("prompt", prompt, "n")] += 1
         self._writes.ttl[key] = self.retention.ttl("d")

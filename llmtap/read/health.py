@@ -7,7 +7,6 @@ XINFO GROUPS; the dead-letter stream's length from XLEN.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 import redis
 
 from llmtap import keys
+from llmtap.notify import decode_heartbeat
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,9 @@ def heartbeats(client: redis.Redis, group: str) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     prefix = keys.heartbeat(group, "")
     for name, value in zip(names, values, strict=True):
-        if value is None:
-            continue
-        try:
-            ts = float(json.loads(value)["ts"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        out.append((_text(name).removeprefix(prefix), ts))
+        beat = None if value is None else decode_heartbeat(value)
+        if beat is not None:
+            out.append((_text(name).removeprefix(prefix), beat.ts))
     return out
 
 

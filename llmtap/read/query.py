@@ -10,24 +10,22 @@ Costs are stored in integer nano-USD and returned both exact (``cost_nanousd``) 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import redis
 
-from llmtap import keys
+from llmtap import aggregates, keys
+from llmtap.aggregates import DIMENSIONS, TIMINGS, USAGE_METRICS
 from llmtap.analyzers import sketch
 
-DIMENSIONS: Final = ("total", "backend", "model", "tenant", "session")
-USAGE_METRICS: Final = (*keys.USAGE_METRICS, "unpriced_events")
-TIMINGS: Final = ("latency", "network", "processing", "ttft")
 LATENCY_GROUPINGS: Final = ("model", "backend", "all")
-NANO: Final = 1_000_000_000
+QUANTILES: Final = (0.5, 0.95, 0.99)  # the percentiles the tool functions report
 
 Bucket = tuple[str, int]
+T = TypeVar("T")
 
 
 def cover(since: float, until: float) -> list[Bucket]:
@@ -66,16 +64,24 @@ def cost_by(
     costs, usage = _sum_cost_and_usage(client, cover(since, until))
     rows: defaultdict[str, dict[str, Any]] = defaultdict(_empty_row)
     for field, value in costs.items():
-        if _matches(field, dimension):
-            rows[_value_of(field, dimension)]["cost_nanousd"] += value
+        kind, name = aggregates.split_dimension(field)
+        if kind == dimension:
+            rows[name]["cost_nanousd"] += value
     for field, value in usage.items():
-        dim, _, metric = field.rpartition("|")
-        if _matches(dim, dimension):
-            row = rows[_value_of(dim, dimension)]
+        dim, metric = aggregates.split_usage_field(field)
+        kind, name = aggregates.split_dimension(dim)
+        if kind == dimension:
+            row = rows[name]
             row[metric] = row.get(metric, 0) + value
     for row in rows.values():
-        row["cost_usd"] = row["cost_nanousd"] / NANO
+        row["cost_usd"] = aggregates.usd(row["cost_nanousd"])
     return dict(rows)
+
+
+def total(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
+    """Return the ``total`` row of :func:`cost_by` (zeros when nothing was counted)."""
+    row = cost_by(client, aggregates.TOTAL, since, until).get(aggregates.TOTAL)
+    return row if row is not None else {"cost_usd": 0.0, **_empty_row()}
 
 
 def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
@@ -83,12 +89,8 @@ def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any
     buckets = cover(since, until)
     minutes = sum(keys.BUCKET_SECONDS[g] for g, _ in buckets) / 60
     _, usage = _sum_cost_and_usage(client, buckets)
-    calls = usage.get("total|calls", 0)
-    by_model = {
-        dim.removeprefix("model:"): value
-        for dim, value in _metric(usage, "calls").items()
-        if dim.startswith("model:")
-    }
+    calls = usage.get(aggregates.usage_field(aggregates.TOTAL, "calls"), 0)
+    by_model = _split(_metric(usage, "calls"), "model")
     return {
         "calls": calls,
         "minutes": minutes,
@@ -103,9 +105,9 @@ def error_rate(client: redis.Redis, since: float, until: float) -> dict[str, Any
     calls, errors = _metric(usage, "calls"), _metric(usage, "errors")
     rows = {dim: _rate(calls.get(dim, 0), errors.get(dim, 0)) for dim in calls}
     return {
-        **rows.get("total", _rate(0, 0)),
-        "by_backend": _split(rows, "backend:"),
-        "by_model": _split(rows, "model:"),
+        **rows.get(aggregates.TOTAL, _rate(0, 0)),
+        "by_backend": _split(rows, "backend"),
+        "by_model": _split(rows, "model"),
     }
 
 
@@ -138,6 +140,21 @@ def latency_percentiles(
     ]
 
 
+def latency_rows(
+    client: redis.Redis, since: float, until: float, by: str, timing: str = "latency"
+) -> list[dict[str, Any]]:
+    """Return :func:`latency_percentiles` at QUANTILES, with None for the infinite min/max of
+    an empty timing (JSON has no infinity)."""
+    rows = latency_percentiles(client, since, until, QUANTILES, timing, by)
+    return [_finite(row) for row in rows]
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (None if isinstance(v, float) and abs(v) == float("inf") else v) for k, v in row.items()
+    }
+
+
 class _Timing:
     """One timing of one (backend, model), merged over buckets."""
 
@@ -151,22 +168,16 @@ class _Timing:
         self.tps = [0.0, 0.0]  # weighted sum, weighted count
 
     def add(self, fields: Mapping[str, str], timing: str) -> None:
-        bins: dict[int, float] = {}
-        prefix = f"{timing}:"
-        for name, value in fields.items():
-            if not name.startswith(prefix):
-                continue
-            suffix = name[len(prefix) :]
-            if suffix.lstrip("-").isdigit():
-                bins[int(suffix)] = float(value)
-        self.bins.append(bins)
-        self.count += int(fields.get(f"{prefix}n", 0))
-        self.weight += float(fields.get(f"{prefix}w", 0.0))
-        self.total += float(fields.get(f"{prefix}sum", 0.0))
-        self.low = min(self.low, float(fields.get(f"{prefix}min", math.inf)))
-        self.high = max(self.high, float(fields.get(f"{prefix}max", -math.inf)))
-        self.tps[0] += float(fields.get("tps:sum", 0.0))
-        self.tps[1] += float(fields.get("tps:w", 0.0))
+        decoded = aggregates.decode_timing(fields, timing)
+        self.bins.append(decoded.bins)
+        self.count += decoded.n
+        self.weight += decoded.w
+        self.total += decoded.total
+        self.low = min(self.low, decoded.low)
+        self.high = max(self.high, decoded.high)
+        tps_sum, tps_w = aggregates.decode_tps(fields)
+        self.tps[0] += tps_sum
+        self.tps[1] += tps_w
 
     def row(self, qs: Sequence[float]) -> dict[str, Any]:
         merged = sketch.merge(*self.bins)
@@ -197,25 +208,28 @@ def _empty_row() -> dict[str, Any]:
     return {"cost_nanousd": 0, **dict.fromkeys(USAGE_METRICS, 0)}
 
 
-def _matches(dim: str, dimension: str) -> bool:
-    return dim == "total" if dimension == "total" else dim.startswith(f"{dimension}:")
-
-
-def _value_of(field: str, dimension: str) -> str:
-    return "total" if dimension == "total" else field.split(":", 1)[1]
-
-
 def _metric(usage: Mapping[str, int], metric: str) -> dict[str, int]:
-    suffix = f"|{metric}"
-    return {f.removesuffix(suffix): v for f, v in usage.items() if f.endswith(suffix)}
+    """Return dimension -> value of one metric of summed usage fields."""
+    out: dict[str, int] = {}
+    for field, value in usage.items():
+        dim, name = aggregates.split_usage_field(field)
+        if name == metric:
+            out[dim] = value
+    return out
 
 
 def _rate(calls: int, errors: int) -> dict[str, Any]:
     return {"calls": calls, "errors": errors, "error_rate": errors / calls if calls else 0.0}
 
 
-def _split(rows: Mapping[str, dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
-    return {dim.removeprefix(prefix): row for dim, row in rows.items() if dim.startswith(prefix)}
+def _split(rows: Mapping[str, T], kind: str) -> dict[str, T]:
+    """Return the rows of one dimension kind, by value."""
+    out: dict[str, T] = {}
+    for dim, row in rows.items():
+        found, name = aggregates.split_dimension(dim)
+        if found == kind:
+            out[name] = row
+    return out
 
 
 def _names(buckets: Iterable[Bucket]) -> list[tuple[str, str]]:
@@ -234,8 +248,8 @@ def _sum_cost_and_usage(
     usage: defaultdict[str, int] = defaultdict(int)
     for i, reply in enumerate(replies):
         target = costs if i % 2 == 0 else usage
-        for field, value in reply.items():
-            target[_text(field)] += int(value)
+        for field, value in aggregates.decode_counts(reply).items():
+            target[field] += value
     return dict(costs), dict(usage)
 
 
@@ -249,15 +263,11 @@ def _latency_hashes(
     wanted: list[tuple[str, str, str, str]] = []
     for (granularity, name), members in zip(names, pipe.execute(), strict=True):
         for member in members:
-            backend, model = json.loads(member)
+            backend, model = aggregates.decode_latency_member(member)
             wanted.append((granularity, name, backend, model))
     for granularity, name, backend, model in wanted:
         pipe.hgetall(keys.latency(granularity, name, backend, model))
     return [
-        ((backend, model), {_text(k): _text(v) for k, v in reply.items()})
+        ((backend, model), {aggregates.text(k): aggregates.text(v) for k, v in reply.items()})
         for (_, _, backend, model), reply in zip(wanted, pipe.execute(), strict=True)
     ]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

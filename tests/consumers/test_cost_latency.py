@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from llmtap import events, keys
-from llmtap.consumers.cost import CostProcessor, dimensions
+from llmtap.consumers.cost import CostProcessor
 from llmtap.consumers.latency import LatencyProcessor, tokens_per_s
 from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.settings import SettingsError
@@ -95,12 +95,6 @@ def test_processors_write_nothing_when_empty() -> None:
     for processor in (CostProcessor(), LatencyProcessor()):
         writes = processor.writes()
         assert not (writes.ints or writes.floats or writes.top or writes.latest)
-
-
-def test_dimensions_skip_missing_tenant_and_session() -> None:
-    """A row without tenant or session counts under total, backend and model only."""
-    assert dimensions("openai", "gpt-4o", None, "") == ["total", "backend:openai", "model:gpt-4o"]
-    assert dimensions("b", "m", "t", "s")[-2:] == ["tenant:t", "session:s"]
 
 
 def test_retention_and_runtime_settings_come_from_the_environment() -> None:

@@ -8,7 +8,8 @@ import pytest
 import redis
 
 from llmtap import events, keys
-from llmtap.consumers.sessions import SessionsProcessor, timeline_member
+from llmtap.aggregates import timeline_member
+from llmtap.consumers.sessions import SessionsProcessor
 from llmtap.testing import Workload
 from tests.consumer_helpers import burst
 

@@ -1,0 +1,48 @@
+"""Optimization insights from the call details: failed-call spend and repeated prompts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import redis
+
+from llmtap import events, keys
+from llmtap.read import tools
+from tests.consumer_helpers import burst
+from tests.read.truth import DAY0, NOW, Truth
+
+
+def test_insights_report_money_spent_on_failed_calls(r: redis.Redis, truth: Truth) -> None:
+    """The reliability insight of a model states the weighted cost of its failed calls."""
+    got = tools.get_optimization_insights(r, 24, now=NOW)
+    failed: Counter[str] = Counter()
+    for c in truth.calls:
+        if not c.success:
+            failed[c.model_name] += (c.estimated_cost_usd or 0.0) / c.sample_rate
+    reliability = {
+        item["evidence"]["model"]: item["estimated_saving_usd"]
+        for item in got["recommendations"]
+        if item["category"] == "reliability"
+    }
+    assert reliability == pytest.approx({m: v for m, v in failed.items() if v})
+    for item in got["recommendations"]:
+        assert {"priority", "category", "recommendation", "potential_improvement",
+                "evidence"} <= set(item)  # fmt: skip
+
+
+def test_repeated_prompts_give_a_caching_insight(r: redis.Redis, redis_url: str) -> None:
+    """Five calls of one prompt hash at $0.01 each can save four of them with a cache."""
+    calls = [
+        events.CallEvent(v=1, call_id=f"c{i}", producer_id="p", backend="openai",
+                         model_name="gpt-4o", start_time=DAY0 + i, end_time=DAY0 + i + 1,
+                         latency=1.0, success=True, sample_rate=1.0, reason="sampled",
+                         estimated_cost_usd=0.01, prompt_hash="h1")
+        for i in range(5)
+    ]  # fmt: skip
+    r.xadd(keys.EVENTS, {keys.FIELD_BATCH: events.encode_batch(calls)})
+    burst(redis_url, ["sessions"])
+    got = tools.get_optimization_insights(r, 24, now=DAY0 + 3600)
+    (caching,) = [i for i in got["recommendations"] if i["category"] == "caching"]
+    assert caching["estimated_saving_usd"] == pytest.approx(0.04)
+    assert caching["evidence"]["top"] == [{"prompt_hash": "h1", "calls": 5.0}]

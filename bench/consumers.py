@@ -26,6 +26,7 @@ import redis.asyncio as aredis
 from llmtap import keys
 from llmtap.consumers import registry, service
 from llmtap.consumers.runtime.config import RuntimeConfig
+from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.embedded import EmbeddedValkey
 from llmtap.testing import Workload
 
@@ -69,11 +70,9 @@ def measure_raw(url: str, client: redis.Redis, events: int, run: int) -> float:
     return events / seconds
 
 
-def measure_worker(
-    url: str, client: redis.Redis, name: str, config: RuntimeConfig, events: int
-) -> float:
+def measure_worker(ctx: WorkerContext, client: redis.Redis, name: str, events: int) -> float:
     """Return one worker's events/s over the whole stream, exactly once; check its count."""
-    stats = asyncio.run(service.run_burst(url, [name], config=config))[name]
+    stats = asyncio.run(service.drain(ctx, [name]))[name]
     if stats.processed != events:
         raise SystemExit(f"{name} processed {stats.processed} of {events} events")
     reset_group(client, registry.spec(name).group)
@@ -100,9 +99,10 @@ def main() -> int:
             print(f"run {run}: raw loop {rates['raw']:,.0f} events/s", file=sys.stderr)
             for engine in engines:
                 config = RuntimeConfig(engine=engine, read_count=args.read_count)
+                ctx = service.context_from_env(server.url, config=config)
                 for name in WORKERS:
                     label = f"{engine}:{name}"
-                    rates[label] = measure_worker(server.url, client, name, config, args.events)
+                    rates[label] = measure_worker(ctx, client, name, args.events)
                     print(f"run {run}: {label} {rates[label]:,.0f} events/s", file=sys.stderr)
             runs.append(rates)
         client.close()

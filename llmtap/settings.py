@@ -282,7 +282,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every variable in :data:`VARIABLES`; raise SettingsError on the first bad one."""
-        env = os.environ if environ is None else environ
+        env = environ_or_process(environ)
         values: dict[str, Any] = {}
         for var in VARIABLES:
             raw = env.get(var.env)
@@ -313,6 +313,12 @@ class Settings:
     def runtime_view(self) -> dict[str, Any]:
         """Return the settings that can change at run time, by attribute name."""
         return {attr: getattr(self, attr) for attr in sorted(RUNTIME_ATTRS)}
+
+
+def environ_or_process(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """Return ``environ``, or the process environment when it is None (the one place that
+    reads ``os.environ`` for a parser; entry points pass a snapshot instead)."""
+    return os.environ if environ is None else environ
 
 
 def redact_url(url: str | None) -> str:

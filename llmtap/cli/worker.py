@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,8 @@ import redis
 
 from llmtap.consumers import service
 from llmtap.consumers.registry import WORKERS, spec
-from llmtap.consumers.runtime.config import ENGINES, Retention, RuntimeConfig
+from llmtap.consumers.runtime.config import ENGINES, RuntimeConfig
+from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.embedded import redis_url_or_embedded
 from llmtap.read import health
 from llmtap.settings import Settings, redact_url
@@ -64,14 +66,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(names: Sequence[str], args: argparse.Namespace) -> int:
-    config = RuntimeConfig.from_env()
+    environ = dict(os.environ)  # read once: everything below gets this snapshot
+    settings = Settings.from_env(environ)
+    runtime = RuntimeConfig.from_env(environ)
     if args.engine:
-        config = dataclasses.replace(config, engine=args.engine)
-    retention = Retention.from_env()
-    url, server = redis_url_or_embedded(args.url or Settings.from_env().redis_url)
+        runtime = dataclasses.replace(runtime, engine=args.engine)
+    url, server = redis_url_or_embedded(args.url or settings.redis_url)
     print(f"llmtap: {', '.join(names)} on {redact_url(url)}", flush=True)
     try:
-        results = asyncio.run(_serve(url, names, config, retention, burst=args.burst))
+        ctx = WorkerContext.from_environ(url, environ, settings=settings, runtime=runtime)
+        results = asyncio.run(_serve(ctx, names, burst=args.burst))
     finally:
         if server is not None:
             server.stop()
@@ -81,21 +85,17 @@ def _run(names: Sequence[str], args: argparse.Namespace) -> int:
 
 
 async def _serve(
-    url: str, names: Sequence[str], config: RuntimeConfig, retention: Retention, *, burst: bool
+    ctx: WorkerContext, names: Sequence[str], *, burst: bool
 ) -> list[service.WorkerStats]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runs = [
-        service.run_worker(url, name, stop, burst=burst, config=config, retention=retention)
-        for name in names
-    ]
-    return list(await asyncio.gather(*runs))
+    return list(await asyncio.gather(*(service.run(ctx, n, stop, burst=burst) for n in names)))
 
 
 def _client(args: argparse.Namespace) -> redis.Redis | None:
-    url = args.url or Settings.from_env().redis_url
+    url = args.url or Settings.from_env(os.environ).redis_url
     return None if url is None else redis.Redis.from_url(url, socket_timeout=5)
 
 
@@ -104,7 +104,7 @@ def _health(args: argparse.Namespace) -> int:
     if client is None:
         print("unhealthy: LLMTAP_REDIS_URL is not set; nothing to check")
         return 1
-    max_age = args.max_age or RuntimeConfig.from_env().heartbeat_ttl_s
+    max_age = args.max_age or RuntimeConfig.from_env(os.environ).heartbeat_ttl_s
     try:
         result = health.check(
             client, spec(args.name).group, max_age_s=max_age, this_host=args.this_host

@@ -10,69 +10,83 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from llmtap import keys
-from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.consumers.runtime.consumer import Processor
+from llmtap.consumers.runtime.context import WorkerContext
+
+# A coroutine given the context, the stop event and burst mode.
+Task = Callable[[WorkerContext, asyncio.Event, bool], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """A worker kind: its name, consumer group, one-line summary and processor factory."""
+    """A worker kind: its name, consumer group, one-line summary and processor factory.
+
+    ``build(ctx)`` runs once per committed unit, so it only assembles what ``ctx`` holds.
+    """
 
     name: str
     group: str
     summary: str
-    build: Callable[[RuntimeConfig, Retention], Processor]
+    build: Callable[[WorkerContext], Processor]
     # A coroutine run beside the consumer until stop (the alerts worker's tick).
-    sidecar: Callable[[str, asyncio.Event, bool], Awaitable[None]] | None = None
+    sidecar: Task | None = None
     # A worker that does not read the events stream runs this instead of a consumer.
-    runner: Callable[[str, asyncio.Event, bool], Awaitable[None]] | None = None
+    runner: Task | None = None
 
 
-def _cost(config: RuntimeConfig, retention: Retention) -> Processor:
+def _cost(ctx: WorkerContext) -> Processor:
     from llmtap.consumers.cost import CostProcessor
 
-    return CostProcessor(retention, top_n=config.top_n)
+    return CostProcessor(ctx.retention, top_n=ctx.runtime.top_n)
 
 
-def _latency(config: RuntimeConfig, retention: Retention) -> Processor:
+def _latency(ctx: WorkerContext) -> Processor:
     from llmtap.consumers.latency import LatencyProcessor
 
-    return LatencyProcessor(retention)
+    return LatencyProcessor(ctx.retention)
 
 
-def _sessions(config: RuntimeConfig, retention: Retention) -> Processor:
+def _sessions(ctx: WorkerContext) -> Processor:
     from llmtap.consumers.sessions import SessionsProcessor
-    from llmtap.settings import Settings
 
-    return SessionsProcessor(retention, max_history=Settings.from_env().max_history)
+    return SessionsProcessor(ctx.retention, max_history=ctx.settings.max_history)
 
 
-def _alerts(config: RuntimeConfig, retention: Retention) -> Processor:
+def _alerts(ctx: WorkerContext) -> Processor:
     from llmtap.consumers.alerts.processor import AlertsProcessor, rules_from_env
 
-    return AlertsProcessor(rules_from_env())
+    # Per unit on purpose: the rules file is read again when its mtime changes.
+    return AlertsProcessor(rules_from_env(ctx.environ))
 
 
-async def _alerts_tick(url: str, stop: asyncio.Event, burst: bool) -> None:
-    from llmtap.consumers.alerts.evaluator import run_ticks
+async def _alerts_tick(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> None:
+    from llmtap.consumers.alerts.evaluator import run_ticks, tick_from_env
+    from llmtap.consumers.alerts.processor import rules_from_env
 
-    await run_ticks(url, stop, once=burst)
+    rules, interval = rules_from_env(ctx.environ), tick_from_env(ctx.environ)
+    await run_ticks(ctx.url, stop, rules=rules, interval_s=interval, once=burst)
 
 
-def _not_on_events(config: RuntimeConfig, retention: Retention) -> Processor:
+def _not_on_events(ctx: WorkerContext) -> Processor:
     raise ValueError("the notifier reads llmtap:notify, not the events stream: its runner runs it")
 
 
-async def _notifier(url: str, stop: asyncio.Event, burst: bool) -> None:
+async def _notifier(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> None:
+    from llmtap.consumers.notify.config import receivers_from_env
     from llmtap.consumers.notify.notifier import run_notifier
+    from llmtap.consumers.reports import ReportConfig
 
-    await run_notifier(url, stop, burst=burst)
+    receivers = receivers_from_env(ctx.environ) + ReportConfig.from_env(ctx.environ).receivers()
+    await run_notifier(ctx.url, stop, burst=burst, receivers=receivers)
 
 
-async def _reports(url: str, stop: asyncio.Event, burst: bool) -> None:
-    from llmtap.consumers.reports import run_reports
+async def _reports(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> None:
+    from llmtap.consumers.reports import ReportConfig, run_reports
 
-    await run_reports(url, stop, burst)
+    config = ReportConfig.from_env(ctx.environ)
+    await run_reports(
+        ctx.url, stop, burst, config=config, heartbeat_ttl_s=ctx.runtime.heartbeat_ttl_s
+    )
 
 
 WORKERS: dict[str, WorkerSpec] = {

@@ -34,7 +34,7 @@ from llmtap.analyzers import report
 from llmtap.consumers.notify.model import TAKES_REPORTS, DeliveryPolicy, Receiver
 from llmtap.consumers.runtime.consumer import consumer_name
 from llmtap.read.report import get_report_data
-from llmtap.settings import SettingsError
+from llmtap.settings import SettingsError, environ_or_process
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ReportConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReportConfig:
         """Read the LLMTAP_REPORT_* variables; raise SettingsError naming a bad one."""
-        env = os.environ if environ is None else environ
+        env = environ_or_process(environ)
         formats = tuple(
             f.strip() for f in env.get("LLMTAP_REPORT_FORMATS", "md,html,json,csv").split(",")
         )
@@ -274,13 +274,18 @@ def write_files(directory: str | None, stem: str, rendered: Mapping[str, str]) -
     return paths
 
 
-async def run_reports(url: str, stop: asyncio.Event, burst: bool) -> None:
+async def run_reports(
+    url: str,
+    stop: asyncio.Event,
+    burst: bool,
+    *,
+    config: ReportConfig,
+    heartbeat_ttl_s: int = keys.HEARTBEAT_TTL_S,
+) -> None:
     """Run the scheduler until ``stop`` is set, refreshing a heartbeat (burst: one heartbeat)."""
-    from llmtap.consumers.runtime.config import RuntimeConfig
-
-    ttl = RuntimeConfig.from_env().heartbeat_ttl_s
+    ttl = heartbeat_ttl_s
     client = redis.Redis.from_url(url)
-    worker = ReportWorker(client, ReportConfig.from_env())
+    worker = ReportWorker(client, config)
     beat = keys.heartbeat(keys.GROUP_REPORTS, worker.name)
     if not burst:
         worker.start()

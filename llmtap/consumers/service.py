@@ -1,23 +1,26 @@
 """Running workers: one until stopped, or several in burst mode until the stream is drained.
 
-This is the Python API behind ``llmtap worker`` and ``llmtap up`` and the one the demo calls:
-``await run_burst(url, ["cost", "latency"])``.
+This is the Python API behind ``llmtap worker`` and ``llmtap up`` (``run(ctx, ...)`` with the
+context they build once) and the one the demo calls: ``await run_burst(url, ["cost",
+"latency"])`` builds that context from the environment itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aredis
 
-from llmtap.consumers.registry import spec
+from llmtap.consumers.registry import Task, spec
 from llmtap.consumers.runtime import engine
 from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.consumers.runtime.consumer import Consumer
+from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,40 @@ class WorkerStats:
         return asdict(self)
 
 
+async def run(
+    ctx: WorkerContext, name: str, stop: asyncio.Event, *, burst: bool = False
+) -> WorkerStats:
+    """Run worker ``name`` with ``ctx`` until ``stop`` is set (or drained, with ``burst``).
+
+    Raises KeyError for an unknown worker and redis errors that are not transient.
+    """
+    worker = spec(name)
+    if worker.runner is not None:
+        return await _run_other(ctx, name, worker.runner, stop, burst=burst)
+    client = aredis.Redis.from_url(ctx.url)
+    consumer = Consumer(client, lambda: worker.build(ctx), ctx.runtime)
+    log.info(
+        "worker %s (%s engine) consuming as %s on %s",
+        name,
+        ctx.runtime.engine,
+        consumer.name,
+        redact_url(ctx.url),
+    )
+    started = time.monotonic()
+    try:
+        await _drive_with_sidecar(ctx, consumer, worker.sidecar, stop, burst=burst)
+    finally:
+        await client.aclose()
+    return _stats(name, consumer, ctx.runtime.engine, started)
+
+
+async def drain(ctx: WorkerContext, names: Sequence[str]) -> dict[str, WorkerStats]:
+    """Drain the stream once with each named worker (concurrently); return their stats."""
+    stop = asyncio.Event()
+    results = await asyncio.gather(*(run(ctx, name, stop, burst=True) for name in names))
+    return dict(zip(names, results, strict=True))
+
+
 async def run_worker(
     url: str,
     name: str,
@@ -53,43 +90,64 @@ async def run_worker(
     config: RuntimeConfig | None = None,
     retention: Retention | None = None,
 ) -> WorkerStats:
-    """Run worker ``name`` on ``url`` until ``stop`` is set (or drained, with ``burst``).
+    """Like :func:`run`, with a context built now from the process environment.
 
-    Raises KeyError for an unknown worker and redis errors that are not transient.
+    ``config``/``retention`` replace what the environment says. Raises SettingsError for a
+    bad variable, KeyError for an unknown worker and redis errors that are not transient.
     """
-    config = config or RuntimeConfig.from_env()
-    retention = retention or Retention.from_env()
-    worker = spec(name)
-    if worker.runner is not None:
-        return await _run_other(url, name, worker.runner, stop, burst=burst, engine=config.engine)
-    client = aredis.Redis.from_url(url)
-    consumer = Consumer(client, lambda: worker.build(config, retention), config)
-    log.info(
-        "worker %s (%s engine) consuming as %s on %s",
-        name,
-        config.engine,
-        consumer.name,
-        redact_url(url),
-    )
-    started = time.monotonic()
-    sidecar = worker.sidecar
+    ctx = context_from_env(url, config=config, retention=retention)
+    return await run(ctx, name, stop, burst=burst)
+
+
+async def run_burst(
+    redis_url: str,
+    names: Sequence[str],
+    *,
+    config: RuntimeConfig | None = None,
+    retention: Retention | None = None,
+) -> dict[str, WorkerStats]:
+    """Like :func:`drain`, with one context built now from the process environment."""
+    return await drain(context_from_env(redis_url, config=config, retention=retention), names)
+
+
+def context_from_env(
+    url: str, *, config: RuntimeConfig | None = None, retention: Retention | None = None
+) -> WorkerContext:
+    """Return the context of this process: ``url`` and a snapshot of ``os.environ``.
+
+    Raises SettingsError naming the first bad variable.
+    """
+    return WorkerContext.from_environ(url, os.environ, runtime=config, retention=retention)
+
+
+async def _drive_with_sidecar(
+    ctx: WorkerContext,
+    consumer: Consumer,
+    sidecar: Task | None,
+    stop: asyncio.Event,
+    *,
+    burst: bool,
+) -> None:
+    """Drive ``consumer``; the sidecar runs beside it, or (burst) once after the drain."""
     beside: asyncio.Future[None] | None = None
     if sidecar is not None and not burst:
-        beside = asyncio.ensure_future(sidecar(url, stop, False))
+        beside = asyncio.ensure_future(sidecar(ctx, stop, False))
     try:
-        await _drive(url, consumer, stop, burst=burst)
+        await _drive(ctx.url, consumer, stop, burst=burst)
         if sidecar is not None and burst:
-            await sidecar(url, stop, True)  # one pass once the stream is drained
+            await sidecar(ctx, stop, True)  # one pass once the stream is drained
     finally:
         if beside is not None:
             beside.cancel()
             await asyncio.gather(beside, return_exceptions=True)
-        await client.aclose()
+
+
+def _stats(name: str, consumer: Consumer, engine: str, started: float) -> WorkerStats:
     totals = consumer.totals
     return WorkerStats(
         worker=name,
         consumer=consumer.name,
-        engine=config.engine,
+        engine=engine,
         processed=totals.processed,
         entries=totals.entries,
         dead_letters=totals.dead_letters,
@@ -101,38 +159,15 @@ async def run_worker(
     )
 
 
-async def run_burst(
-    redis_url: str,
-    names: Sequence[str],
-    *,
-    config: RuntimeConfig | None = None,
-    retention: Retention | None = None,
-) -> dict[str, WorkerStats]:
-    """Drain the stream once with each named worker (concurrently); return their stats."""
-    stop = asyncio.Event()
-    runs = [
-        run_worker(redis_url, name, stop, burst=True, config=config, retention=retention)
-        for name in names
-    ]
-    results = await asyncio.gather(*runs)
-    return dict(zip(names, results, strict=True))
-
-
 async def _run_other(
-    url: str,
-    name: str,
-    runner: Callable[[str, asyncio.Event, bool], Awaitable[None]],
-    stop: asyncio.Event,
-    *,
-    burst: bool,
-    engine: str,
+    ctx: WorkerContext, name: str, runner: Task, stop: asyncio.Event, *, burst: bool
 ) -> WorkerStats:
-    """Run a worker that does not consume the events stream (the notifier)."""
-    log.info("worker %s running on %s", name, redact_url(url))
+    """Run a worker that does not consume the events stream (the notifier, the reports)."""
+    log.info("worker %s running on %s", name, redact_url(ctx.url))
     started = time.monotonic()
-    await runner(url, stop, burst)
+    await runner(ctx, stop, burst)
     seconds = round(time.monotonic() - started, 3)
-    return WorkerStats(name, "-", engine, 0, 0, 0, 0, 0, 0, 0, seconds)
+    return WorkerStats(name, "-", ctx.runtime.engine, 0, 0, 0, 0, 0, 0, 0, seconds)
 
 
 async def _drive(url: str, consumer: Consumer, stop: asyncio.Event, *, burst: bool) -> None:

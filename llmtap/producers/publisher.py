@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import redis
 from redis.backoff import NoBackoff
@@ -22,6 +22,7 @@ from redis.retry import Retry
 from llmtap import events, keys
 from llmtap.events import RollupEvent
 from llmtap.producers.recorder import Recorder
+from llmtap.retry import RetryPolicy, backoff
 from llmtap.settings import Settings, SettingsError, redact_url
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,8 @@ log = logging.getLogger(__name__)
 DRAIN_CHUNK = 512  # records processed per lock hold, so an overflowing caller waits briefly
 IDLE_SLEEP_S = 0.005
 MAX_PIPELINE_EVENTS = 1000  # events per pipelined write: larger writes measured slower (malloc)
-BACKOFF_BASE_S = 0.1
-BACKOFF_CAP_S = 5.0
-
-
-def backoff(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
-    """Return the wait before retry ``attempt`` (1-based): exponential, capped, full jitter."""
-    return random.uniform(0.0, min(cap, base * 2 ** (attempt - 1)))
+# Redis down: retry forever, from 0.1 s doubling to 5 s, with full jitter.
+RETRY: Final = RetryPolicy(attempts=0, base_s=0.1, cap_s=5.0, jitter=1.0)
 
 
 def _text(value: bytes | str) -> str:
@@ -267,7 +263,7 @@ class Publisher:
                 self._url_for_logs,
                 type(exc).__name__,
             )
-        self._retry_at = time.perf_counter() + backoff(self._failures)
+        self._retry_at = time.perf_counter() + backoff(self._failures, RETRY, random.random())
 
     def _drop_outbox(self) -> None:
         lost = len(self.outbox)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import pytest
 import redis
@@ -11,9 +12,20 @@ import redis.asyncio as aredis
 
 from llmtap import events, keys
 from llmtap.consumers.cost import CostProcessor
+from llmtap.consumers.registry import spec
 from llmtap.consumers.runtime import reclaim
-from llmtap.consumers.runtime.commit import Committer
+from llmtap.consumers.runtime.commit import (
+    COMMIT_LUA,
+    Commit,
+    Committer,
+    ScriptPart,
+    Writes,
+    compose,
+)
 from llmtap.consumers.runtime.consumer import Consumer
+from llmtap.consumers.runtime.context import WorkerContext
+from llmtap.notify import HEARTBEAT_VERSION, decode_heartbeat
+from llmtap.settings import Settings
 from llmtap.testing import Workload
 from tests.consumer_helpers import (
     burst,
@@ -288,3 +300,91 @@ def test_faststream_app_lifespan_processes_a_backlog_and_documents_the_channel(
     asyncio.run(scenario())
     assert day_totals(r) == truth_totals(workload.truth)
     assert r.xinfo_groups(keys.EVENTS)[0]["consumers"] == 0  # left the group on shutdown
+
+
+def test_the_commit_script_is_a_packaged_lua_file_composed_with_its_parts() -> None:
+    """commit.lua ships in the package; each part's source and its STEPS row come first."""
+    part = ScriptPart("alerts", "noop_step", "local function noop_step(o) return 0 end")
+    script = compose([part])
+    assert COMMIT_LUA.startswith("-- The atomic commit") and "u.ids" in COMMIT_LUA
+    assert script.startswith(part.source) and script.endswith(COMMIT_LUA)
+    assert "local STEPS = {{'alerts', noop_step}}" in script
+    assert compose() == "local STEPS = {}\n" + COMMIT_LUA
+
+
+@pytest.mark.parametrize(
+    ("parts", "error"),
+    [
+        (lambda: [ScriptPart("sessions", "f", "")], ValueError),
+        (lambda: [ScriptPart("alerts", "not a name", "")], ValueError),
+        (lambda: compose([ScriptPart("alerts", "f", "")] * 2), ValueError),
+        (
+            lambda: ScriptPart.from_resource(
+                "llmtap", "lua/none.lua", field="alerts", function="f"
+            ),
+            FileNotFoundError,
+        ),
+    ],
+)
+def test_a_script_part_that_cannot_work_is_refused(parts: Any, error: type[Exception]) -> None:
+    """An unknown field, a bad function name, two parts for one field or a missing file raise."""
+    with pytest.raises(error):
+        parts()
+
+
+def test_alert_steps_without_a_part_to_apply_them_are_refused(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """A commit whose writes hold alert steps fails before Redis when no part applies them."""
+
+    async def scenario() -> None:
+        client = aredis.Redis.from_url(redis_url)
+        writes = Writes()
+        writes.alerts.append({"key": "x"})
+        commit = Commit(
+            keys.EVENTS, keys.GROUP_COST, "c", [], {}, 60, writes, [], keys.DLQ, 100, "s", {}
+        )
+        try:
+            with pytest.raises(LookupError, match="alerts"):
+                await Committer(client).commit(commit)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert not r.exists("s")
+
+
+def test_the_heartbeat_is_the_versioned_notify_document(r: redis.Redis, redis_url: str) -> None:
+    """A consumer's heartbeat decodes with llmtap.notify.decode_heartbeat."""
+
+    async def scenario() -> str:
+        consumer = Consumer(aredis.Redis.from_url(redis_url), CostProcessor, config())
+        await consumer.heartbeat()
+        await consumer.client.aclose()
+        return keys.heartbeat(consumer.group, consumer.name)
+
+    beat = decode_heartbeat(r.get(asyncio.run(scenario())) or b"")
+    assert beat is not None and beat.v == HEARTBEAT_VERSION and beat.processed == 0
+
+
+def test_workers_build_from_the_context_not_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sessions processor takes max_history from the context's settings, built once."""
+    ctx = WorkerContext.from_environ("redis://x", {"CS_PROFILING_MAX_HISTORY": "7"})
+    monkeypatch.setenv("CS_PROFILING_MAX_HISTORY", "9")
+    monkeypatch.setattr(Settings, "from_env", None)  # any later read would fail
+    processor = spec("sessions").build(ctx)
+    assert processor.max_history == 7  # type: ignore[attr-defined]
+    assert ctx.environ["CS_PROFILING_MAX_HISTORY"] == "7"
+    with pytest.raises(TypeError):
+        ctx.environ["X"] = "y"  # type: ignore[index]
+
+
+def test_the_context_snapshots_the_environment_when_built() -> None:
+    """Later changes to the mapping it was built from do not reach the context."""
+    environ = {"LLMTAP_CLAIM_IDLE_S": "2.5", "LLMTAP_RETENTION_MINUTE_S": "3600"}
+    ctx = WorkerContext.from_environ("redis://x", environ)
+    environ["LLMTAP_CLAIM_IDLE_S"] = "9"
+    assert ctx.runtime.claim_idle_s == 2.5 and ctx.retention.minute_s == 3600
+    assert ctx.environ["LLMTAP_CLAIM_IDLE_S"] == "2.5"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -28,7 +27,7 @@ from llmtap.analyzers.rules import (
 from llmtap.consumers.alerts.processor import rules_from_env
 from llmtap.consumers.alerts.state import AlertStore, Outbox, observed, step_args
 from llmtap.read import query
-from llmtap.settings import SettingsError
+from llmtap.settings import SettingsError, environ_or_process
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ Clock = Callable[[], float]
 
 def tick_from_env(environ: Mapping[str, str] | None = None) -> float:
     """Return ``LLMTAP_ALERT_TICK_S`` (default 5); raise SettingsError for a bad value."""
-    raw = (os.environ if environ is None else environ).get(TICK_ENV)
+    raw = environ_or_process(environ).get(TICK_ENV)
     if raw is None:
         return DEFAULT_TICK_S
     try:

@@ -15,7 +15,7 @@ from typing import Final
 from llmtap import events, keys
 from llmtap.analyzers.rules import Observation, Rule, RuleError, evaluate_call, load_rules
 from llmtap.consumers.alerts.state import Outbox, observed
-from llmtap.consumers.runtime.commit import Writes
+from llmtap.consumers.runtime.commit import ScriptPart, Writes
 from llmtap.settings import Settings, SettingsError
 
 RULES_ENV: Final = "LLMTAP_ALERT_RULES"
@@ -46,6 +46,13 @@ class AlertsProcessor:
     group = keys.GROUP_ALERTS
     wants_calls = True
     wants_rollups = False
+    # The alert step runs inside the consumer's commit script, so a notification is enqueued
+    # exactly once with the XACK of the event that caused it.
+    script_parts = (
+        ScriptPart.from_resource(
+            "llmtap.consumers.alerts", "lua/alert_step.lua", field="alerts", function="alert_step"
+        ),
+    )
 
     def __init__(self, rules: Sequence[Rule], outbox: Outbox | None = None) -> None:
         self.rules = [rule for rule in rules if rule.per_call]

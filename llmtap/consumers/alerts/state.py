@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Any
 
 import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
@@ -40,10 +40,6 @@ def _lua(name: str) -> str:
     return (
         resources.files("llmtap.consumers.alerts").joinpath("lua", name).read_text(encoding="utf-8")
     )
-
-
-# Kept for consumers/runtime/commit.py until it calls alert_step_script() itself.
-ALERT_STEP_LUA: Final = alert_step_script()
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,20 @@ in the file is given as ``secret_env: NAME`` (read from the environment), never 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, Final
 
 from llmtap.analyzers.rules import SEVERITIES, RuleError, parse_document, parse_duration
 from llmtap.consumers.notify.model import DeliveryPolicy, Receiver, Route
 from llmtap.retry import RetryPolicy
-from llmtap.settings import SettingsError
+from llmtap.settings import SettingsError, environ_or_process
 
 KINDS: Final = ("webhook", "slack")
 
 
 def receivers_from_env(environ: Mapping[str, str] | None = None) -> list[Receiver]:
     """Return the env receivers plus those of the rules file; SettingsError on a bad one."""
-    env = os.environ if environ is None else environ
+    env = environ_or_process(environ)
     out = _env_receivers(env)
     path = env.get("LLMTAP_ALERT_RULES")
     if path:

@@ -29,7 +29,6 @@ from redis.exceptions import ResponseError
 
 from llmtap import keys, notify
 from llmtap.analyzers.rules import silenced
-from llmtap.consumers.notify.config import receivers_from_env
 from llmtap.consumers.notify.model import Outcome, Receiver, Sender, alert_labels
 from llmtap.consumers.notify.senders import build_senders
 from llmtap.consumers.runtime.consumer import consumer_name
@@ -382,16 +381,16 @@ async def run_notifier(
     stop: asyncio.Event,
     *,
     burst: bool = False,
-    receivers: Sequence[Receiver] | None = None,
+    receivers: Sequence[Receiver],
     claim_idle_s: float = 60.0,
 ) -> dict[str, dict[str, int]]:
     """Deliver the outbox on ``url`` until ``stop`` (or drained, with ``burst``).
 
-    Receivers default to the environment's and the rules file's, plus the report receivers
-    (``LLMTAP_REPORT_*``). Returns the counters per receiver. Raises SettingsError for a bad
-    receiver configuration.
+    ``receivers`` are the alert receivers (environment and rules file) and the report
+    receivers (``LLMTAP_REPORT_*``), built once at start by the caller. Returns the counters
+    per receiver.
     """
-    chosen = list(_configured() if receivers is None else receivers)
+    chosen = list(receivers)
     if not chosen:
         log.warning("no receivers configured: notifications stay in %s", keys.NOTIFY)
     elif not any("alert" in r.takes for r in chosen):
@@ -406,9 +405,3 @@ async def run_notifier(
             await sender.close()
         await client.aclose()
     return notifier.counters
-
-
-def _configured() -> list[Receiver]:
-    from llmtap.consumers.reports import ReportConfig
-
-    return receivers_from_env() + ReportConfig.from_env().receivers()

@@ -21,129 +21,62 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any, Final
 
 import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
 
-from llmtap.consumers.alerts.state import ALERT_STEP_LUA
-
-# Key names travel inside ARGV: the script touches keys it only learns from its arguments, which
-# only a standalone server (or one cluster slot) can serve. See docs/key-layout.md.
+# The Writes lists a script part may apply, one Lua call per item (see ScriptPart).
+STEP_FIELDS: Final = ("alerts",)
 COMMIT_LUA: Final = (
-    ALERT_STEP_LUA
-    + r"""
-local u = cjson.decode(ARGV[1])
-local function call_chunked(cmd, head, items)
-  local n = #items
-  local i = 1
-  while i <= n do
-    local j = math.min(i + 3999, n)
-    local args = {}
-    for _, h in ipairs(head) do args[#args + 1] = h end
-    for k = i, j do args[#args + 1] = items[k] end
-    redis.call(cmd, unpack(args))
-    i = j + 1
-  end
-end
-
--- entry ids: each must be pending and owned by this consumer
-local lost = {}
-for _, id in ipairs(u.ids) do
-  local pend = redis.call('XPENDING', u.stream, u.group, id, id, 1, u.consumer)
-  if #pend == 0 then lost[#lost + 1] = id end
-end
-
--- rollups: each mark must not have been counted before
-local dups = {}
-for key, marks in pairs(u.dedup) do
-  for _, m in ipairs(marks) do
-    if redis.call('SISMEMBER', key, m) == 1 then
-      dups[#dups + 1] = key
-      dups[#dups + 1] = m
-    end
-  end
-end
-if #lost > 0 or #dups > 0 then return {0, lost, dups} end
-
-for key, marks in pairs(u.dedup) do
-  call_chunked('SADD', {key}, marks)
-  redis.call('EXPIRE', key, u.dedup_ttl)
-end
-for key, fields in pairs(u.ints) do
-  for f, v in pairs(fields) do redis.call('HINCRBY', key, f, v) end
-end
--- floats, minima, maxima: one HMGET and one HSET per key and 1000 fields (Lua doubles are
--- exact for these sums of weights and seconds; a number written back round-trips)
-local function merge(table_, combine)
-  for key, fields in pairs(table_) do
-    local names, values = {}, {}
-    for f, v in pairs(fields) do
-      names[#names + 1] = f
-      values[#values + 1] = v
-    end
-    for i = 1, #names, 1000 do
-      local j = math.min(i + 999, #names)
-      local cur = redis.call('HMGET', key, unpack(names, i, j))
-      local kv = {}
-      for k = i, j do
-        local new = combine(tonumber(cur[k - i + 1]), values[k])
-        if new then
-          kv[#kv + 1] = names[k]
-          kv[#kv + 1] = new
-        end
-      end
-      if #kv > 0 then redis.call('HSET', key, unpack(kv)) end
-    end
-  end
-end
-merge(u.floats, function(cur, v) return (cur or 0) + v end)
-merge(u.mins, function(cur, v) if not cur or v < cur then return v end end)
-merge(u.maxs, function(cur, v) if not cur or v > cur then return v end end)
-for key, members in pairs(u.members) do call_chunked('SADD', {key}, members) end
-
--- top-N sorted sets: add, then keep the N highest scores
-for key, top in pairs(u.top) do
-  local flat = {}
-  for member, score in pairs(top[2]) do
-    flat[#flat + 1] = score
-    flat[#flat + 1] = member
-  end
-  call_chunked('ZADD', {key}, flat)
-  redis.call('ZREMRANGEBYRANK', key, 0, -(top[1] + 1))
-end
-
--- latest values: replace a hash's fields when this sequence number is newer
-for key, latest in pairs(u.latest) do
-  local cur = redis.call('HGET', key, 'seq')
-  if not cur or latest[1] > tonumber(cur) then
-    local flat = {'seq', latest[1]}
-    for f, v in pairs(latest[2]) do
-      flat[#flat + 1] = f
-      flat[#flat + 1] = v
-    end
-    call_chunked('HSET', {key}, flat)
-  end
-end
-
-for key, ttl in pairs(u.ttl) do redis.call('EXPIRE', key, ttl) end
-
--- dead letters: their fields in the JSON, their raw bytes in ARGV[2], ARGV[3], ...
-for i, rec in ipairs(u.dlq) do
-  rec[#rec + 1] = 'raw'
-  rec[#rec + 1] = ARGV[i + 1]
-  redis.call('XADD', u.dlq_stream, 'MAXLEN', '~', u.dlq_maxlen, '*', unpack(rec))
-end
-
-for f, v in pairs(u.counters) do redis.call('HINCRBY', u.stats, f, v) end
-
--- alert steps (per-call alerts): state moves and notifications enqueue with the XACK
-for _, o in ipairs(u.alerts) do alert_step(o) end
-
-call_chunked('XACK', {u.stream, u.group}, u.ids)
-return {1, {}, {}}
-"""
+    files("llmtap.consumers.runtime").joinpath("lua/commit.lua").read_text(encoding="utf-8")
 )
+
+
+@dataclass(frozen=True)
+class ScriptPart:
+    """Lua that runs inside the commit: ``source`` defines ``function(o)`` (a ``local function``),
+    which the commit calls on every item of the unit's ``Writes.<field>`` list, in order, after
+    the writes and before the XACK, in the same script (so a step is applied exactly once).
+
+    The worker whose processor produces such steps owns the Lua file and declares the part
+    (a processor's optional ``script_parts`` attribute, or ``Consumer(script_parts=...)``);
+    the runtime never imports a worker's module.
+    """
+
+    field: str
+    function: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.field not in STEP_FIELDS:
+            raise ValueError(f"script part field {self.field!r}: accepted: {STEP_FIELDS}")
+        if not self.function.isidentifier():
+            raise ValueError(f"script part function {self.function!r} is not a Lua name")
+
+    @classmethod
+    def from_resource(cls, package: str, resource: str, *, field: str, function: str) -> ScriptPart:
+        """Return the part whose source is the package file ``resource`` (``lua/x.lua``).
+
+        Raises FileNotFoundError when the package does not ship that file.
+        """
+        source = files(package).joinpath(resource).read_text(encoding="utf-8")
+        return cls(field, function, source)
+
+
+def compose(parts: Sequence[ScriptPart] = ()) -> str:
+    """Return the commit script: every part's source, the STEPS table, then ``commit.lua``.
+
+    Raises ValueError when two parts apply the same field.
+    """
+    fields = [part.field for part in parts]
+    if len(set(fields)) < len(fields):
+        raise ValueError(f"two script parts apply the same field: {fields}")
+    steps = ", ".join(f"{{'{part.field}', {part.function}}}" for part in parts)
+    sources = "".join(part.source.rstrip("\n") + "\n" for part in parts)
+    return f"{sources}local STEPS = {{{steps}}}\n{COMMIT_LUA}"
+
 
 _EXACT_LIMIT: Final = 2**53
 
@@ -156,7 +89,7 @@ class Writes:
     kept if lower/higher than the stored one. ``members``: key -> set members to add.
     ``top``: key -> (N, member -> score), trimmed to the N highest. ``latest``: key -> (seq,
     field -> value), written only when ``seq`` is newer. ``ttl``: key -> seconds.
-    ``alerts``: alert steps (see :mod:`.alert_state`), applied in order.
+    ``alerts``: alert steps, applied in order by the ``alerts`` :class:`ScriptPart`.
     """
 
     ints: defaultdict[str, defaultdict[str, int]] = field(
@@ -273,13 +206,21 @@ class Outcome:
 
 
 class Committer:
-    """Runs COMMIT_LUA with EVALSHA (reloading it after a server restart or SCRIPT FLUSH)."""
+    """Runs the commit script composed with ``parts`` with one EVALSHA per commit (reloading it
+    after a server restart or SCRIPT FLUSH)."""
 
-    def __init__(self, client: aredis.Redis) -> None:
-        self._script: AsyncScript = client.register_script(COMMIT_LUA)
+    def __init__(self, client: aredis.Redis, parts: Sequence[ScriptPart] = ()) -> None:
+        self._script: AsyncScript = client.register_script(compose(parts))
+        self._fields = frozenset(part.field for part in parts)
 
     async def commit(self, commit: Commit) -> Outcome:
-        """Apply ``commit`` atomically; return what happened. Raises redis errors as they come."""
+        """Apply ``commit`` atomically; return what happened.
+
+        Raises LookupError when the writes hold steps no script part applies (they would be
+        lost), and redis errors as they come.
+        """
+        if commit.writes.alerts and "alerts" not in self._fields:
+            raise LookupError("the unit has alert steps but no script part applies 'alerts'")
         reply = await self._script(keys=[], args=commit.args())
         applied, lost, dups = reply
         if applied == 1:

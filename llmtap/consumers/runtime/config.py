@@ -6,13 +6,12 @@ accepts, like every other llmtap setting.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final
 
 from llmtap import keys
-from llmtap.settings import SettingsError, number
+from llmtap.settings import SettingsError, environ_or_process, number
 
 ENGINES: Final = ("faststream", "loop")
 _Table = Mapping[str, tuple[str, Callable[[str], Any]]]
@@ -54,8 +53,9 @@ class Retention:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Retention:
-        """Read LLMTAP_RETENTION_{MINUTE,HOUR,DAY}_S; raise SettingsError on a bad value."""
-        return cls(**_read(os.environ if environ is None else environ, cls.ENV))
+        """Read LLMTAP_RETENTION_{MINUTE,HOUR,DAY}_S from ``environ`` (None: the process's);
+        raise SettingsError on a bad value."""
+        return cls(**_read(environ_or_process(environ), cls.ENV))
 
     def ttl(self, granularity: str) -> int:
         """Return the TTL (s) of a bucket of ``granularity`` (``m``, ``h`` or ``d``)."""
@@ -100,8 +100,9 @@ class RuntimeConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeConfig:
-        """Read the LLMTAP_* worker variables; raise SettingsError naming a bad one."""
-        return cls(**_read(os.environ if environ is None else environ, cls.ENV))
+        """Read the LLMTAP_* worker variables from ``environ`` (None: the process's); raise
+        SettingsError naming a bad one."""
+        return cls(**_read(environ_or_process(environ), cls.ENV))
 
     @property
     def reclaim_interval_s(self) -> float:

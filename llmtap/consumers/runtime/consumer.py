@@ -13,7 +13,6 @@ plain redis-py loop) and :mod:`.faststream_app`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -28,8 +27,9 @@ import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 
 from llmtap import events, keys
-from llmtap.consumers.runtime.commit import Commit, Committer, DeadLetter, Writes
+from llmtap.consumers.runtime.commit import Commit, Committer, DeadLetter, ScriptPart, Writes
 from llmtap.consumers.runtime.config import RuntimeConfig
+from llmtap.notify import Heartbeat, encode_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,11 @@ MAX_COMMIT_ATTEMPTS = 20
 
 
 class Processor(Protocol):
-    """What a worker kind implements: fold events in memory, then say what to write."""
+    """What a worker kind implements: fold events in memory, then say what to write.
+
+    A processor whose writes hold steps (``Writes.alerts``) also declares the Lua that applies
+    them, as an optional attribute ``script_parts: tuple[ScriptPart, ...]``.
+    """
 
     group: str
     wants_calls: bool
@@ -146,6 +150,7 @@ class Consumer:
         *,
         stream: str = keys.EVENTS,
         name: str | None = None,
+        script_parts: Sequence[ScriptPart] | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -155,7 +160,8 @@ class Consumer:
         self._processors = processors
         self.unit = Unit(processors())
         self.group = self.unit.processor.group
-        self._committer = Committer(client)
+        parts = declared_parts(self.unit.processor) if script_parts is None else script_parts
+        self._committer = Committer(client, parts)
         self._in_flight: tuple[Unit, asyncio.Task[int]] | None = None
         self._hour_names: dict[int, str] = {}
         self.last_absorb = 0.0
@@ -194,6 +200,18 @@ class Consumer:
         for letter in letters:
             if not self.holds(letter.entry_id):
                 self.unit.dead_entries[letter.entry_id] = letter
+
+    def unheld(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]) -> list[Entry]:
+        """Return the entries that still exist (fields not None) and that this consumer
+        does not already hold."""
+        return [(i, f) for i, f in entries if f is not None and not self.holds(i)]
+
+    def adopt(self, entries: Sequence[Entry], dead: Sequence[DeadLetter]) -> None:
+        """Take entries claimed from another consumer into the unit in hand (``dead``: to the
+        dead-letter stream) and count them all as reclaimed."""
+        self.absorb(entries)
+        self.absorb_dead(dead)
+        self.totals.reclaimed += len(entries) + len(dead)
 
     def holds(self, entry_id: bytes) -> bool:
         """True if the unit in hand or the one committing covers this entry."""
@@ -264,13 +282,9 @@ class Consumer:
 
     async def heartbeat(self) -> None:
         """Refresh this consumer's heartbeat key (it expires after ``heartbeat_ttl_s``)."""
-        value = {
-            "ts": round(time.time(), 3),
-            "pid": os.getpid(),
-            "processed": self.totals.processed,
-        }
+        beat = Heartbeat(ts=round(time.time(), 3), pid=os.getpid(), processed=self.totals.processed)
         key = keys.heartbeat(self.group, self.name)
-        await self.client.set(key, json.dumps(value), ex=self.config.heartbeat_ttl_s)
+        await self.client.set(key, encode_heartbeat(beat), ex=self.config.heartbeat_ttl_s)
 
     async def drained(self) -> bool:
         """True when nothing is in hand, nothing is pending and every entry was delivered."""
@@ -396,6 +410,11 @@ class Consumer:
         unit.forget_folds()
         for entry_id, fields in unit.entries.items():
             self._fold(unit, entry_id, fields)
+
+
+def declared_parts(processor: Processor) -> tuple[ScriptPart, ...]:
+    """Return the script parts ``processor`` declares (``script_parts``), or none."""
+    return tuple(getattr(processor, "script_parts", None) or ())
 
 
 def _text(value: bytes | str) -> str:

@@ -12,17 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
+from typing import Final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmtap.consumers.runtime import reclaim
 from llmtap.consumers.runtime.consumer import Consumer, Entry
+from llmtap.retry import RetryPolicy, backoff
 
 log = logging.getLogger(__name__)
 
-RETRY_S = 0.5
+# Redis unreachable mid-run: retry forever, every 0.5 s (raise cap_s to back off further).
+RECONNECT: Final = RetryPolicy(attempts=0, base_s=0.5, cap_s=0.5, jitter=0.0)
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError)
 
 
@@ -64,12 +68,15 @@ async def run_loop(consumer: Consumer, stop: asyncio.Event, *, burst: bool = Fal
     """
     await consumer.setup()
     chores = Chores(consumer)
+    failures = 0
     while not stop.is_set():
         try:
             done = await _serve(consumer, chores, stop, burst=burst)
         except TRANSIENT as exc:
-            log.warning("redis unavailable (%s); retrying in %.1f s", exc, RETRY_S)
-            await asyncio.sleep(RETRY_S)
+            failures += 1
+            wait = backoff(failures, RECONNECT, random.random())
+            log.warning("redis unavailable (%s); retrying in %.1f s", exc, wait)
+            await asyncio.sleep(wait)
             continue
         if done:
             break

@@ -175,27 +175,30 @@ async def run(url: str, consumer: Consumer, stop: asyncio.Event, *, burst: bool 
 
 
 def create_app() -> FastStream:
-    """App factory for FastStream's CLI, configured from the environment.
+    """App factory for FastStream's CLI, configured once from the environment at start.
 
     ``LLMTAP_WORKER`` names the worker (default ``cost``); ``LLMTAP_REDIS_URL`` the server::
 
         faststream run llmtap.consumers.runtime.faststream_app:create_app --factory --workers 4
         faststream docs gen llmtap.consumers.runtime.faststream_app:create_app --factory
 
-    Raises SettingsError when LLMTAP_REDIS_URL is unset and KeyError for an unknown worker.
+    Raises SettingsError when LLMTAP_REDIS_URL is unset or a variable is bad, and KeyError for
+    an unknown worker.
     """
     import os
 
     import redis.asyncio as aredis
 
     from llmtap.consumers.registry import spec
-    from llmtap.consumers.runtime.config import Retention, RuntimeConfig
+    from llmtap.consumers.runtime.context import WorkerContext
     from llmtap.settings import Settings, SettingsError
 
-    url = Settings.from_env().redis_url
-    if url is None:
+    environ = dict(os.environ)  # the one read of the environment in this process
+    settings = Settings.from_env(environ)
+    if settings.redis_url is None:
         raise SettingsError("LLMTAP_REDIS_URL is unset; the FastStream app needs a Redis URL")
-    config, retention = RuntimeConfig.from_env(), Retention.from_env()
-    worker = spec(os.environ.get("LLMTAP_WORKER", "cost"))
-    consumer = Consumer(aredis.Redis.from_url(url), lambda: worker.build(config, retention), config)
-    return FastStreamEngine(url, consumer, close_client=True).app()
+    ctx = WorkerContext.from_environ(settings.redis_url, environ, settings=settings)
+    worker = spec(environ.get("LLMTAP_WORKER", "cost"))
+    client = aredis.Redis.from_url(ctx.url)
+    consumer = Consumer(client, lambda: worker.build(ctx), ctx.runtime)
+    return FastStreamEngine(ctx.url, consumer, close_client=True).app()

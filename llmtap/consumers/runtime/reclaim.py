@@ -44,14 +44,13 @@ async def reclaim(consumer: Consumer) -> int:
             count=consumer.config.read_count,
         )
         await _count(consumer, "trimmed", len(deleted))
-        fresh = [(i, f) for i, f in entries if f is not None and not consumer.holds(i)]
+        fresh = consumer.unheld(entries)
         if fresh:
             await _fold_claimed(consumer, fresh)
             claimed += len(fresh)
         if cursor in (b"0-0", "0-0"):
             break
     if claimed:
-        consumer.totals.reclaimed += claimed
         await _count(consumer, "reclaimed", claimed)
         log.info("reclaimed %d abandoned entries into %s", claimed, consumer.name)
     return claimed
@@ -89,8 +88,7 @@ async def _fold_claimed(consumer: Consumer, entries: list[Entry]) -> None:
             good.append((entry_id, fields))
     if dead:
         log.warning("%d entries delivered more than %d times go to the DLQ", len(dead), limit)
-    consumer.absorb(good)
-    consumer.absorb_dead(dead)
+    consumer.adopt(good, dead)
 
 
 async def _delivery_counts(consumer: Consumer, ids: list[bytes]) -> dict[bytes, int]:

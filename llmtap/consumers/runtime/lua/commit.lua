@@ -1,0 +1,119 @@
+-- The atomic commit of one unit (see llmtap/consumers/runtime/commit.py). ARGV[1] is the unit
+-- as JSON, ARGV[2..] the raw bytes of its dead letters. Key names travel inside ARGV: the
+-- script touches keys it only learns from its arguments, which only a standalone server (or one
+-- cluster slot) can serve. See docs/key-layout.md.
+--
+-- The composer prepends every script part's source and the table STEPS = {{field, function},
+-- ...}: the functions that apply the unit's steps (u[field]) inside this same script.
+local u = cjson.decode(ARGV[1])
+local function call_chunked(cmd, head, items)
+  local n = #items
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 3999, n)
+    local args = {}
+    for _, h in ipairs(head) do args[#args + 1] = h end
+    for k = i, j do args[#args + 1] = items[k] end
+    redis.call(cmd, unpack(args))
+    i = j + 1
+  end
+end
+
+-- entry ids: each must be pending and owned by this consumer
+local lost = {}
+for _, id in ipairs(u.ids) do
+  local pend = redis.call('XPENDING', u.stream, u.group, id, id, 1, u.consumer)
+  if #pend == 0 then lost[#lost + 1] = id end
+end
+
+-- rollups: each mark must not have been counted before
+local dups = {}
+for key, marks in pairs(u.dedup) do
+  for _, m in ipairs(marks) do
+    if redis.call('SISMEMBER', key, m) == 1 then
+      dups[#dups + 1] = key
+      dups[#dups + 1] = m
+    end
+  end
+end
+if #lost > 0 or #dups > 0 then return {0, lost, dups} end
+
+for key, marks in pairs(u.dedup) do
+  call_chunked('SADD', {key}, marks)
+  redis.call('EXPIRE', key, u.dedup_ttl)
+end
+for key, fields in pairs(u.ints) do
+  for f, v in pairs(fields) do redis.call('HINCRBY', key, f, v) end
+end
+-- floats, minima, maxima: one HMGET and one HSET per key and 1000 fields (Lua doubles are
+-- exact for these sums of weights and seconds; a number written back round-trips)
+local function merge(table_, combine)
+  for key, fields in pairs(table_) do
+    local names, values = {}, {}
+    for f, v in pairs(fields) do
+      names[#names + 1] = f
+      values[#values + 1] = v
+    end
+    for i = 1, #names, 1000 do
+      local j = math.min(i + 999, #names)
+      local cur = redis.call('HMGET', key, unpack(names, i, j))
+      local kv = {}
+      for k = i, j do
+        local new = combine(tonumber(cur[k - i + 1]), values[k])
+        if new then
+          kv[#kv + 1] = names[k]
+          kv[#kv + 1] = new
+        end
+      end
+      if #kv > 0 then redis.call('HSET', key, unpack(kv)) end
+    end
+  end
+end
+merge(u.floats, function(cur, v) return (cur or 0) + v end)
+merge(u.mins, function(cur, v) if not cur or v < cur then return v end end)
+merge(u.maxs, function(cur, v) if not cur or v > cur then return v end end)
+for key, members in pairs(u.members) do call_chunked('SADD', {key}, members) end
+
+-- top-N sorted sets: add, then keep the N highest scores
+for key, top in pairs(u.top) do
+  local flat = {}
+  for member, score in pairs(top[2]) do
+    flat[#flat + 1] = score
+    flat[#flat + 1] = member
+  end
+  call_chunked('ZADD', {key}, flat)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(top[1] + 1))
+end
+
+-- latest values: replace a hash's fields when this sequence number is newer
+for key, latest in pairs(u.latest) do
+  local cur = redis.call('HGET', key, 'seq')
+  if not cur or latest[1] > tonumber(cur) then
+    local flat = {'seq', latest[1]}
+    for f, v in pairs(latest[2]) do
+      flat[#flat + 1] = f
+      flat[#flat + 1] = v
+    end
+    call_chunked('HSET', {key}, flat)
+  end
+end
+
+for key, ttl in pairs(u.ttl) do redis.call('EXPIRE', key, ttl) end
+
+-- dead letters: their fields in the JSON, their raw bytes in ARGV[2], ARGV[3], ...
+for i, rec in ipairs(u.dlq) do
+  rec[#rec + 1] = 'raw'
+  rec[#rec + 1] = ARGV[i + 1]
+  redis.call('XADD', u.dlq_stream, 'MAXLEN', '~', u.dlq_maxlen, '*', unpack(rec))
+end
+
+for f, v in pairs(u.counters) do redis.call('HINCRBY', u.stats, f, v) end
+
+-- steps: each script part's function runs on every item of its list, in order (per-call
+-- alerts: state moves and notifications enqueue with the XACK)
+for _, part in ipairs(STEPS) do
+  for _, o in ipairs(u[part[1]]) do part[2](o) end
+end
+
+call_chunked('XACK', {u.stream, u.group}, u.ids)
+return {1, {}, {}}

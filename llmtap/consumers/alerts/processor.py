@@ -31,9 +31,9 @@ from llmtap.analyzers.rules import (
     baseline_span,
     evaluate_call,
     evaluate_window,
-    load_rules,
     window_span,
 )
+from llmtap.consumers.alerts.rules_file import load_rules
 from llmtap.consumers.alerts.state import AlertStore, Outbox, observed, step_args
 from llmtap.consumers.notify.notifier import Receiver, run_notifier
 from llmtap.consumers.runtime import engine

@@ -1,7 +1,8 @@
 """Rule evaluation: per-call rules on a call event, windowed rules on aggregates, and silences.
 
 Nothing here touches Redis or the clock: per-call rules take a :class:`~llmtap.events.CallEvent`,
-windowed rules take the aggregates the evaluator read (:class:`WindowData`) and ``now``.
+windowed rules take the aggregates the evaluator read (:class:`WindowData`) and ``now``. The
+projected-spend rule quotes :func:`llmtap.analyzers.burn.project_month`, like the reports do.
 """
 
 from __future__ import annotations
@@ -80,11 +81,14 @@ class WindowData:
 
     ``current``: group -> metrics over the rule's window (``cost_usd``, ``calls``, ``errors``,
     ``p95``). ``baseline``: the same over the baseline span (anomaly rules only).
-    Group values are ``total``, a dimension value, or ``backend/model`` for latency.
+    ``daily``: group -> UTC day start -> USD from :func:`~llmtap.analyzers.burn.history_start`
+    to today (projected-spend rules). Group values are ``total``, a dimension value, or
+    ``backend/model`` for latency.
     """
 
     current: Mapping[str, Mapping[str, float]]
     baseline: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    daily: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
 
 
 def window_span(rule: Rule, now: float) -> tuple[float, float]:
@@ -148,7 +152,8 @@ def _window_values(rule: Rule, group: str, data: WindowData, now: float) -> list
     if kind == "monthly_budget":
         return _budget_values(rule, row.get("cost_usd", 0.0), now)
     if kind == "projected_month_end_above":
-        return [(projected_month_end(row.get("cost_usd", 0.0), now), rule.budget_usd, {})]
+        daily = data.daily.get(group) or _spread(row.get("cost_usd", 0.0), now)
+        return [(burn.project_month(daily, now).projected_month_end_usd, rule.budget_usd, {})]
     if kind == "error_rate_above":
         return _error_rate_values(rule, row)
     if kind == "p95_latency_above":
@@ -167,11 +172,16 @@ def _budget_values(rule: Rule, spend: float, now: float) -> list[Value]:
     ]
 
 
-def projected_month_end(spend: float, now: float) -> float:
-    """Return month-end spend if the month goes on at the rate it has so far (linear)."""
-    start, end = burn.month_bounds(now)
-    elapsed = max(now - start, 3600.0)  # an hour at least: no wild projection on the 1st
-    return spend * (end - start) / elapsed
+def _spread(month_to_date_usd: float, now: float) -> dict[int, float]:
+    """Return the month-to-date spend spread evenly over the month so far, per UTC day.
+
+    For a reader that supplies only the month's total: burn's trend over an even spread is
+    the month's average pace (over an hour at least: no wild projection on the 1st).
+    """
+    start = burn.month_bounds(now)[0]
+    rate = month_to_date_usd / max(now - start, 3600.0)
+    days = range(start, int(now // burn.DAY) * burn.DAY + 1, burn.DAY)
+    return {day: rate * (min(day + burn.DAY, now) - day) for day in days}
 
 
 def _error_rate_values(rule: Rule, row: Mapping[str, float]) -> list[Value]:

@@ -1,4 +1,4 @@
-"""Rule evaluation: per-call and windowed rules, and silences."""
+"""Rule evaluation: per-call and windowed rules, the projected-spend rule, and silences."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llmtap.analyzers import rules
+from llmtap.analyzers import burn, rules
 from llmtap.analyzers.rules import Rule, WindowData
 from tests.alert_helpers import T0, call
 
@@ -60,7 +60,7 @@ WINDOWED = [
     ),
     (Rule("b", "monthly_budget", budget_usd=100), {"total": {"cost_usd": 85.0}}, [85.0, 85.0]),
     (Rule("b", "monthly_budget", budget_usd=100), {"total": {"cost_usd": 100.0}}, [100.0] * 3),
-    (
+    (  # only the month's total read: burn's projection over an even spread, the average pace
         Rule("p", "projected_month_end_above", budget_usd=100),
         {"total": {"cost_usd": 60.0}},
         [60 * 30 / 14],
@@ -103,6 +103,19 @@ def test_anomaly_compares_with_the_baseline_rate(
     rule = Rule("a", "anomaly", 1.0, window_s=300, baseline_s=3000, factor=3)
     data = WindowData({"total": {"cost_usd": current}}, {"total": {"cost_usd": baseline}})
     assert bool(rules.evaluate_window(rule, data, JUNE_15)) is fires
+
+
+def test_projected_spend_quotes_the_burn_projection() -> None:
+    """The projected-spend rule's value is burn.project_month's over the days read for it."""
+    rule = Rule("p", "projected_month_end_above", budget_usd=100)
+    daily = {JUNE_1 + i * burn.DAY: float(i + 1) for i in range(14)}
+    data = WindowData({"total": {"cost_usd": sum(daily.values())}}, daily={"total": daily})
+    (found,) = rules.evaluate_window(rule, data, JUNE_15)
+    expected = burn.project_month(daily, JUNE_15).projected_month_end_usd
+    # $1 on June 1st rising by $1 a day: the trend goes on rising (15 today ... 30 on the
+    # 30th), so 105 + 360, where a straight line from the month's average would say 225.
+    assert found.value == pytest.approx(expected)
+    assert expected == pytest.approx(465.0)
 
 
 def test_window_spans() -> None:

@@ -90,7 +90,7 @@ def project_month(
     Days missing from the mapping count as zero spend once any earlier day is known.
     """
     today = int(now // DAY) * DAY
-    month_start, month_end = _month_bounds(now)
+    month_start, month_end = month_bounds(now)
     mtd = sum(usd for day, usd in daily_usd.items() if month_start <= day <= today)
     fraction = (now - today) / DAY
     trend = fit_trend(_complete_days(daily_usd, today), daily_usd.get(today, 0.0), fraction)
@@ -114,11 +114,20 @@ def project_month(
     )
 
 
-def _month_bounds(now: float) -> tuple[int, int]:
+def month_bounds(now: float) -> tuple[int, int]:
+    """Return the Unix start and end of the UTC calendar month holding ``now``."""
     date = dt.datetime.fromtimestamp(now, dt.UTC)
     days = calendar.monthrange(date.year, date.month)[1]
     start = int(dt.datetime(date.year, date.month, 1, tzinfo=dt.UTC).timestamp())
     return start, start + days * DAY
+
+
+def history_start(now: float) -> int:
+    """Return the first UTC day start :func:`project_month` reads at ``now``.
+
+    That is the month's first day or the first day of the trend window, whichever is earlier.
+    """
+    return min(month_bounds(now)[0], int(now // DAY) * DAY - TREND_DAYS * DAY)
 
 
 def _complete_days(daily_usd: Mapping[int, float], today: int) -> list[float]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import html
-import io
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -133,14 +132,22 @@ def _cost_csv(cost: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
         yield "top_operation", op["call_id"], "cost_usd", op["cost_usd"]
 
 
+class _Text(list[str]):
+    """A write-only text sink for :func:`csv.writer` (the rendering stays in memory)."""
+
+    def write(self, text: str) -> int:
+        self.append(text)
+        return len(text)
+
+
 def render_csv(model: Mapping[str, Any]) -> str:
     """Return the report as CSV with the header ``section,name,metric,value``."""
-    buffer = io.StringIO()
+    buffer = _Text()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for section, name, metric, value in csv_rows(model):
         writer.writerow((section, name, metric, "" if value is None else value))
-    return buffer.getvalue()
+    return "".join(buffer)
 
 
 # --- Markdown ------------------------------------------------------------------------------

@@ -87,3 +87,13 @@ def test_a_falling_trend_never_goes_negative() -> None:
     """A projected daily spend below zero counts as zero."""
     trend = burn.fit_trend([30.0, 20.0, 10.0], 0.0, 0.0)
     assert trend.at(0) == pytest.approx(0.0, abs=1e-9) and trend.at(5) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("now", "first"),
+    [(JAN11 + DAY / 2, JAN11 - burn.TREND_DAYS * DAY), (JAN1 + 30 * DAY, JAN1)],
+)
+def test_history_starts_at_the_trend_window_or_the_month(now: float, first: int) -> None:
+    """project_month reads from the trend window's first day, or the 1st if that is earlier."""
+    assert burn.history_start(now) == first
+    assert burn.month_bounds(now) == (JAN1, JAN1 + 31 * DAY)

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from llmtap import events, keys
-from llmtap.analyzers.rules import Observation, Rule, RuleError, evaluate_call, load_rules
+from llmtap.analyzers.rules import Observation, Rule, RuleError, evaluate_call
+from llmtap.consumers.alerts.rules_file import load_rules
 from llmtap.consumers.alerts.state import Outbox, observed
 from llmtap.consumers.runtime.commit import ScriptPart, Writes
 from llmtap.settings import Settings, SettingsError

@@ -1,4 +1,4 @@
-"""Pure rule evaluation: the rules file, defaults, per-call and windowed rules, silences."""
+"""Rule evaluation: per-call and windowed rules, the projected-spend rule, and silences."""
 
 from __future__ import annotations
 
@@ -6,87 +6,9 @@ from typing import Any
 
 import pytest
 
-from llmtap.analyzers import rules
-from llmtap.analyzers.rules import Rule, RuleError, WindowData
-from llmtap.settings import Settings
+from llmtap.analyzers import burn, rules
+from llmtap.analyzers.rules import Rule, WindowData
 from tests.alert_helpers import T0, call
-
-GOOD = """\
-rules:
-  - name: pricey
-    kind: cost_above
-    threshold: 0.5
-    severity: critical
-    backend: openai
-    tags: {feature: search}
-    group_by: [backend, model, tag:feature]
-    repeat_interval: 2h
-  - name: budget
-    kind: monthly_budget
-    budget_usd: 1000
-    thresholds: [100, 50, 80]
-    group_by: [tenant]
-"""
-
-
-def test_a_good_file_parses_into_rules() -> None:
-    """Every field of a valid file lands in its rule, thresholds sorted."""
-    pricey, budget = rules.parse_rules(GOOD, "r.yaml")
-    assert pricey.kind == "cost_above" and pricey.threshold == 0.5
-    assert pricey.filters == {"backend": "openai"} and pricey.tags == {"feature": "search"}
-    assert pricey.repeat_interval_s == 7200 and pricey.severity == "critical"
-    assert budget.thresholds_pct == (50, 80, 100) and budget.dimension == "tenant"
-    assert budget.repeat_interval_s == rules.NEVER and budget.send_resolved is False
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "reason"),
-    [
-        ("rules:\n  - name: a\n    kind: nope\n", 3, "kind"),
-        ("rules:\n  - name: a\n    kind: cost_above\n    threshold: x\n", 4, "not a number"),
-        ("rules:\n  - name: a\n    kind: cost_above\n    colour: red\n", 4, "unknown field"),
-        ("rules:\n  - name: a\n    kind: error\n    for: soon\n", 4, "duration"),
-        ("rules:\n  - name: a\n    kind: monthly_budget\n", 2, "budget_usd"),
-        ("rules:\n  - name: a\n    kind: daily_cost_above\n    tags: {a: b}\n", 4, "tags"),
-        ("rules:\n  - {name: a, kind: error}\n  - {name: a, kind: error}\n", 3, "duplicate"),
-        ("rules:\n  - name: a\n    kind: [unclosed\n", 4, "invalid YAML"),
-        ("rules:\n  - name: a\n    kind: error\n    severity: loud\n", 4, "severity"),
-        ("rules:\n  - name: a\n    kind: error\n    group_by: [colour]\n", 4, "group_by"),
-    ],
-)
-def test_a_bad_file_names_the_line_and_reason(text: str, line: int, reason: str) -> None:
-    """Each kind of mistake raises RuleError with ``file:line`` and what is wrong."""
-    with pytest.raises(RuleError) as info:
-        rules.parse_rules(text, "r.yaml")
-    assert f"r.yaml:{line}:" in str(info.value)
-    assert reason in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("raw", "seconds"),
-    [(30, 30.0), ("30s", 30.0), ("5m", 300.0), ("4h", 14400.0), ("1d", 86400.0), ("250ms", 0.25)],
-)
-def test_durations(raw: Any, seconds: float) -> None:
-    """Durations accept plain seconds and ms/s/m/h/d suffixes."""
-    assert rules.parse_duration("for", raw) == pytest.approx(seconds)
-
-
-def test_defaults_come_from_the_cs_profiling_thresholds() -> None:
-    """The three CS_PROFILING_*_ALERT settings become three rules; 0 disables one."""
-    made = rules.default_rules(Settings(cost_alert_usd=5, latency_alert_s=2, memory_alert_mb=0))
-    assert [(r.name, r.kind, r.threshold) for r in made] == [
-        ("daily-cost", "daily_cost_above", 5),
-        ("slow-call", "latency_above", 2),
-    ]
-
-
-def test_a_file_rule_replaces_a_default_of_the_same_name(tmp_path: Any) -> None:
-    """load_rules keeps the defaults and lets the file override one by name."""
-    path = tmp_path / "rules.yaml"
-    path.write_text("rules:\n  - {name: slow-call, kind: latency_above, threshold: 9}\n")
-    loaded = {r.name: r for r in rules.load_rules(str(path), Settings())}
-    assert loaded["slow-call"].threshold == 9 and "daily-cost" in loaded
-
 
 PER_CALL = [
     (Rule("r", "cost_above", 0.5), {"estimated_cost_usd": 0.6}, 0.6),
@@ -126,6 +48,7 @@ def test_labels_and_fingerprint_follow_group_by() -> None:
     assert a.fingerprint == b.fingerprint != c.fingerprint
 
 
+JUNE_1 = 1_780_272_000
 JUNE_15 = 1_781_481_600.0  # 2026-06-15T00:00:00Z: 14 of 30 days gone
 WINDOWED = [
     (Rule("d", "daily_cost_above", 10), {"total": {"cost_usd": 11.0}}, [11.0]),
@@ -137,7 +60,7 @@ WINDOWED = [
     ),
     (Rule("b", "monthly_budget", budget_usd=100), {"total": {"cost_usd": 85.0}}, [85.0, 85.0]),
     (Rule("b", "monthly_budget", budget_usd=100), {"total": {"cost_usd": 100.0}}, [100.0] * 3),
-    (
+    (  # only the month's total read: burn's projection over an even spread, the average pace
         Rule("p", "projected_month_end_above", budget_usd=100),
         {"total": {"cost_usd": 60.0}},
         [60 * 30 / 14],
@@ -182,11 +105,24 @@ def test_anomaly_compares_with_the_baseline_rate(
     assert bool(rules.evaluate_window(rule, data, JUNE_15)) is fires
 
 
+def test_projected_spend_quotes_the_burn_projection() -> None:
+    """The projected-spend rule's value is burn.project_month's over the days read for it."""
+    rule = Rule("p", "projected_month_end_above", budget_usd=100)
+    daily = {JUNE_1 + i * burn.DAY: float(i + 1) for i in range(14)}
+    data = WindowData({"total": {"cost_usd": sum(daily.values())}}, daily={"total": daily})
+    (found,) = rules.evaluate_window(rule, data, JUNE_15)
+    expected = burn.project_month(daily, JUNE_15).projected_month_end_usd
+    # $1 on June 1st rising by $1 a day: the trend goes on rising (15 today ... 30 on the
+    # 30th), so 105 + 360, where a straight line from the month's average would say 225.
+    assert found.value == pytest.approx(expected)
+    assert expected == pytest.approx(465.0)
+
+
 def test_window_spans() -> None:
     """Daily rules read since UTC midnight, budget rules since the 1st, others their window."""
     now = JUNE_15 + 3600
     assert rules.window_span(Rule("d", "daily_cost_above"), now) == (JUNE_15, now)
-    assert rules.window_span(Rule("b", "monthly_budget", budget_usd=1), now)[0] == 1_780_272_000
+    assert rules.window_span(Rule("b", "monthly_budget", budget_usd=1), now)[0] == JUNE_1
     assert rules.window_span(Rule("e", "error_rate_above", window_s=60), now) == (now - 60, now)
 
 

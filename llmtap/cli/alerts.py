@@ -134,7 +134,7 @@ def _print(value: Any) -> None:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from llmtap.consumers.alerts.processor import rules_from_env
+    from llmtap.consumers.alerts.rules_file import rules_from_env
     from llmtap.consumers.notify.config import receivers_from_env
 
     for rule in rules_from_env():
@@ -146,7 +146,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from llmtap.consumers.alerts.processor import rules_from_env
+    from llmtap.consumers.alerts.rules_file import rules_from_env
 
     _print(active_alerts(_client(args), rules_from_env()))
     return 0

@@ -53,17 +53,18 @@ def _sessions(ctx: WorkerContext) -> Processor:
 
 
 def _alerts(ctx: WorkerContext) -> Processor:
-    from llmtap.consumers.alerts.processor import AlertsProcessor, rules_from_env
+    from llmtap.consumers.alerts.processor import AlertsProcessor
+    from llmtap.consumers.alerts.rules_file import rules_from_env
 
     # Per unit on purpose: the rules file is read again when its mtime changes.
-    return AlertsProcessor(rules_from_env(ctx.environ))
+    return AlertsProcessor(rules_from_env(ctx.environ, ctx.settings))
 
 
 async def _alerts_tick(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> None:
     from llmtap.consumers.alerts.evaluator import run_ticks, tick_from_env
-    from llmtap.consumers.alerts.processor import rules_from_env
+    from llmtap.consumers.alerts.rules_file import rules_from_env
 
-    rules, interval = rules_from_env(ctx.environ), tick_from_env(ctx.environ)
+    rules, interval = rules_from_env(ctx.environ, ctx.settings), tick_from_env(ctx.environ)
     await run_ticks(ctx.url, stop, rules=rules, interval_s=interval, once=burst)
 
 

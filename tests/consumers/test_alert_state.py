@@ -12,7 +12,8 @@ from llmtap import events, keys, notify
 from llmtap.analyzers.rules import Rule, fingerprint
 from llmtap.consumers import service
 from llmtap.consumers.alerts.evaluator import Evaluator
-from llmtap.consumers.alerts.processor import AlertsProcessor, rules_from_env
+from llmtap.consumers.alerts.processor import AlertsProcessor
+from llmtap.consumers.alerts.rules_file import rules_from_env
 from llmtap.consumers.runtime.consumer import Consumer
 from tests.alert_helpers import T0, active, call, inactive, notifications
 from tests.consumer_helpers import config

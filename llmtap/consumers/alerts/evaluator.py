@@ -17,6 +17,7 @@ from typing import Any, Final
 import redis
 import redis.asyncio as aredis
 
+from llmtap.analyzers import burn
 from llmtap.analyzers.rules import (
     Rule,
     WindowData,
@@ -24,7 +25,7 @@ from llmtap.analyzers.rules import (
     evaluate_window,
     window_span,
 )
-from llmtap.consumers.alerts.processor import rules_from_env
+from llmtap.consumers.alerts.rules_file import rules_from_env
 from llmtap.consumers.alerts.state import AlertStore, Outbox, observed, step_args
 from llmtap.read import query
 from llmtap.settings import SettingsError, environ_or_process
@@ -57,7 +58,20 @@ def read_window(client: redis.Redis, rule: Rule, now: float) -> WindowData:
     baseline: dict[str, dict[str, float]] = {}
     if rule.kind == "anomaly":
         baseline = _read_rows(client, rule, *baseline_span(rule, now))
-    return WindowData(current, baseline)
+    daily: dict[str, dict[int, float]] = {}
+    if rule.kind == "projected_month_end_above":
+        daily = _daily_spend(client, rule, now)
+    return WindowData(current, baseline, daily)
+
+
+def _daily_spend(client: redis.Redis, rule: Rule, now: float) -> dict[str, dict[int, float]]:
+    """USD per group and UTC day, over the days :func:`burn.project_month` reads."""
+    today = int(now // burn.DAY) * burn.DAY
+    daily: dict[str, dict[int, float]] = {}
+    for day in range(burn.history_start(now), today + 1, burn.DAY):
+        for group, row in _read_rows(client, rule, day, min(day + burn.DAY, now)).items():
+            daily.setdefault(group, {})[day] = row["cost_usd"]
+    return daily
 
 
 def _read_rows(

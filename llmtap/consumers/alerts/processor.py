@@ -7,38 +7,12 @@ crashes. Windowed rules and resolution run on the tick, in :mod:`.evaluator`.
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Sequence
 
 from llmtap import events, keys
-from llmtap.analyzers.rules import Observation, Rule, RuleError, evaluate_call
-from llmtap.consumers.alerts.rules_file import load_rules
+from llmtap.analyzers.rules import Observation, Rule, evaluate_call
 from llmtap.consumers.alerts.state import Outbox, observed
 from llmtap.consumers.runtime.commit import ScriptPart, Writes
-from llmtap.settings import Settings, SettingsError
-
-RULES_ENV: Final = "LLMTAP_ALERT_RULES"
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_rules(path: str | None, mtime: float, settings: Settings) -> tuple[Rule, ...]:
-    return tuple(load_rules(path, settings))
-
-
-def rules_from_env(environ: Mapping[str, str] | None = None) -> list[Rule]:
-    """Return the default rules plus those of ``LLMTAP_ALERT_RULES`` (read again if it changed).
-
-    Raises SettingsError naming the file, the line and the reason for a bad rules file.
-    """
-    env = os.environ if environ is None else environ
-    path = env.get(RULES_ENV) or None
-    try:
-        mtime = os.stat(path).st_mtime if path else 0.0
-        return list(_cached_rules(path, mtime, Settings.from_env(env)))
-    except (RuleError, OSError) as exc:
-        raise SettingsError(f"{RULES_ENV}: {exc}") from None
 
 
 class AlertsProcessor:

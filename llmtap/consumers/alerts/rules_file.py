@@ -5,8 +5,15 @@ The parsing is pure and lives in :mod:`llmtap.analyzers.rules.parse`; this modul
 
 from __future__ import annotations
 
-from llmtap.analyzers.rules import Rule, default_rules, parse_rules
-from llmtap.settings import Settings
+import functools
+import os
+from collections.abc import Mapping
+from typing import Final
+
+from llmtap.analyzers.rules import Rule, RuleError, default_rules, parse_rules
+from llmtap.settings import Settings, SettingsError, environ_or_process
+
+RULES_ENV: Final = "LLMTAP_ALERT_RULES"
 
 
 def read_rules_text(path: str) -> str:
@@ -25,3 +32,25 @@ def load_rules(path: str | None, settings: Settings) -> list[Rule]:
     if path:
         rules.update((rule.name, rule) for rule in parse_rules(read_rules_text(path), path))
     return list(rules.values())
+
+
+def rules_from_env(
+    environ: Mapping[str, str] | None = None, settings: Settings | None = None
+) -> list[Rule]:
+    """Return the default rules (from ``settings``, else the environment's) plus those of
+    ``LLMTAP_ALERT_RULES``, read again only when the file's mtime changes.
+
+    Raises SettingsError naming the file, the line and the reason for a bad rules file.
+    """
+    env = environ_or_process(environ)
+    path = env.get(RULES_ENV) or None
+    try:
+        mtime = os.stat(path).st_mtime if path else 0.0
+        return list(_cached_rules(path, mtime, settings or Settings.from_env(env)))
+    except (RuleError, OSError) as exc:
+        raise SettingsError(f"{RULES_ENV}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_rules(path: str | None, mtime: float, settings: Settings) -> tuple[Rule, ...]:
+    return tuple(load_rules(path, settings))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from llmtap.analyzers.rules import SEVERITIES, RuleError, parse_document, parse_duration
+from llmtap.consumers.alerts.rules_file import read_rules_text
 from llmtap.consumers.notify.model import DeliveryPolicy, Receiver, Route
 from llmtap.retry import RetryPolicy
 from llmtap.settings import SettingsError, environ_or_process
@@ -26,8 +27,7 @@ def receivers_from_env(environ: Mapping[str, str] | None = None) -> list[Receive
     path = env.get("LLMTAP_ALERT_RULES")
     if path:
         try:
-            with open(path, encoding="utf-8") as handle:
-                out += parse_receivers(handle.read(), env, path)
+            out += parse_receivers(read_rules_text(path), env, path)
         except (RuleError, OSError) as exc:
             raise SettingsError(f"LLMTAP_ALERT_RULES: {exc}") from None
     return out

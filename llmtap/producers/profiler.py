@@ -23,7 +23,14 @@ from typing import Any, Final, TypeVar, cast, overload
 
 from llmtap.analyzers.pricing import CostCalculator
 from llmtap.producers.publisher import Publisher, connect
-from llmtap.producers.recorder import CallDetails, CallSpec, Recorder, new_producer_id
+from llmtap.producers.recorder import (
+    CallDetails,
+    CallSpec,
+    Record,
+    Recorder,
+    finished,
+    new_producer_id,
+)
 from llmtap.producers.usage import Usage, extract_usage
 from llmtap.settings import Settings
 
@@ -34,6 +41,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 _perf = time.perf_counter
 _ident = threading.get_ident
+_new_record = tuple.__new__
 
 
 class Profiler:
@@ -55,7 +63,7 @@ class Profiler:
         self._pricing = pricing
         self.producer_id = self.settings.producer_id or new_producer_id()
         self._publisher: Publisher | None = None
-        self._records: deque[tuple[Any, ...]] | None = None
+        self._records: deque[Record] | None = None
         self._closed: Publisher | None = None
         self._start_lock = threading.Lock()
         self._apply(self.settings)
@@ -107,7 +115,7 @@ class Profiler:
 
     # -- the hot path ------------------------------------------------------------------------
 
-    def submit(self, record: tuple[Any, ...]) -> None:
+    def submit(self, record: Record) -> None:
         """Queue a call record; on a full queue, count it on this thread instead."""
         records = self._records
         if records is None:
@@ -228,7 +236,7 @@ def ProfilingWrapper(
 def _sync_wrapper(
     fn: Callable[..., Any], p: Profiler, spec: CallSpec, gen: bool
 ) -> Callable[..., Any]:
-    perf, ident, submit, detailed = _perf, _ident, p.submit, _call_detailed
+    perf, ident, submit, detailed, new = _perf, _ident, p.submit, _call_detailed, _new_record
 
     @functools.wraps(fn)
     def profiled(*args: Any, **kwargs: Any) -> Any:
@@ -240,12 +248,13 @@ def _sync_wrapper(
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            submit((spec, kwargs, t0, perf(), None, exc, None, None, ident()))
+            submit(finished(spec, kwargs, t0, perf(), None, exc))
             raise
         if gen or (type(result) not in _PLAIN and _is_stream(result)):
             return wrap_stream(result, p, spec, kwargs.get("model"), t0)
-        record = (spec, kwargs, t0, perf(), result, None, None, None, ident())
-        records = p._records  # the hot path of Profiler.submit, inlined
+        # finished() and Profiler.submit, inlined: this is the hot path.
+        record = new(Record, (spec, kwargs, t0, perf(), result, None, None, None, ident()))
+        records = p._records
         if records is not None and len(records) < p._queue_cap:
             records.append(record)
         else:
@@ -256,7 +265,7 @@ def _sync_wrapper(
 
 
 def _async_wrapper(fn: Callable[..., Any], p: Profiler, spec: CallSpec) -> Callable[..., Any]:
-    perf, ident, submit = _perf, _ident, p.submit
+    perf, submit = _perf, p.submit
 
     @functools.wraps(fn)
     async def profiled(*args: Any, **kwargs: Any) -> Any:
@@ -266,11 +275,11 @@ def _async_wrapper(fn: Callable[..., Any], p: Profiler, spec: CallSpec) -> Calla
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            submit((spec, kwargs, t0, perf(), None, exc, None, None, ident()))
+            submit(finished(spec, kwargs, t0, perf(), None, exc))
             raise
         if type(result) not in _PLAIN and _is_stream(result):
             return wrap_stream(result, p, spec, kwargs.get("model"), t0)
-        submit((spec, kwargs, t0, perf(), result, None, None, None, ident()))
+        submit(finished(spec, kwargs, t0, perf(), result))
         return result
 
     return profiled
@@ -293,13 +302,13 @@ def _call_detailed(
     except BaseException as exc:
         t1 = _perf()
         details.memory_peak_bytes = _memory_peak()
-        p.submit((spec, kwargs, t0, t1, None, exc, None, details, _ident()))
+        p.submit(finished(spec, kwargs, t0, t1, None, exc, details=details))
         raise
     t1 = _perf()
     details.memory_peak_bytes = _memory_peak()
     if gen or _is_stream(result):
         return wrap_stream(result, p, spec, kwargs.get("model"), t0)
-    p.submit((spec, kwargs, t0, t1, result, None, None, details, _ident()))
+    p.submit(finished(spec, kwargs, t0, t1, result, details=details))
     return result
 
 
@@ -359,7 +368,7 @@ class _StreamState:
         self.done = True
         details = CallDetails(usage=self.usage, streaming=True)
         self.profiler.submit(
-            (self.spec, self.model, self.t0, _perf(), None, exc, self.ttft, details, _ident())
+            finished(self.spec, self.model, self.t0, _perf(), None, exc, self.ttft, details)
         )
 
 
@@ -575,9 +584,8 @@ class Call:
         if p.trace_memory:
             self.details.memory_peak_bytes = _memory_peak()
         p.submit(
-            (self._spec, None, self._t0, t1, self._response, exc, self._ttft, self.details,
-             _ident())
-        )  # fmt: skip
+            finished(self._spec, None, self._t0, t1, self._response, exc, self._ttft, self.details)
+        )
 
     async def __aenter__(self) -> Call:
         return self.__enter__()

@@ -13,7 +13,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,7 +20,7 @@ from redis.retry import Retry
 
 from llmtap import events, keys
 from llmtap.events import RollupEvent
-from llmtap.producers.recorder import Recorder
+from llmtap.producers.recorder import Record, Recorder
 from llmtap.settings import Settings, SettingsError, redact_url
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ class Publisher:
         redis_url: str = "",
     ) -> None:
         self.recorder = recorder
-        self.records: deque[tuple[Any, ...]] = deque()
+        self.records: deque[Record] = deque()
         self.outbox: deque[bytes] = deque()  # encoded call events
         self._base_settings = base_settings
         self._client_factory = client_factory
@@ -86,7 +85,7 @@ class Publisher:
 
     # -- caller side -------------------------------------------------------------------------
 
-    def overflow(self, record: tuple[Any, ...]) -> None:
+    def overflow(self, record: Record) -> None:
         """Process a record on the caller's thread when the queue is full (counts stay exact)."""
         rec = self.recorder
         with rec.lock:

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast, overload
 
 from llmtap.analyzers.pricing import CostCalculator
+from llmtap.producers.prices import load_pricing
 from llmtap.producers.publisher import Publisher, connect
 from llmtap.producers.recorder import (
     CallDetails,
@@ -75,9 +76,7 @@ class Profiler:
         with self._start_lock:
             if self._publisher is not None:
                 return self
-            pricing = self._pricing or CostCalculator(
-                self.settings.prices_file, self.settings.ollama_usd_per_hour
-            )
+            pricing = self._pricing or load_pricing(self.settings)
             recorder = Recorder(
                 self.settings, pricing, self.producer_id, (time.time(), _perf()), random.random
             )

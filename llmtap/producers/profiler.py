@@ -42,7 +42,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 _perf = time.perf_counter
 _ident = threading.get_ident
-_new_record = tuple.__new__
 
 
 class Profiler:
@@ -235,7 +234,7 @@ def ProfilingWrapper(
 def _sync_wrapper(
     fn: Callable[..., Any], p: Profiler, spec: CallSpec, gen: bool
 ) -> Callable[..., Any]:
-    perf, ident, submit, detailed, new = _perf, _ident, p.submit, _call_detailed, _new_record
+    perf, ident, submit, detailed = _perf, _ident, p.submit, _call_detailed
 
     @functools.wraps(fn)
     def profiled(*args: Any, **kwargs: Any) -> Any:
@@ -252,7 +251,7 @@ def _sync_wrapper(
         if gen or (type(result) not in _PLAIN and _is_stream(result)):
             return wrap_stream(result, p, spec, kwargs.get("model"), t0)
         # finished() and Profiler.submit, inlined: this is the hot path.
-        record = new(Record, (spec, kwargs, t0, perf(), result, None, None, None, ident()))
+        record: Record = (spec, kwargs, t0, perf(), result, None, None, None, ident())
         records = p._records
         if records is not None and len(records) < p._queue_cap:
             records.append(record)

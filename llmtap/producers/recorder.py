@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, TypeAlias
 
 from llmtap.analyzers.pricing import CostCalculator
 from llmtap.events import VERSION, CallEvent, ProducerStats, RollupEvent, RollupRow
@@ -61,26 +61,14 @@ class CallDetails:
     counted: bool = True
 
 
-class Record(NamedTuple):
-    """One finished call as the caller's thread stamped it; the publisher thread does the rest.
+#: One finished call as the caller's thread stamps it, built by :func:`finished`:
+#: (spec, model, t0, t1, result, exc, ttft, details, thread ident). ``model`` holds the wrapped
+#: call's keyword arguments (their "model" names the model), a model name, or None. A plain
+#: tuple on purpose: a NamedTuple costs the caller's thread 2-3 times a tuple literal.
+Record: TypeAlias = tuple[
+    CallSpec, Any, float, float, Any, BaseException | None, float | None, CallDetails | None, int
+]
 
-    Build it with :func:`finished` (or ``tuple.__new__(Record, ...)`` on a hot path): the
-    generated keyword ``__new__`` costs the caller several times a plain tuple.
-    """
-
-    spec: CallSpec
-    #: The wrapped call's keyword arguments (their "model" names the model), a model name, or None.
-    model: Any
-    t0: float
-    t1: float
-    result: Any
-    exc: BaseException | None
-    ttft: float | None
-    details: CallDetails | None
-    thread: int
-
-
-_new_record = tuple.__new__
 _ident = threading.get_ident
 
 
@@ -95,7 +83,7 @@ def finished(
     details: CallDetails | None = None,
 ) -> Record:
     """Return the record of a call that ran from ``t0`` to ``t1`` on the current thread."""
-    return _new_record(Record, (spec, model, t0, t1, result, exc, ttft, details, _ident()))
+    return (spec, model, t0, t1, result, exc, ttft, details, _ident())
 
 
 @dataclass(slots=True)
@@ -249,10 +237,10 @@ class Recorder:
     def process(self, record: Record) -> CallEvent | None:
         """Count one record; return its call event if it is kept, else None."""
         measured = self.measure(record)
-        details = record.details
+        _spec, _model, t0, t1, _result, _exc, _ttft, details, _thread = record
         if details is None or details.counted:
             self._count(measured)
-        reason, rate = self.keep(measured, record.t1 - record.t0)
+        reason, rate = self.keep(measured, t1 - t0)
         if reason is None:
             return None
         self.stats.profiled_calls += 1
@@ -267,14 +255,13 @@ class Recorder:
 
     def measure(self, record: Record) -> Measured:
         """Read model, usage and cost from a record (processing time waits for the event)."""
-        spec, result, exc, details = record.spec, record.result, record.exc, record.details
-        model = _model_arg(record.model)
+        spec, model_arg, t0, t1, result, exc, _ttft, details, _thread = record
+        model = _model_arg(model_arg)
         if details is not None:
             model = details.model or model
         model = model or extract_model(result) or spec.model or "unknown"
         usage = self._usage(result, details)
-        latency = record.t1 - record.t0
-        cost = self._cost(spec.backend, model, usage, latency) if self._cost_on else None
+        cost = self._cost(spec.backend, model, usage, t1 - t0) if self._cost_on else None
         m = Measured(
             backend=spec.backend,
             model=model,
@@ -339,12 +326,12 @@ class Recorder:
 
     def build_event(self, record: Record, m: Measured, reason: str, rate: float) -> CallEvent:
         """Return the call event of a kept record."""
-        details = record.details
-        latency = record.t1 - record.t0
-        start = self.wall(record.t0)
+        spec, _model, t0, t1, result, _exc, ttft, details, thread = record
+        latency = t1 - t0
+        start = self.wall(t0)
         processing = None
         if self._settings.track_network:
-            processing = m.processing_time or extract_processing_time(record.result)
+            processing = m.processing_time or extract_processing_time(result)
         network = max(latency - processing, 0.0) if processing is not None else None
         prompt = details.prompt if details is not None else None
         u = m.usage
@@ -362,10 +349,10 @@ class Recorder:
             reason=reason,  # type: ignore[arg-type]
             session_id=m.session,
             tenant=m.tenant,
-            thread_name=self._thread_name(record.thread),
+            thread_name=self._thread_name(thread),
             network_latency=network,
             processing_time=processing,
-            ttft=record.ttft,
+            ttft=ttft,
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
             cache_read_tokens=u.cache_read_tokens,
@@ -378,10 +365,10 @@ class Recorder:
             circuit_breaker_triggered=m.breaker_triggered,
             circuit_breaker_state=m.breaker_state,
             memory_peak_bytes=details.memory_peak_bytes if details is not None else None,
-            streaming=record.ttft is not None or bool(details and details.streaming),
+            streaming=ttft is not None or bool(details and details.streaming),
             prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16] if prompt else None,
             prompt_chars=len(prompt) if prompt else None,
-            tags=record.spec.tags,
+            tags=spec.tags,
         )
 
     def _thread_name(self, ident: int) -> str:

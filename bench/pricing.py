@@ -11,6 +11,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from genai_prices import Usage, calc_price
 
@@ -61,7 +62,7 @@ def bench_calc_price(repeat: int) -> float:
 
 def bench_cached_cost(repeat: int) -> float:
     """µs per CostCalculator.cost call on the same models, cache already warm."""
-    calc = CostCalculator()
+    calc = CostCalculator(at=datetime.now(tz=UTC))
     i, o, cr, cw, r = TOKENS
     for backend, model, _ in MODELS:
         if calc.cost(backend, model) is None:

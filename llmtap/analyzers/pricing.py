@@ -1,7 +1,9 @@
 """Prices one LLM call in USD: rates are compiled once per (backend, model), then it is arithmetic.
 
-Rates come from the genai-prices catalogue (resolved with its own model matching), or from a
-JSON override file, which wins over the catalogue.
+Rates come from the genai-prices catalogue (resolved with its own model matching), or from
+override rates, which win over the catalogue. This module does no I/O and reads no clock: the
+override file's bytes and the pricing instant are passed in (:mod:`llmtap.producers.prices`
+reads them).
 
 Token semantics (OpenAI style, the same as genai-prices' ``Usage``, so the result equals
 ``genai_prices.calc_price(...).total_price``):
@@ -21,8 +23,8 @@ Token semantics (OpenAI style, the same as genai-prices' ``Usage``, so the resul
   tiers, subscriptions) costs 0.
 
 Prices that depend on the request time (a new price from a start date, or deepseek's
-time-of-day discount) are read once, at the instant given as ``at`` (default: when the
-calculator is built), and kept for its life: build a new calculator to pick up a price change.
+time-of-day discount) are read once, at the instant given as ``at``, and kept for the
+calculator's life: build a new calculator to pick up a price change.
 """
 
 from __future__ import annotations
@@ -32,16 +34,17 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
 import genai_prices
 from genai_prices import data_snapshot
+from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
-__all__ = ["CostCalculator", "PricingError", "Rates"]
+__all__ = ["CostCalculator", "Overrides", "PricingError", "Rates", "parse_overrides"]
 
 #: Entries kept in the per-calculator cache; beyond it lookups are compiled but not stored, so a
 #: stream of made-up model names cannot grow memory without bound.
@@ -137,8 +140,17 @@ class Rates:
         return usd if usd > 0.0 else 0.0  # also turns NaN into 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Override rates keyed by canonical (backend, model), and a digest of the bytes they came
+    from (it goes into the pricing version). Build it with :func:`parse_overrides`."""
+
+    rates: Mapping[tuple[str, str], Rates] = field(default_factory=dict)
+    digest: str = ""
+
+
 class CostCalculator:
-    """Prices LLM calls from the genai-prices catalogue plus an optional JSON override file.
+    """Prices LLM calls from the genai-prices catalogue plus optional override rates.
 
     Backends: ``openai``, ``anthropic``; ``azure``/``azure_openai`` (Azure, then OpenAI);
     ``bedrock``/``aws`` (a Bedrock id genai-prices does not match is retried without its ARN
@@ -147,35 +159,32 @@ class CostCalculator:
     (0 per token, or ``ollama_usd_per_hour`` times the call's duration). Any other backend is
     tried as a genai-prices provider id, then by genai-prices' guess from the model name.
 
-    Override file: a JSON object keyed ``"backend/model"`` (case-insensitive) whose values hold
-    any of ``input_per_mtok``, ``output_per_mtok``, ``cache_read_per_mtok``,
-    ``cache_write_per_mtok`` (both default to the input rate) and ``per_hour``. Overrides win.
-
-    ``at`` fixes the instant whose catalogue prices are used (default: now). The lookup cache
-    is a plain dict, so one calculator can be shared between threads (a race compiles twice).
-    Raises :class:`PricingError` at construction when the override file is bad, and
-    ``ValueError`` for a negative or non-finite ``ollama_usd_per_hour``.
+    ``overrides`` (see :func:`parse_overrides`) win over the catalogue. ``at`` fixes the
+    instant whose catalogue prices are used. ``catalogue`` is the genai-prices data (default:
+    the snapshot genai-prices holds in memory, bundled or auto-updated). The lookup cache is a
+    plain dict, so one calculator can be shared between threads (a race compiles twice).
+    Raises ``ValueError`` for a negative or non-finite ``ollama_usd_per_hour``.
     """
 
     def __init__(
         self,
-        overrides_path: str | None = None,
+        overrides: Overrides | None = None,
         ollama_usd_per_hour: float = 0.0,
         *,
-        at: datetime | None = None,
+        at: datetime,
+        catalogue: DataSnapshot | None = None,
     ) -> None:
-        self._snapshot = data_snapshot.get_snapshot()
-        self._at = at if at is not None else datetime.now(tz=UTC)
+        self._snapshot = catalogue if catalogue is not None else data_snapshot.get_snapshot()
+        self._at = at
         self._ollama = Rates(per_hour=_check_rate(ollama_usd_per_hour, "ollama_usd_per_hour"))
         self._cache: dict[tuple[str, str], Rates | None] = {}
-        self._overrides: dict[tuple[str, str], Rates] = {}
+        self._overrides: Mapping[tuple[str, str], Rates] = {}
         self.version = f"genai-prices-{genai_prices.__version__}"
         if self._snapshot.from_auto_update:
             self.version += f"+update-{self._snapshot.timestamp:%Y%m%dT%H%M%S}"
-        if overrides_path is not None:
-            raw = _read_file(overrides_path)
-            self._overrides = _parse_overrides(overrides_path, raw)
-            self.version += f"+overrides-{hashlib.sha256(raw).hexdigest()[:12]}"
+        if overrides is not None:
+            self._overrides = overrides.rates
+            self.version += f"+overrides-{overrides.digest}"
 
     def cost(
         self,
@@ -350,16 +359,19 @@ def _rate_at(price: Decimal | TieredPrices | None, threshold: int | None, defaul
     return float(chosen)
 
 
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise PricingError(f"pricing overrides {path}: cannot read: {exc.strerror}") from exc
+def parse_overrides(path: str, raw: bytes) -> Overrides:
+    """Return the override rates in ``raw``, the bytes of the override file ``path``.
+
+    The file is a JSON object keyed ``"backend/model"`` (case-insensitive) whose values hold
+    any of ``input_per_mtok``, ``output_per_mtok``, ``cache_read_per_mtok``,
+    ``cache_write_per_mtok`` (both default to the input rate) and ``per_hour``. Raises
+    :class:`PricingError` naming ``path``, the entry at fault and the reason.
+    """
+    rates = _parse_document(path, raw)
+    return Overrides(rates, hashlib.sha256(raw).hexdigest()[:12])
 
 
-def _parse_overrides(path: str, raw: bytes) -> dict[tuple[str, str], Rates]:
-    """Parse an override file's bytes; raise :class:`PricingError` naming the entry at fault."""
+def _parse_document(path: str, raw: bytes) -> dict[tuple[str, str], Rates]:
     try:
         document = json.loads(
             raw, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates

@@ -20,7 +20,8 @@ import redis
 
 from llmtap import keys
 from llmtap.analyzers.rules import Rule, parse_duration
-from llmtap.settings import Settings, SettingsError
+from llmtap.cli import common
+from llmtap.settings import SettingsError
 
 
 def create_silence(
@@ -100,37 +101,25 @@ def add_parsers(subparsers: Any) -> None:
     rules = actions.add_parser("rules", help="check LLMTAP_ALERT_RULES and list the rules")
     rules.set_defaults(func=_rules)
     listing = actions.add_parser("list", help="pending and firing alerts")
-    _url(listing).set_defaults(func=_list)
+    common.add_url(listing).set_defaults(func=_list)
     show = actions.add_parser("show", help="one alert's state and last notification")
     show.add_argument("fingerprint")
-    _url(show).set_defaults(func=_show)
+    common.add_url(show).set_defaults(func=_show)
     silence = actions.add_parser("silence", help="silence alerts whose labels match")
     silence.add_argument("-m", "--match", action="append", required=True, metavar="LABEL=VALUE")
     silence.add_argument("--for", dest="duration", default="2h", help="e.g. 30m, 2h, 1d")
     silence.add_argument("--comment", default="")
     silence.add_argument("--by", default="", help="who created it")
-    _url(silence).set_defaults(func=_silence)
+    common.add_url(silence).set_defaults(func=_silence)
     silences = actions.add_parser("silences", help="list the silences in force")
-    _url(silences).set_defaults(func=_silences)
+    common.add_url(silences).set_defaults(func=_silences)
     expire = actions.add_parser("expire", help="end a silence now")
     expire.add_argument("silence_id")
-    _url(expire).set_defaults(func=_expire)
-
-
-def _url(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--url", help="Redis URL (default: LLMTAP_REDIS_URL)")
-    return parser
+    common.add_url(expire).set_defaults(func=_expire)
 
 
 def _client(args: argparse.Namespace) -> redis.Redis:
-    url = args.url or Settings.from_env().redis_url
-    if not url:
-        raise SettingsError("LLMTAP_REDIS_URL: required (or --url)")
-    return redis.Redis.from_url(url)
-
-
-def _print(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+    return common.connect(common.required_url(args))
 
 
 def _rules(args: argparse.Namespace) -> int:
@@ -148,7 +137,7 @@ def _rules(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from llmtap.consumers.alerts.rules_file import rules_from_env
 
-    _print(active_alerts(_client(args), rules_from_env()))
+    common.print_json(active_alerts(_client(args), rules_from_env()))
     return 0
 
 
@@ -157,7 +146,7 @@ def _show(args: argparse.Namespace) -> int:
     if not state:
         print(f"llmtap: no alert {args.fingerprint}", file=sys.stderr)
         return 1
-    _print(state)
+    common.print_json(state)
     return 0
 
 
@@ -173,12 +162,12 @@ def _silence(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     doc = create_silence(_client(args), matchers, duration, time.time(), args.comment, args.by)
-    _print(doc)
+    common.print_json(doc)
     return 0
 
 
 def _silences(args: argparse.Namespace) -> int:
-    _print(list_silences(_client(args), time.time()))
+    common.print_json(list_silences(_client(args), time.time()))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The ``llmtap`` command. Each area registers its own subcommands from its own module."""
+"""``llmtap``: profile LLM calls into Redis Streams, run the workers that turn them into cost,
+latency, alerts and reports, and read the numbers back. Each cli module registers its commands."""
 
 from __future__ import annotations
 
@@ -12,18 +13,16 @@ from llmtap.settings import SettingsError
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand registered."""
-    from llmtap.cli import alerts as alerts_cli
-    from llmtap.cli import demo
-    from llmtap.cli import read as report_cli
-    from llmtap.cli import worker as worker_commands
+    from llmtap.cli import alerts, demo, read, report, worker
 
     parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.add_parser(sub)
-    worker_commands.add_parsers(sub)
-    alerts_cli.add_parsers(sub)
-    report_cli.add_parsers(sub)
+    worker.add_parsers(sub)
+    alerts.add_parsers(sub)
+    read.add_parsers(sub)
+    report.add_parsers(sub)
     return parser
 
 

@@ -1,5 +1,5 @@
 """The read-side commands: ``status``, ``dashboard``, ``cost``, ``latency``, ``session``,
-``insights``, ``configure``, ``reset`` and ``report``, thin shells over :mod:`llmtap.read.tools`.
+``insights``, ``configure`` and ``reset``, thin shells over :mod:`llmtap.read.tools`.
 
 Every command prints a rich table for people or, with ``--json``, one JSON object for scripts.
 The server is ``--url``, else ``LLMTAP_REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
@@ -8,91 +8,47 @@ The server is ``--url``, else ``LLMTAP_REDIS_URL``, else ``redis://127.0.0.1:637
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import re
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 
-from llmtap.analyzers import report
+from llmtap.cli import common
 from llmtap.read import tools
-from llmtap.read.report import get_report_data
 from llmtap.read.window import iso
-from llmtap.settings import LEVELS, RUNTIME_ATTRS, Settings
-
-DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
-_DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
-_UNIT_S: Final = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-Handler = Callable[[redis.Redis, argparse.Namespace], Any]
-
-
-def parse_time(raw: str, now: float) -> float:
-    """Return Unix seconds for ``raw``: a duration back from ``now`` (``90m``, ``24h``, ``7d``,
-    ``2w``), an ISO date or time (UTC unless it says otherwise) or Unix seconds.
-
-    Raises ValueError naming the accepted forms.
-    """
-    value = raw.strip()
-    match = _DURATION.match(value)
-    if match:
-        return now - float(match.group(1)) * _UNIT_S[match.group(2)]
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{raw!r}: expected a duration (90m, 24h, 7d, 2w), an ISO date/time or Unix seconds"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+from llmtap.settings import LEVELS, RUNTIME_ATTRS
 
 
 def add_parsers(subparsers: Any) -> None:
     """Register the read-side commands on the ``llmtap`` parser."""
-    _command(
-        subparsers, "status", "profiling settings, exact call counts, pipeline health", _status
-    )
-    dash = _command(subparsers, "dashboard", "refreshing terminal dashboard", _dashboard)
-    _hours(dash, 24)
+
+    def command(name: str, summary: str, handler: common.Handler) -> Any:
+        return common.add_command(subparsers, name, summary, handler)
+
+    command("status", "profiling settings, exact call counts, pipeline health", _status)
+    dash = _hours(command("dashboard", "refreshing terminal dashboard", _dashboard), 24)
     dash.add_argument("--refresh", type=float, default=5.0, help="seconds between refreshes")
     dash.add_argument("--once", action="store_true", help="draw once and exit")
-    cost = _command(subparsers, "cost", "cost by backend, model, session; burn rate", _cost)
-    _hours(cost, 24)
+    cost = _hours(command("cost", "cost by backend, model, session; burn rate", _cost), 24)
     cost.add_argument("--budget", type=float, help="monthly budget (USD) for the projection")
-    _hours(_command(subparsers, "latency", "percentiles, throughput, error rates", _latency), 24)
-    session = _command(subparsers, "session", "one session's summary and timeline", _session)
+    _hours(command("latency", "percentiles, throughput, error rates", _latency), 24)
+    session = command("session", "one session's summary and timeline", _session)
     session.add_argument("session_id", metavar="ID")
     session.add_argument("--limit", type=int, default=50, help="newest timeline events shown")
-    _hours(_command(subparsers, "insights", "optimization recommendations", _insights), 168)
-    _add_configure(subparsers)
-    reset = _command(subparsers, "reset", "delete llmtap's metrics (needs --yes)", _reset)
+    _hours(command("insights", "optimization recommendations", _insights), 168)
+    _add_configure(command("configure", "change every running producer's settings", _configure))
+    reset = command("reset", "delete llmtap's metrics (needs --yes)", _reset)
     reset.add_argument("--yes", action="store_true", help="really delete")
-    _add_report(subparsers)
 
 
-def _command(subparsers: Any, name: str, summary: str, handler: Handler) -> Any:
-    parser = subparsers.add_parser(name, help=summary, description=summary)
-    parser.add_argument("--url", help="Redis URL (default: LLMTAP_REDIS_URL)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=lambda args: _run(handler, args))
+def _hours(parser: argparse.ArgumentParser, default: float) -> argparse.ArgumentParser:
+    parser.add_argument("--hours", type=float, default=default, help=f"window (default {default})")
     return parser
 
 
-def _hours(parser: argparse.ArgumentParser, default: float) -> None:
-    parser.add_argument("--hours", type=float, default=default, help=f"window (default {default})")
-
-
-def _add_configure(subparsers: Any) -> None:
-    parser = _command(
-        subparsers, "configure", "change every running producer's settings", _configure
-    )
+def _add_configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enabled", choices=("true", "false"))
     parser.add_argument("--level", choices=LEVELS)
     parser.add_argument("--sampling-rate", type=float)
@@ -100,34 +56,6 @@ def _add_configure(subparsers: Any) -> None:
         parser.add_argument(f"--track-{name}", choices=("true", "false"))
     parser.add_argument("--slow-call-s", type=float)
     parser.add_argument("--expensive-call-usd", type=float)
-
-
-def _add_report(subparsers: Any) -> None:
-    parser = _command(subparsers, "report", "write a report for a period", _report)
-    parser.add_argument("--since", default="24h", help="start: 24h, 7d, ISO time, Unix s")
-    parser.add_argument("--until", help="end (default: now)")
-    parser.add_argument("--format", choices=report.FORMATS, default="md")
-    parser.add_argument("--out", help="file to write (default: standard output)")
-
-
-def _run(handler: Handler, args: argparse.Namespace) -> int:
-    url = args.url or Settings.from_env().redis_url or DEFAULT_URL
-    client = redis.Redis.from_url(url)
-    try:
-        result = handler(client, args)
-    except redis.ConnectionError as exc:
-        print(f"llmtap: cannot reach Redis: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"llmtap: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        client.close()
-    if result is None:
-        return 0
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
-    return 0
 
 
 # --- handlers: each returns the JSON-ready result, printing tables unless --json ------------
@@ -146,9 +74,9 @@ def _status(client: redis.Redis, args: argparse.Namespace) -> Any:
             ["DLQ length", got["pipeline"]["dlq_length"]],
             ["live workers", got["pipeline"]["workers_seen"]],
         ]
-        _table("llmtap status", ["", "value"], rows)
+        common.table("llmtap status", ["", "value"], rows)
         workers = got["pipeline"]["workers"]
-        _table(
+        common.table(
             "workers",
             ["worker", "lag", "pending", "live"],
             [[w, v.get("lag"), v.get("pending"), v["live_consumers"]] for w, v in workers.items()],
@@ -161,10 +89,10 @@ def _cost(client: redis.Redis, args: argparse.Namespace) -> Any:
     if not args.json:
         for title in ("cost_by_backend", "cost_by_model", "cost_by_session"):
             rows = [[k, v["cost_usd"], v["calls"], v["errors"]] for k, v in got[title].items()]
-            _table(title.replace("_", " "), ["", "USD", "calls", "errors"], rows[:20])
-        _table("burn rate", ["", "value"], [[k, v] for k, v in got["burn_rate"].items()])
+            common.table(title.replace("_", " "), ["", "USD", "calls", "errors"], rows[:20])
+        common.table("burn rate", ["", "value"], [[k, v] for k, v in got["burn_rate"].items()])
         top = got["most_expensive_operations"]
-        _table(
+        common.table(
             "most expensive calls",
             ["call", "model", "USD", "session"],
             [[o["call_id"], o["model"], o["cost_usd"], o["session"]] for o in top],
@@ -175,7 +103,7 @@ def _cost(client: redis.Redis, args: argparse.Namespace) -> Any:
 def _latency(client: redis.Redis, args: argparse.Namespace) -> Any:
     got = tools.get_performance_analysis(client, args.hours)
     if not args.json:
-        _table(
+        common.table(
             "latency (s)",
             ["backend", "model", "calls", "p50", "p95", "p99"],
             [
@@ -184,13 +112,15 @@ def _latency(client: redis.Redis, args: argparse.Namespace) -> Any:
             ],
         )
         errors = got["error_rates"]["by_model"]
-        _table(
+        common.table(
             "error rates",
             ["model", "calls", "errors", "rate"],
             [[m, r["calls"], r["errors"], r["error_rate"]] for m, r in errors.items()],
         )
         flow = got["throughput"]
-        _table("throughput", ["", "value"], [[k, v] for k, v in flow.items() if k != "by_model"])
+        common.table(
+            "throughput", ["", "value"], [[k, v] for k, v in flow.items() if k != "by_model"]
+        )
     return got
 
 
@@ -199,10 +129,10 @@ def _session(client: redis.Redis, args: argparse.Namespace) -> Any:
     if not got["found"]:
         print(f"llmtap: no data for session {args.session_id!r}", file=sys.stderr)
     if not args.json:
-        _table(
+        common.table(
             f"session {args.session_id}", ["", "value"], [[k, v] for k, v in got["summary"].items()]
         )
-        _table(
+        common.table(
             "timeline",
             ["time", "thread", "backend", "model", "USD", "latency s"],
             [
@@ -223,7 +153,7 @@ def _session(client: redis.Redis, args: argparse.Namespace) -> Any:
 def _insights(client: redis.Redis, args: argparse.Namespace) -> Any:
     got = tools.get_optimization_insights(client, args.hours)
     if not args.json:
-        _table(
+        common.table(
             "recommendations",
             ["priority", "category", "recommendation", "improvement"],
             [
@@ -231,7 +161,7 @@ def _insights(client: redis.Redis, args: argparse.Namespace) -> Any:
                 for i in got["recommendations"]
             ],
         )
-        _table(
+        common.table(
             "anomalies",
             ["series", "value", "baseline", "score"],
             [[a["series"], a["value"], a["baseline_median"], a["score"]] for a in got["anomalies"]],
@@ -247,7 +177,7 @@ def _configure(client: redis.Redis, args: argparse.Namespace) -> Any:
     }
     got = tools.configure_profiling_settings(client, **changes)
     if not args.json:
-        _table("effective runtime settings", ["", "value"], [[k, v] for k, v in got.items()])
+        common.table("effective runtime settings", ["", "value"], [[k, v] for k, v in got.items()])
     return got
 
 
@@ -256,22 +186,8 @@ def _reset(client: redis.Redis, args: argparse.Namespace) -> Any:
     if not args.json:
         verb = "deleted" if args.yes else "would delete (run again with --yes)"
         print(f"llmtap reset: {verb} {got['keys']} keys; streams emptied: {got['streams']}")
-        _table("keys by kind", ["kind", "keys"], [[k, v] for k, v in got["by_kind"].items()])
+        common.table("keys by kind", ["kind", "keys"], [[k, v] for k, v in got["by_kind"].items()])
     return got
-
-
-def _report(client: redis.Redis, args: argparse.Namespace) -> Any:
-    now = time.time()
-    until = parse_time(args.until, now) if args.until else now
-    since = parse_time(args.since, until)
-    model = get_report_data(client, since, until)
-    content = report.render(model, args.format)
-    if args.out:
-        Path(args.out).write_text(content, encoding="utf-8")
-        print(f"llmtap: wrote {args.format} report to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(content)
-    return None
 
 
 def _dashboard(client: redis.Redis, args: argparse.Namespace) -> Any:
@@ -279,7 +195,7 @@ def _dashboard(client: redis.Redis, args: argparse.Namespace) -> Any:
     if args.json or args.once:
         got = cached.get_performance_dashboard(args.hours)
         if not args.json:
-            _print(_dashboard_view(got))
+            common.show(_dashboard_view(got))
         return got
     from rich.live import Live
 
@@ -298,53 +214,21 @@ def _dashboard_view(dash: Mapping[str, Any]) -> Any:
     meta = dash["dashboard_metadata"]
     title = f"llmtap - last {meta['timeframe_hours']} h at {meta['generated_at']}"
     panels = [
-        _rich_table(
+        common.rich_table(
             name, ["", "value"], [[k, v] for k, v in dash[name].items() if not isinstance(v, dict)]
         )
         for name in ("cost_analysis", "performance", "efficiency")
     ]
     by_model = dash["cost_analysis"]["cost_by_model"]
     panels.append(
-        _rich_table("cost by model", ["model", "USD"], [[m, v] for m, v in by_model.items()])
+        common.rich_table("cost by model", ["model", "USD"], [[m, v] for m, v in by_model.items()])
     )
     firing = dash["alerts"]["firing"]
     panels.append(
-        _rich_table(
+        common.rich_table(
             "firing alerts",
             ["rule", "since"],
             [[a.get("rule"), a.get("starts_at")] for a in firing],
         )
     )
     return Columns(panels, title=title)
-
-
-# --- output ---------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def _rich_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for name in header:
-        table.add_column(name)
-    for row in rows:
-        table.add_row(*(_cell(v) for v in row))
-    return table
-
-
-def _print(renderable: Any) -> None:
-    from rich.console import Console
-
-    Console().print(renderable)
-
-
-def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    _print(_rich_table(title, header, rows))

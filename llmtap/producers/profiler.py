@@ -22,8 +22,16 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast, overload
 
 from llmtap.analyzers.pricing import CostCalculator
+from llmtap.producers.prices import load_pricing
 from llmtap.producers.publisher import Publisher, connect
-from llmtap.producers.recorder import CallDetails, CallSpec, Recorder, new_producer_id
+from llmtap.producers.recorder import (
+    CallDetails,
+    CallSpec,
+    Record,
+    Recorder,
+    finished,
+    new_producer_id,
+)
 from llmtap.producers.usage import Usage, extract_usage
 from llmtap.settings import Settings
 
@@ -55,7 +63,7 @@ class Profiler:
         self._pricing = pricing
         self.producer_id = self.settings.producer_id or new_producer_id()
         self._publisher: Publisher | None = None
-        self._records: deque[tuple[Any, ...]] | None = None
+        self._records: deque[Record] | None = None
         self._closed: Publisher | None = None
         self._start_lock = threading.Lock()
         self._apply(self.settings)
@@ -67,9 +75,7 @@ class Profiler:
         with self._start_lock:
             if self._publisher is not None:
                 return self
-            pricing = self._pricing or CostCalculator(
-                self.settings.prices_file, self.settings.ollama_usd_per_hour
-            )
+            pricing = self._pricing or load_pricing(self.settings)
             recorder = Recorder(
                 self.settings, pricing, self.producer_id, (time.time(), _perf()), random.random
             )
@@ -107,7 +113,7 @@ class Profiler:
 
     # -- the hot path ------------------------------------------------------------------------
 
-    def submit(self, record: tuple[Any, ...]) -> None:
+    def submit(self, record: Record) -> None:
         """Queue a call record; on a full queue, count it on this thread instead."""
         records = self._records
         if records is None:
@@ -240,12 +246,13 @@ def _sync_wrapper(
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            submit((spec, kwargs, t0, perf(), None, exc, None, None, ident()))
+            submit(finished(spec, kwargs, t0, perf(), None, exc))
             raise
         if gen or (type(result) not in _PLAIN and _is_stream(result)):
             return wrap_stream(result, p, spec, kwargs.get("model"), t0)
-        record = (spec, kwargs, t0, perf(), result, None, None, None, ident())
-        records = p._records  # the hot path of Profiler.submit, inlined
+        # finished() and Profiler.submit, inlined: this is the hot path.
+        record: Record = (spec, kwargs, t0, perf(), result, None, None, None, ident())
+        records = p._records
         if records is not None and len(records) < p._queue_cap:
             records.append(record)
         else:
@@ -256,7 +263,7 @@ def _sync_wrapper(
 
 
 def _async_wrapper(fn: Callable[..., Any], p: Profiler, spec: CallSpec) -> Callable[..., Any]:
-    perf, ident, submit = _perf, _ident, p.submit
+    perf, submit = _perf, p.submit
 
     @functools.wraps(fn)
     async def profiled(*args: Any, **kwargs: Any) -> Any:
@@ -266,11 +273,11 @@ def _async_wrapper(fn: Callable[..., Any], p: Profiler, spec: CallSpec) -> Calla
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            submit((spec, kwargs, t0, perf(), None, exc, None, None, ident()))
+            submit(finished(spec, kwargs, t0, perf(), None, exc))
             raise
         if type(result) not in _PLAIN and _is_stream(result):
             return wrap_stream(result, p, spec, kwargs.get("model"), t0)
-        submit((spec, kwargs, t0, perf(), result, None, None, None, ident()))
+        submit(finished(spec, kwargs, t0, perf(), result))
         return result
 
     return profiled
@@ -293,13 +300,13 @@ def _call_detailed(
     except BaseException as exc:
         t1 = _perf()
         details.memory_peak_bytes = _memory_peak()
-        p.submit((spec, kwargs, t0, t1, None, exc, None, details, _ident()))
+        p.submit(finished(spec, kwargs, t0, t1, None, exc, details=details))
         raise
     t1 = _perf()
     details.memory_peak_bytes = _memory_peak()
     if gen or _is_stream(result):
         return wrap_stream(result, p, spec, kwargs.get("model"), t0)
-    p.submit((spec, kwargs, t0, t1, result, None, None, details, _ident()))
+    p.submit(finished(spec, kwargs, t0, t1, result, details=details))
     return result
 
 
@@ -359,7 +366,7 @@ class _StreamState:
         self.done = True
         details = CallDetails(usage=self.usage, streaming=True)
         self.profiler.submit(
-            (self.spec, self.model, self.t0, _perf(), None, exc, self.ttft, details, _ident())
+            finished(self.spec, self.model, self.t0, _perf(), None, exc, self.ttft, details)
         )
 
 
@@ -575,9 +582,8 @@ class Call:
         if p.trace_memory:
             self.details.memory_peak_bytes = _memory_peak()
         p.submit(
-            (self._spec, None, self._t0, t1, self._response, exc, self._ttft, self.details,
-             _ident())
-        )  # fmt: skip
+            finished(self._spec, None, self._t0, t1, self._response, exc, self._ttft, self.details)
+        )
 
     async def __aenter__(self) -> Call:
         return self.__enter__()

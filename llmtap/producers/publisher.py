@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from llmtap import events, keys
 from llmtap.events import RollupEvent
-from llmtap.producers.recorder import Recorder
+from llmtap.producers.recorder import Record, Recorder
 from llmtap.retry import RetryPolicy, backoff
 from llmtap.settings import Settings, SettingsError, redact_url
 
@@ -61,7 +61,7 @@ class Publisher:
         redis_url: str = "",
     ) -> None:
         self.recorder = recorder
-        self.records: deque[tuple[Any, ...]] = deque()
+        self.records: deque[Record] = deque()
         self.outbox: deque[bytes] = deque()  # encoded call events
         self._base_settings = base_settings
         self._client_factory = client_factory
@@ -82,7 +82,7 @@ class Publisher:
 
     # -- caller side -------------------------------------------------------------------------
 
-    def overflow(self, record: tuple[Any, ...]) -> None:
+    def overflow(self, record: Record) -> None:
         """Process a record on the caller's thread when the queue is full (counts stay exact)."""
         rec = self.recorder
         with rec.lock:

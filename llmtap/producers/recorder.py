@@ -16,17 +16,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from llmtap.analyzers.pricing import CostCalculator
 from llmtap.events import VERSION, CallEvent, ProducerStats, RollupEvent, RollupRow
 from llmtap.producers.usage import Usage, extract_model, extract_processing_time, extract_usage
 from llmtap.settings import Settings
-
-# Positions in a record tuple, built on the caller's thread by the wrappers in profiler.py:
-# (spec, kwargs-or-model, t0, t1, result, exc, ttft, call, thread_ident). The second slot holds
-# the wrapped call's keyword arguments (their "model" names the model) or a model name.
-SPEC, MODEL, T0, T1, RESULT, EXC, TTFT, CALL, THREAD = range(9)
 
 NANO: float = 1e9
 
@@ -64,6 +59,31 @@ class CallDetails:
     # False for a marker that is not a call (a breaker state change): it becomes an event but
     # is left out of the rollup counters and costs nothing.
     counted: bool = True
+
+
+#: One finished call as the caller's thread stamps it, built by :func:`finished`:
+#: (spec, model, t0, t1, result, exc, ttft, details, thread ident). ``model`` holds the wrapped
+#: call's keyword arguments (their "model" names the model), a model name, or None. A plain
+#: tuple on purpose: a NamedTuple costs the caller's thread 2-3 times a tuple literal.
+Record: TypeAlias = tuple[
+    CallSpec, Any, float, float, Any, BaseException | None, float | None, CallDetails | None, int
+]
+
+_ident = threading.get_ident
+
+
+def finished(
+    spec: CallSpec,
+    model: Any,
+    t0: float,
+    t1: float,
+    result: Any = None,
+    exc: BaseException | None = None,
+    ttft: float | None = None,
+    details: CallDetails | None = None,
+) -> Record:
+    """Return the record of a call that ran from ``t0`` to ``t1`` on the current thread."""
+    return (spec, model, t0, t1, result, exc, ttft, details, _ident())
 
 
 @dataclass(slots=True)
@@ -214,13 +234,13 @@ class Recorder:
         )
         self._cost_on = self._tokens_on and settings.track_costs
 
-    def process(self, record: tuple[Any, ...]) -> CallEvent | None:
+    def process(self, record: Record) -> CallEvent | None:
         """Count one record; return its call event if it is kept, else None."""
         measured = self.measure(record)
-        details: CallDetails | None = record[CALL]
+        _spec, _model, t0, t1, _result, _exc, _ttft, details, _thread = record
         if details is None or details.counted:
             self._count(measured)
-        reason, rate = self.keep(measured, record[T1] - record[T0])
+        reason, rate = self.keep(measured, t1 - t0)
         if reason is None:
             return None
         self.stats.profiled_calls += 1
@@ -233,7 +253,7 @@ class Recorder:
             stats.unpriced_calls += 1
         self.counters.add(measured)
 
-    def measure(self, record: tuple[Any, ...]) -> Measured:
+    def measure(self, record: Record) -> Measured:
         """Read model, usage and cost from a record (processing time waits for the event)."""
         spec, model_arg, t0, t1, result, exc, _ttft, details, _thread = record
         model = _model_arg(model_arg)
@@ -243,10 +263,20 @@ class Recorder:
         usage = self._usage(result, details)
         cost = self._cost(spec.backend, model, usage, t1 - t0) if self._cost_on else None
         m = Measured(
-            spec.backend, model, spec.session, spec.tenant, usage, cost, None, exc is None,
-            None if exc is None else type(exc).__name__, spec.retry_count, spec.breaker_state,
-            spec.breaker_triggered, self._cost_on,
-        )  # fmt: skip
+            backend=spec.backend,
+            model=model,
+            session=spec.session,
+            tenant=spec.tenant,
+            usage=usage,
+            cost=cost,
+            processing_time=None,
+            success=exc is None,
+            error_type=None if exc is None else type(exc).__name__,
+            retry_count=spec.retry_count,
+            breaker_state=spec.breaker_state,
+            breaker_triggered=spec.breaker_triggered,
+            cost_tracked=self._cost_on,
+        )
         if details is not None:
             _apply_details(m, details)
         return m
@@ -294,17 +324,14 @@ class Recorder:
             return "sampled", rate
         return None, rate
 
-    def build_event(
-        self, record: tuple[Any, ...], m: Measured, reason: str, rate: float
-    ) -> CallEvent:
+    def build_event(self, record: Record, m: Measured, reason: str, rate: float) -> CallEvent:
         """Return the call event of a kept record."""
-        details: CallDetails | None = record[CALL]
-        t0, t1 = record[T0], record[T1]
+        spec, _model, t0, t1, result, _exc, ttft, details, thread = record
         latency = t1 - t0
         start = self.wall(t0)
         processing = None
         if self._settings.track_network:
-            processing = m.processing_time or extract_processing_time(record[RESULT])
+            processing = m.processing_time or extract_processing_time(result)
         network = max(latency - processing, 0.0) if processing is not None else None
         prompt = details.prompt if details is not None else None
         u = m.usage
@@ -322,10 +349,10 @@ class Recorder:
             reason=reason,  # type: ignore[arg-type]
             session_id=m.session,
             tenant=m.tenant,
-            thread_name=self._thread_name(record[THREAD]),
+            thread_name=self._thread_name(thread),
             network_latency=network,
             processing_time=processing,
-            ttft=record[TTFT],
+            ttft=ttft,
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
             cache_read_tokens=u.cache_read_tokens,
@@ -338,10 +365,10 @@ class Recorder:
             circuit_breaker_triggered=m.breaker_triggered,
             circuit_breaker_state=m.breaker_state,
             memory_peak_bytes=details.memory_peak_bytes if details is not None else None,
-            streaming=record[TTFT] is not None or bool(details and details.streaming),
+            streaming=ttft is not None or bool(details and details.streaming),
             prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16] if prompt else None,
             prompt_chars=len(prompt) if prompt else None,
-            tags=record[SPEC].tags,
+            tags=spec.tags,
         )
 
     def _thread_name(self, ident: int) -> str:

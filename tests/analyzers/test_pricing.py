@@ -1,21 +1,21 @@
-"""Tests for llmtap.analyzers.pricing: rates against genai-prices, resolution, overrides."""
+"""Tests for llmtap.analyzers.pricing: rates against genai-prices, resolution, overrides.
+
+Reading the override file is tested with its loader, in tests/producers/test_prices.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import genai_prices
 import pytest
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import DataSnapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmtap.analyzers.pricing import CostCalculator, PricingError
+from llmtap.analyzers.pricing import CostCalculator, parse_overrides
 
 #: A fixed instant (inside deepseek's peak window) so time-dependent prices are reproducible.
 AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -96,13 +96,6 @@ def reference(
     )
     result = calc_price(usage, model, provider_id=provider_id, genai_request_timestamp=at)
     return float(result.total_price)
-
-
-def write_overrides(tmp_path: Path, document: Any) -> str:
-    """Write an override file and return its path."""
-    path = tmp_path / "prices.json"
-    path.write_text(document if isinstance(document, str) else json.dumps(document))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +373,6 @@ OVERRIDES = {
     ],
 )
 def test_overrides_win(
-    tmp_path: Path,
     backend: str,
     model: str,
     counts: tuple[int, int, int, int, int],
@@ -388,58 +380,13 @@ def test_overrides_win(
     expected: float,
 ) -> None:
     """Override rates replace the catalogue's; unset cache rates default to the input rate."""
-    calc = CostCalculator(write_overrides(tmp_path, OVERRIDES), at=AT)
+    overrides = parse_overrides("prices.json", json.dumps(OVERRIDES).encode())
+    calc = CostCalculator(overrides, at=AT)
     assert calc.cost(backend, model, *counts, duration_s=duration_s) == pytest.approx(expected)
-
-
-def test_version_names_catalogue_and_overrides(tmp_path: Path) -> None:
-    """The version names the genai-prices release and a hash of the override file."""
-    path = write_overrides(tmp_path, OVERRIDES)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    assert CostCalculator(at=AT).version == f"genai-prices-{genai_prices.__version__}"
-    assert CostCalculator(path, at=AT).version == (
-        f"genai-prices-{genai_prices.__version__}+overrides-{digest}"
-    )
-
-
-@pytest.mark.parametrize(
-    ("document", "fragments"),
-    [
-        ("{not json", ["not valid JSON"]),
-        ('["openai/gpt-4o"]', ["top level must be a JSON object"]),
-        ('{"openai/gpt-4o": {"input_per_mtok": 1}, "openai/gpt-4o": {}}', ["duplicate", "gpt-4o"]),
-        ('{"openai/gpt-4o": {"input_per_mtok": NaN}}', ["NaN is not a number"]),
-        ({"openai/gpt-4o": {"input_per_mtok": 1, "colour": 2}}, ["'openai/gpt-4o'", "'colour'"]),
-        ({"openai/gpt-4o": {"input_per_mtok": -1}}, ["'openai/gpt-4o'", "input_per_mtok", ">= 0"]),
-        ({"mycorp/m": {"output_per_mtok": "3"}}, ["'mycorp/m'", "output_per_mtok", "number"]),
-        ({"mycorp/m": {"per_hour": True}}, ["'mycorp/m'", "per_hour", "number"]),
-        ({"mycorp/m": {"per_hour": 10**400}}, ["'mycorp/m'", "per_hour", "finite"]),
-        ({"mycorp/m": 3.0}, ["'mycorp/m'", "JSON object"]),
-        ({"mycorp/m": {}}, ["'mycorp/m'", "no rates"]),
-        ({"gpt-4o": {"input_per_mtok": 1}}, ["'gpt-4o'", "backend/model"]),
-        ({"OpenAI/GPT-4o": {"input_per_mtok": 1}, "openai/gpt-4o": {}}, ["duplicates"]),
-    ],
-)
-def test_bad_override_file_is_rejected(tmp_path: Path, document: Any, fragments: list[str]) -> None:
-    """A bad override file raises PricingError naming the file, the entry and the reason."""
-    path = write_overrides(tmp_path, document)
-    with pytest.raises(PricingError) as excinfo:
-        CostCalculator(path)
-    message = str(excinfo.value)
-    assert path in message
-    for fragment in fragments:
-        assert fragment in message
-
-
-def test_unreadable_override_file_is_rejected(tmp_path: Path) -> None:
-    """A missing override file raises PricingError naming the path."""
-    path = str(tmp_path / "missing.json")
-    with pytest.raises(PricingError, match="cannot read"):
-        CostCalculator(path)
 
 
 @pytest.mark.parametrize("per_hour", [-1.0, float("nan"), float("inf")])
 def test_bad_ollama_rate_is_rejected(per_hour: float) -> None:
     """A negative or non-finite hourly rate for Ollama is refused at construction."""
     with pytest.raises(ValueError, match="ollama_usd_per_hour"):
-        CostCalculator(ollama_usd_per_hour=per_hour)
+        CostCalculator(ollama_usd_per_hour=per_hour, at=AT)

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from llmtap import cli, keys, notify, webhooks
-from llmtap.cli import read as report_cli
+from llmtap.cli import report as report_cli
 from llmtap.consumers.reports import (
     ReportConfig,
     ReportWorker,

@@ -9,14 +9,13 @@ nothing to the rollup counters. A call an open breaker rejects is a failed call
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from llmtap.producers.integrations.errors import BREAKER_OPEN, error_type
 from llmtap.producers.profiler import Profiler, default_profiler, make_spec
-from llmtap.producers.recorder import CallDetails, CallSpec
+from llmtap.producers.recorder import CallDetails, CallSpec, finished
 
 T = TypeVar("T")
 
@@ -46,8 +45,8 @@ def record_breaker(
         details.error_type = BREAKER_OPEN
         exc = exc or BreakerOpen(f"{spec.backend} circuit breaker is {state}")
     now = time.perf_counter()
-    profiler.submit((spec, spec.model, now, now, None, exc if rejected else None, None, details,
-                     threading.get_ident()))  # fmt: skip
+    exc = exc if rejected else None
+    profiler.submit(finished(spec, spec.model, now, now, None, exc, details=details))
 
 
 def report_breaker(

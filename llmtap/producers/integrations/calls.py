@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from llmtap.producers.integrations.errors import BREAKER_OPEN, error_type
 from llmtap.producers.profiler import Profiler
-from llmtap.producers.recorder import CallDetails, CallSpec
+from llmtap.producers.recorder import CallDetails, CallSpec, finished
 from llmtap.producers.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def record(
     details: CallDetails,
 ) -> None:
     """Submit one finished, non-streamed call (``model`` is the call's kwargs or a name)."""
-    p.submit((spec, model, t0, perf(), result, exc, None, details, _ident()))
+    p.submit(finished(spec, model, t0, perf(), result, exc, details=details))
 
 
 def failure(exc: BaseException, retries: int | None = None) -> CallDetails:
@@ -137,8 +137,9 @@ class Tap:
         t1 = perf()
         if exc is not None:
             self.details.error_type = error_type(exc)
-        record = (self.spec, self.model, self.t0, t1, None, exc, self.ttft, self.details, _ident())
-        self.profiler.submit(record)
+        self.profiler.submit(
+            finished(self.spec, self.model, self.t0, t1, None, exc, self.ttft, self.details)
+        )
 
 
 def tapped(items: Iterator[Any], tap: Tap, feed: bool = True) -> Iterator[Any]:

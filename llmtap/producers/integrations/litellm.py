@@ -9,7 +9,6 @@ and carries the tag ``via=litellm``. Importing this module imports ``litellm``.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Final
 
@@ -17,7 +16,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from llmtap.producers.integrations.errors import error_type
 from llmtap.producers.profiler import Profiler, default_profiler, make_spec
-from llmtap.producers.recorder import CallDetails, CallSpec
+from llmtap.producers.recorder import CallDetails, CallSpec, finished
 
 _PROCESSING_HEADERS: Final = (
     "llm_provider-openai-processing-ms",
@@ -106,9 +105,7 @@ class LlmtapLogger(CustomLogger):
             streaming=bool(payload.get("stream")),
             error_type=error_type(exc) if exc is not None else None,
         )
-        record = (self.spec(provider), None, t0, t1, response, exc, ttft, details,
-                  threading.get_ident())  # fmt: skip
-        p.submit(record)
+        p.submit(finished(self.spec(provider), None, t0, t1, response, exc, ttft, details))
 
 
 def model_name(model: Any, provider: str) -> str | None:

@@ -16,28 +16,13 @@ from llmtap.consumers.notify.model import DeliveryPolicy, Receiver, Sender
 from llmtap.consumers.notify.notifier import Notifier, NotifierOptions
 from llmtap.consumers.notify.senders import build_senders
 from llmtap.retry import RetryPolicy
-
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+from tests.factories import T0, call_event
 
 
 def call(**overrides: Any) -> events.CallEvent:
     """A valid call event at T0 (openai/gpt-4o, 1 s, $0.01) with the given fields changed."""
-    values: dict[str, Any] = {
-        "v": 1,
-        "call_id": "c-1",
-        "producer_id": "p-1",
-        "backend": "openai",
-        "model_name": "gpt-4o",
-        "start_time": T0,
-        "end_time": T0 + 1.0,
-        "latency": 1.0,
-        "success": True,
-        "sample_rate": 1.0,
-        "reason": "sampled",
-        "estimated_cost_usd": 0.01,
-    }
-    values.update(overrides)
-    return events.CallEvent(**values)
+    defaults = {"producer_id": "p-1", "end_time": T0 + 1.0, "estimated_cost_usd": 0.01}
+    return call_event(**{**defaults, **overrides})
 
 
 def step(url: str, items: Sequence[dict[str, Any]]) -> int:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmtap import aggregates, events
+from tests.factories import call_event, rollup_event
 
 names = st.text(min_size=1, max_size=20)
 kinds = st.sampled_from(aggregates.DIMENSION_KINDS)
@@ -179,14 +180,9 @@ def test_call_details_ignore_unknown_subjects() -> None:
 
 
 def _call(**fields: object) -> events.CallEvent:
-    values: dict[str, object] = {
-        "v": 1, "call_id": "c1", "producer_id": "p", "backend": "openai",
-        "model_name": "gpt-4o", "start_time": 10.0, "end_time": 11.5, "latency": 1.5,
-        "success": True, "sample_rate": 1.0, "reason": "sampled", "session_id": "s",
-        "tenant": "t", "estimated_cost_usd": 0.25,
-    }  # fmt: skip
-    values.update(fields)
-    return events.CallEvent(**values)  # type: ignore[arg-type]
+    defaults = {"call_id": "c1", "start_time": 10.0, "end_time": 11.5, "latency": 1.5,
+                "session_id": "s", "tenant": "t", "estimated_cost_usd": 0.25}  # fmt: skip
+    return call_event(**{**defaults, **fields})
 
 
 def test_members_decode_to_the_call_they_describe() -> None:
@@ -207,9 +203,7 @@ def test_producer_statistics_round_trip(values: list[int]) -> None:
         total_calls=values[0], profiled_calls=values[1], dropped_events=values[2],
         unpriced_calls=values[3], bad_runtime_settings=values[4],
     )  # fmt: skip
-    rollup = events.RollupEvent(
-        v=1, producer_id="p", seq=1, window_start=0.0, window_end=5.5, rows=[], stats=stats
-    )
+    rollup = rollup_event(window_start=0.0, window_end=5.5, stats=stats)
     fields = aggregates.producer_fields(rollup)
     assert fields["window_end"] == "5.5"
     hmget = [fields[name].encode() for name in aggregates.PRODUCER_STATS]

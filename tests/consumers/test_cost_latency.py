@@ -15,27 +15,16 @@ from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.settings import SettingsError
 from llmtap.testing import Workload
 from tests.consumer_helpers import DAY, burst
+from tests.factories import call_event
 
 T0 = 1_767_225_600.0
 
 
 def call(i: int, **fields: object) -> events.CallEvent:
     """A valid call event at ``T0 + i`` with overridable fields."""
-    values: dict[str, object] = {
-        "v": 1,
-        "call_id": f"c{i}",
-        "producer_id": "p",
-        "backend": "openai",
-        "model_name": "gpt-4o",
-        "start_time": T0 + i,
-        "end_time": T0 + i + 1.0,
-        "latency": 1.0,
-        "success": True,
-        "sample_rate": 1.0,
-        "reason": "sampled",
-    }
-    values.update(fields)
-    return events.CallEvent(**values)  # type: ignore[arg-type]
+    return call_event(
+        **{"call_id": f"c{i}", "start_time": T0 + i, "end_time": T0 + i + 1.0, **fields}
+    )
 
 
 def test_top_calls_keep_the_n_most_expensive_of_the_day(r: redis.Redis, redis_url: str) -> None:

@@ -36,6 +36,7 @@ from tests.consumer_helpers import (
     stats,
     truth_totals,
 )
+from tests.factories import rollup_event, rollup_row
 
 ENGINES = ("loop", "faststream")
 
@@ -257,16 +258,8 @@ def test_dead_consumers_with_nothing_pending_are_removed(r: redis.Redis, redis_u
 
 def test_integer_increments_stay_exact_beyond_two_to_the_53(r: redis.Redis, redis_url: str) -> None:
     """Cost increments larger than 2**53 nano-USD are added exactly."""
-    big = events.RollupRow(backend="b", model="m", calls=1, cost_nanousd=2**60 + 1)
-    rollup = events.RollupEvent(
-        v=1,
-        producer_id="p",
-        seq=1,
-        window_start=1_767_225_600.0,
-        window_end=1_767_225_605.0,
-        rows=[big, big],
-        stats=events.ProducerStats(),
-    )
+    big = rollup_row(backend="b", model="m", calls=1, cost_nanousd=2**60 + 1)
+    rollup = rollup_event([big, big], window_start=1_767_225_600.0, window_end=1_767_225_605.0)
     r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(rollup)})
     burst(redis_url, ["cost"])
     assert day_totals(r)["cost_nanousd"] == 2 * (2**60 + 1)

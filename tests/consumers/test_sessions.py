@@ -12,29 +12,24 @@ from llmtap.aggregates import timeline_member
 from llmtap.consumers.sessions import SessionsProcessor
 from llmtap.testing import Workload
 from tests.consumer_helpers import burst
+from tests.factories import call_event, rollup_event, rollup_row
 
 DAY0 = 1_767_225_600  # 2026-01-01T00:00Z
 
 
 def call(i: int, session: str | None = "s-1", **fields: object) -> events.CallEvent:
     """A call event at DAY0 + i seconds."""
-    values: dict[str, object] = {
-        "v": 1, "call_id": f"c{i}", "producer_id": "p", "backend": "openai",
-        "model_name": "gpt-4o", "start_time": DAY0 + i, "end_time": DAY0 + i + 1.5,
-        "latency": 1.5, "success": True, "sample_rate": 1.0, "reason": "sampled",
-        "session_id": session, "thread_name": "main", "estimated_cost_usd": 0.002,
-    }  # fmt: skip
-    values.update(fields)
-    return events.CallEvent(**values)  # type: ignore[arg-type]
+    defaults = {"call_id": f"c{i}", "start_time": DAY0 + i, "end_time": DAY0 + i + 1.5,
+                "latency": 1.5, "session_id": session, "thread_name": "main",
+                "estimated_cost_usd": 0.002}  # fmt: skip
+    return call_event(**{**defaults, **fields})
 
 
 def test_summary_counts_each_rollup_once_across_redelivery(r: redis.Redis, redis_url: str) -> None:
     """A rollup written twice (same producer and seq) counts once in the session summary."""
-    rollup = events.RollupEvent(
-        v=1, producer_id="p", seq=1, window_start=DAY0, window_end=DAY0 + 5,
-        rows=[events.RollupRow(backend="openai", model="gpt-4o", session="s-1", calls=7,
-                               errors=2, cost_nanousd=123)],
-        stats=events.ProducerStats(total_calls=7),
+    rollup = rollup_event(
+        [rollup_row(session="s-1", calls=7, errors=2, cost_nanousd=123)],
+        window_start=DAY0, window_end=DAY0 + 5, stats=events.ProducerStats(total_calls=7),
     )  # fmt: skip
     for _ in range(2):
         r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(rollup)})

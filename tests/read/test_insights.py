@@ -10,6 +10,7 @@ import redis
 from llmtap import events, keys
 from llmtap.read import tools
 from tests.consumer_helpers import burst
+from tests.factories import call_event
 from tests.read.truth import DAY0, NOW, Truth
 
 
@@ -34,10 +35,8 @@ def test_insights_report_money_spent_on_failed_calls(r: redis.Redis, truth: Trut
 def test_repeated_prompts_give_a_caching_insight(r: redis.Redis, redis_url: str) -> None:
     """Five calls of one prompt hash at $0.01 each can save four of them with a cache."""
     calls = [
-        events.CallEvent(v=1, call_id=f"c{i}", producer_id="p", backend="openai",
-                         model_name="gpt-4o", start_time=DAY0 + i, end_time=DAY0 + i + 1,
-                         latency=1.0, success=True, sample_rate=1.0, reason="sampled",
-                         estimated_cost_usd=0.01, prompt_hash="h1")
+        call_event(call_id=f"c{i}", start_time=DAY0 + i, end_time=DAY0 + i + 1,
+                   estimated_cost_usd=0.01, prompt_hash="h1")
         for i in range(5)
     ]  # fmt: skip
     r.xadd(keys.EVENTS, {keys.FIELD_BATCH: events.encode_batch(calls)})

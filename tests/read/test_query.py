@@ -10,6 +10,7 @@ from llmtap import events, keys
 from llmtap.read import query
 from llmtap.testing import Workload
 from tests.consumer_helpers import burst
+from tests.factories import call_event
 
 DAY0 = 1_767_225_600  # 2026-01-01T00:00Z
 
@@ -110,18 +111,8 @@ def test_latency_percentiles_are_within_one_percent(r: redis.Redis, redis_url: s
     rng = np.random.default_rng(5)
     latencies = rng.lognormal(0.0, 1.0, 5_000)
     calls = [
-        events.CallEvent(
-            v=1,
-            call_id=f"c{i}",
-            producer_id="p",
-            backend="openai",
-            model_name="gpt-4o",
-            start_time=DAY0 + i,
-            end_time=DAY0 + i + float(x),
-            latency=float(x),
-            success=True,
-            sample_rate=1.0,
-            reason="sampled",
+        call_event(
+            call_id=f"c{i}", start_time=DAY0 + i, end_time=DAY0 + i + float(x), latency=float(x)
         )
         for i, x in enumerate(latencies)
     ]

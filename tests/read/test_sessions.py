@@ -10,6 +10,7 @@ import redis
 from llmtap import events, keys
 from llmtap.read import tools
 from tests.consumer_helpers import burst
+from tests.factories import call_event
 from tests.read.truth import DAY0, Truth
 
 
@@ -44,10 +45,8 @@ def test_session_before_its_first_rollup_counts_its_call_events(
     """With call events but no rollup yet, the summary counts the events and says it is not
     exact."""
     calls = [
-        events.CallEvent(v=1, call_id=f"c{i}", producer_id="p", backend="openai",
-                         model_name="gpt-4o", start_time=DAY0 + i, end_time=DAY0 + i + 1,
-                         latency=1.0, success=i != 0, sample_rate=1.0, reason="sampled",
-                         session_id="early")
+        call_event(call_id=f"c{i}", start_time=DAY0 + i, end_time=DAY0 + i + 1,
+                   success=i != 0, session_id="early")
         for i in range(4)
     ]  # fmt: skip
     r.xadd(keys.EVENTS, {keys.FIELD_BATCH: events.encode_batch(calls)})

@@ -4,7 +4,6 @@ tokens, cost, processing time, errors, streams, async clients, and results uncha
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,38 +13,11 @@ import redis
 
 from llmtap.events import CallEvent
 from llmtap.producers.profiler import Profiler
-from llmtap.settings import Settings
 from tests.producers.fakes.clients import ASYNC, CASES, STREAMING, Case, Expect
-from tests.producers.fakes.server import FakeServer, fake_server
-from tests.producers.test_profiler import read_stream
+from tests.producers.fakes.server import FakeServer
+from tests.producers.helpers import LITELLM_WARNINGS, acall_events, call_events
 
-# Two warnings LiteLLM's own code raises inside its calls (third-party, nothing to fix here):
-# pydantic warns about ReadOnly items in LiteLLM's TypedDicts when it first builds their schema,
-# and LiteLLM's stream handler reads ``model_computed_fields`` on an instance.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning"),
-    pytest.mark.filterwarnings(
-        "ignore:Accessing the 'model_(computed_)?fields' attribute on the instance is deprecated"
-    ),
-]
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    """A fresh fake API server on loopback."""
-    with fake_server() as fake:
-        yield fake
-
-
-@pytest.fixture
-def profiler(redis_url: str, r: redis.Redis) -> Iterator[Profiler]:
-    """A profiler on the test Valkey that keeps every call as an event."""
-    p = Profiler(
-        Settings(sampling_rate=1.0, rollup_interval_s=0.2, settings_poll_s=0.05),
-        redis_url=redis_url,
-    ).start()
-    yield p
-    p.close(timeout=2.0)
+pytestmark = LITELLM_WARNINGS
 
 
 @pytest.fixture(autouse=True)
@@ -55,33 +27,6 @@ def cleanup(request: pytest.FixtureRequest) -> Iterator[None]:
     case = getattr(request.node, "callspec", None)
     if case is not None and isinstance(case.params.get("case"), Case):
         case.params["case"].cleanup()
-
-
-def call_events(p: Profiler, r: redis.Redis, calls: int, since: float = 0.0) -> list[CallEvent]:
-    """The call events that started after ``since``, once there are ``calls`` of them.
-
-    LiteLLM reports calls from its own threads and tasks, after the call returned: wait for
-    them with a deadline, flushing the profiler each time.
-    """
-    deadline = time.monotonic() + 10.0
-    while True:
-        assert p.flush()
-        found = [e for e in read_stream(r) if isinstance(e, CallEvent) and e.start_time >= since]
-        if len(found) >= calls or time.monotonic() > deadline:
-            return found
-        time.sleep(0.01)
-
-
-async def acall_events(
-    p: Profiler, r: redis.Redis, calls: int, since: float = 0.0
-) -> list[CallEvent]:
-    """:func:`call_events` for async tests: lets the loop run (LiteLLM's logging tasks)."""
-    deadline = time.monotonic() + 10.0
-    while True:
-        found = call_events(p, r, 0, since)
-        if len(found) >= calls or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.01)
 
 
 def tokens(event: CallEvent) -> tuple[int, int, int, int, int]:

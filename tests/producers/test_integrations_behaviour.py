@@ -25,25 +25,10 @@ from llmtap.producers.profiler import Profiler
 from llmtap.settings import Settings
 from tests.producers.fakes import openai_wire
 from tests.producers.fakes.clients import MESSAGES, close_litellm_loop
-from tests.producers.fakes.server import FakeServer, fake_server
-from tests.producers.test_integrations import call_events, pytestmark  # noqa: F401 (LiteLLM's warnings)
-from tests.producers.test_profiler import read_stream
+from tests.producers.fakes.server import FakeServer
+from tests.producers.helpers import LITELLM_WARNINGS, call_events, read_stream
 
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    """A fresh fake API server on loopback."""
-    with fake_server() as fake:
-        yield fake
-
-
-@pytest.fixture
-def profiler(redis_url: str, r: redis.Redis) -> Iterator[Profiler]:
-    """A profiler on the test Valkey that keeps every call as an event."""
-    settings = Settings(sampling_rate=1.0, rollup_interval_s=0.2, settings_poll_s=0.05)
-    p = Profiler(settings, redis_url=redis_url).start()
-    yield p
-    p.close(timeout=2.0)
+pytestmark = LITELLM_WARNINGS
 
 
 @pytest.fixture

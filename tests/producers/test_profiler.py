@@ -21,22 +21,13 @@ import pytest
 import redis
 import trustme
 
-from llmtap import events, keys
+from llmtap import keys
 from llmtap.embedded import EmbeddedValkey
 from llmtap.events import CallEvent, RollupEvent
 from llmtap.producers.profiler import Profiler
 from llmtap.settings import Settings
 from tests.loopback import black_hole, tls_proxy
-
-
-def read_stream(client: redis.Redis) -> list[CallEvent | RollupEvent]:
-    """Every event on the events stream, in order; any undecodable entry fails the test."""
-    out: list[CallEvent | RollupEvent] = []
-    for _id, fields in client.xrange(keys.EVENTS):
-        for item in events.decode_entry(fields):
-            assert not isinstance(item, events.EventError), item.reason
-            out.append(item)
-    return out
+from tests.producers.helpers import read_stream
 
 
 def rollup_totals(evs: list[CallEvent | RollupEvent]) -> dict[str, int]:

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import redis
 
-from llmtap import keys
+from llmtap import aggregates, keys
 from llmtap.consumers import service
 from llmtap.consumers.runtime.config import RuntimeConfig
 from llmtap.testing import TOKEN_KINDS, GroundTruth
@@ -41,11 +41,11 @@ def burst(
 
 def day_totals(r: redis.Redis, day: str = DAY) -> dict[str, int]:
     """Return the day's exact totals: cost in nano-USD and every ``total|`` usage metric."""
-    out = {"cost_nanousd": int(r.hget(keys.cost("d", day), "total") or 0)}
-    for field, value in r.hgetall(keys.usage("d", day)).items():
-        name = field.decode()
-        if name.startswith("total|"):
-            out[name.removeprefix("total|")] = int(value)
+    out = {"cost_nanousd": int(r.hget(keys.cost("d", day), aggregates.TOTAL) or 0)}
+    for name, value in aggregates.decode_counts(r.hgetall(keys.usage("d", day))).items():
+        dim, metric = aggregates.split_usage_field(name)
+        if dim == aggregates.TOTAL:
+            out[metric] = value
     return out
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedded Valkey per test session, flushed before each test."""
+"""Shared fixtures: one embedded Valkey per test session, flushed before each test, and a day of
+synthetic traffic drained by the workers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import redis
 from hypothesis import HealthCheck, settings
 
 from llmtap.embedded import EmbeddedValkey
+from llmtap.testing import Workload
+from tests.consumer_helpers import burst
 
 # Property tests judge results, not speed: a loaded shared machine must not fail them on time.
 settings.register_profile(
@@ -36,3 +39,12 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture
+def day_of_traffic(r: redis.Redis, redis_url: str) -> Workload:
+    """3k synthetic events on 1 January, drained by the cost, latency and sessions workers."""
+    workload = Workload(11, start=1_767_225_600 + 3600, span_s=3600)  # 2026-01-01T01:00Z
+    workload.write(r, 3_000)
+    burst(redis_url, ["cost", "latency", "sessions"])
+    return workload

@@ -13,8 +13,7 @@ from typing import ClassVar
 import pytest
 import redis
 
-from llmtap import cli, keys, notify, webhooks
-from llmtap.cli import report as report_cli
+from llmtap import keys, notify, webhooks
 from llmtap.consumers.reports import (
     ReportConfig,
     ReportWorker,
@@ -26,7 +25,6 @@ from llmtap.consumers.reports import (
 from llmtap.settings import SettingsError
 from llmtap.testing import LocalReceiver, Workload
 from tests.alert_helpers import deliver
-from tests.consumer_helpers import burst
 
 DAY0 = 1_767_225_600  # 2026-01-01T00:00Z, a Thursday
 DAY = 86_400
@@ -80,15 +78,6 @@ def test_scheduler_registers_one_cron_job_per_schedule(r: redis.Redis) -> None:
         assert str(jobs["daily"].trigger).startswith("cron[")
     finally:
         worker.stop()
-
-
-@pytest.fixture
-def day_of_traffic(r: redis.Redis, redis_url: str) -> Workload:
-    """3k synthetic events on 1 January, drained by the cost, latency and sessions workers."""
-    workload = Workload(11, start=DAY0 + 3600, span_s=3600)
-    workload.write(r, 3_000)
-    burst(redis_url, ["cost", "latency", "sessions"])
-    return workload
 
 
 def test_scheduled_report_fires_once_across_two_replicas(
@@ -193,62 +182,6 @@ def test_a_failed_run_releases_the_period_lock(r: redis.Redis, tmp_path: Path) -
     with pytest.raises(OSError):
         worker.fire(DAILY)
     assert r.exists(keys.report_lock("daily", "20260101T0000")) == 0
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("24h", DAY0 - DAY),
-        ("90m", DAY0 - 5400),
-        ("2w", DAY0 - 14 * DAY),
-        ("2025-12-31", DAY0 - DAY),
-        ("2025-12-31T12:00:00+00:00", DAY0 - DAY / 2),
-        (str(DAY0 - 10), DAY0 - 10),
-    ],
-)
-def test_cli_times(raw: str, expected: float) -> None:
-    """--since takes a duration back from now, an ISO date or time (UTC) or Unix seconds."""
-    assert report_cli.parse_time(raw, DAY0) == expected
-
-
-def test_cli_rejects_a_bad_time() -> None:
-    """An unreadable --since names the accepted forms."""
-    with pytest.raises(ValueError, match="duration"):
-        report_cli.parse_time("yesterday", DAY0)
-
-
-def test_cli_report_status_and_reset(
-    r: redis.Redis,
-    redis_url: str,
-    day_of_traffic: Workload,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """`llmtap report` writes a parseable file; `status --json` prints the exact totals;
-    `reset` without --yes deletes nothing."""
-    out = tmp_path / "r.json"
-    since, until = str(DAY0), str(DAY0 + DAY)
-    args = ["report", "--url", redis_url, "--since", since, "--until", until, "--format", "json"]
-    assert cli.main([*args, "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["summary"]["total_calls"] == day_of_traffic.truth.calls
-    capsys.readouterr()
-    assert cli.main(["status", "--json", "--url", redis_url]) == 0
-    status = json.loads(capsys.readouterr().out)
-    assert status["statistics"]["producers"] == 1
-    keys_before = r.dbsize()
-    assert cli.main(["reset", "--json", "--url", redis_url]) == 0
-    assert json.loads(capsys.readouterr().out)["deleted"] == 0
-    assert r.dbsize() == keys_before
-
-
-def test_cli_tables_render(
-    redis_url: str, day_of_traffic: Workload, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The table views of cost, latency, insights, session and the dashboard print."""
-    commands = (["cost"], ["latency"], ["insights"], ["session", "s-1"], ["dashboard", "--once"])
-    for argv in commands:
-        assert cli.main([*argv, "--url", redis_url]) == 0
-    assert "cost by model" in capsys.readouterr().out
 
 
 class _SlackStub(BaseHTTPRequestHandler):

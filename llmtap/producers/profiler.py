@@ -2,7 +2,8 @@
 
 The caller's thread does as little as it can: two clock reads and one deque append per call.
 Reading usage, pricing, counting and sampling happen on the publisher thread
-(:mod:`llmtap.producers.recorder`). Nothing here raises into the wrapped call: exceptions of
+(:mod:`llmtap.producers.recorder`), and so does the start-up: reading the prices file,
+compiling the catalogue and connecting to Redis (the first call only starts the thread). Nothing here raises into the wrapped call: exceptions of
 the call itself pass through unchanged.
 """
 
@@ -22,13 +23,14 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast, overload
 
 from llmtap.analyzers.pricing import CostCalculator
-from llmtap.producers.prices import load_pricing
+from llmtap.producers.prices import pricing_or_catalogue
 from llmtap.producers.publisher import Publisher, connect
 from llmtap.producers.recorder import (
     CallDetails,
     CallSpec,
     Record,
     Recorder,
+    Stats,
     finished,
     new_producer_id,
 )
@@ -49,6 +51,8 @@ class Profiler:
 
     Build it, ``start()`` it (the first profiled call does so too), and ``close()`` it (done at
     interpreter exit). ``redis_url`` defaults to the settings' URL, then to a local Redis.
+    A prices file that cannot be used is logged once and counted (``bad_prices_file`` in
+    :meth:`stats`); calls are then priced from the catalogue alone.
     """
 
     def __init__(
@@ -70,22 +74,42 @@ class Profiler:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> Profiler:
-        """Start the publisher thread (idempotent). Returns self."""
+    def start(self, *, warm: bool = False) -> Profiler:
+        """Start the publisher thread (idempotent). Returns self.
+
+        The thread reads the prices file, compiles the catalogue and connects to Redis, so
+        starting costs the caller only the thread's start. With ``warm``, this call also waits
+        until the catalogue is compiled (the connection stays the thread's: an unreachable
+        Redis never delays the caller).
+        """
         with self._start_lock:
-            if self._publisher is not None:
-                return self
-            pricing = self._pricing or load_pricing(self.settings)
-            recorder = Recorder(
-                self.settings, pricing, self.producer_id, (time.time(), _perf()), random.random
-            )
-            url = self.redis_url
-            publisher = Publisher(recorder, self.settings, lambda: connect(url), self._apply, url)
-            publisher.start()
-            self._publisher = publisher
-            self._records = publisher.records
-            atexit.register(self.close)
+            publisher = self._publisher
+            if publisher is None:
+                publisher = self._start_publisher()
+        if warm:
+            publisher.recorder.resolve_pricing()
         return self
+
+    def _start_publisher(self) -> Publisher:
+        pricing = self._pricing or self._load_pricing
+        recorder = Recorder(
+            self.settings, pricing, self.producer_id, (time.time(), _perf()), random.random
+        )
+        url = self.redis_url
+        publisher = Publisher(recorder, self.settings, lambda: connect(url), self._apply, url)
+        publisher.start()
+        self._publisher = publisher
+        self._records = publisher.records
+        atexit.register(self.close)
+        return publisher
+
+    def _load_pricing(self, stats: Stats) -> CostCalculator:
+        """Build the calculator; a bad prices file is logged, counted and left out."""
+        calculator, error = pricing_or_catalogue(self.settings)
+        if error is not None:
+            stats.bad_prices_file += 1
+            log.warning("llmtap: %s; pricing from the catalogue without overrides", error)
+        return calculator
 
     def close(self, timeout: float | None = None) -> None:
         """Flush queued events and the last rollup, waiting at most ``timeout`` seconds."""
@@ -136,6 +160,7 @@ class Profiler:
                 "dropped_events": s.dropped_events,
                 "unpriced_calls": s.unpriced_calls,
                 "bad_runtime_settings": s.bad_runtime_settings,
+                "bad_prices_file": s.bad_prices_file,
                 "published_events": publisher.published_events,
             }
 
@@ -470,13 +495,20 @@ def default_profiler() -> Profiler:
         return _default[0]
 
 
-def configure(settings: Settings | None = None, *, redis_url: str | None = None) -> Profiler:
-    """Replace the process-wide profiler (closing the old one) and return the new one."""
+def configure(
+    settings: Settings | None = None, *, redis_url: str | None = None, start: bool = False
+) -> Profiler:
+    """Replace the process-wide profiler (closing the old one) and return the new one.
+
+    With ``start``, the new profiler is started now and its catalogue compiled before this
+    returns (see :meth:`Profiler.start`), instead of on the first profiled call's behalf.
+    """
     with _default_lock:
         for old in _default:
             old.close()
         _default[:] = [Profiler(settings, redis_url=redis_url)]
-        return _default[0]
+        profiler = _default[0]
+    return profiler.start(warm=True) if start else profiler
 
 
 @overload

@@ -126,6 +126,9 @@ class Publisher:
     # -- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Start-up happens here, off the caller's thread: the prices file and the catalogue
+        # now, the connection at the first settings poll just below.
+        self.recorder.resolve_pricing()
         settings = self.recorder.settings
         next_rollup = time.perf_counter() + settings.rollup_interval_s
         next_poll = time.perf_counter()

@@ -180,6 +180,9 @@ class Stats:
     dropped_events: int = 0
     unpriced_calls: int = 0
     bad_runtime_settings: int = 0
+    # Times the prices file could not be used (pricing then falls back to the catalogue alone).
+    # Not on the wire yet: the rollup's statistics (llmtap.events.ProducerStats) lack the field.
+    bad_prices_file: int = 0
 
     def snapshot(self) -> ProducerStats:
         """Return the statistics as they go on the wire."""
@@ -192,22 +195,37 @@ class Stats:
         )
 
 
+#: Builds the calculator (reads the prices file, compiles the catalogue), given the statistics
+#: in which to count a prices file it could not use.
+PricingFactory: TypeAlias = Callable[[Stats], CostCalculator]
+
+
 class Recorder:
-    """Processes records into counters and events. Callers serialise access with ``lock``."""
+    """Processes records into counters and events. Callers serialise access with ``lock``.
+
+    ``pricing`` is a calculator, or a factory the publisher thread calls once, before the
+    first record (:meth:`resolve_pricing`), so the caller's thread never compiles prices.
+    """
 
     def __init__(
         self,
         settings: Settings,
-        pricing: CostCalculator,
+        pricing: CostCalculator | PricingFactory,
         producer_id: str,
         clock_anchor: tuple[float, float],
         random: Callable[[], float],
     ) -> None:
         self.settings = settings  # through the setter, which caches the derived flags
-        self.pricing = pricing
         self.producer_id = producer_id
         self.lock = threading.Lock()
         self.stats = Stats()
+        self._pricing_lock = threading.Lock()
+        self._factory: PricingFactory | None = None
+        self._calculator: CostCalculator | None = None
+        if isinstance(pricing, CostCalculator):
+            self._calculator = pricing
+        else:
+            self._factory = pricing
         self.seq = 0
         self._wall0, self._pc0 = clock_anchor
         self._random = random
@@ -219,6 +237,27 @@ class Recorder:
     def wall(self, perf: float) -> float:
         """Convert a perf_counter reading to a Unix timestamp."""
         return self._wall0 + (perf - self._pc0)
+
+    @property
+    def pricing_ready(self) -> bool:
+        """True once the calculator exists (the catalogue is compiled)."""
+        return self._calculator is not None
+
+    def resolve_pricing(self) -> CostCalculator:
+        """Return the calculator, building it from the factory the first time (once)."""
+        calculator = self._calculator
+        if calculator is not None:
+            return calculator
+        with self._pricing_lock:
+            if self._calculator is None:
+                assert self._factory is not None
+                self._calculator = self._factory(self.stats)
+            return self._calculator
+
+    @property
+    def pricing(self) -> CostCalculator:
+        """The calculator (built now if the publisher thread has not built it yet)."""
+        return self.resolve_pricing()
 
     @property
     def settings(self) -> Settings:
@@ -291,7 +330,12 @@ class Recorder:
         return extract_usage(result) or Usage()
 
     def _cost(self, backend: str, model: str, usage: Usage, latency: float) -> float | None:
-        return self.pricing.cost(
+        # Not built yet only on the caller's thread (a full queue before the publisher thread
+        # compiled the catalogue): the call is counted, as unpriced, rather than waiting.
+        calculator = self._calculator
+        if calculator is None:
+            return None
+        return calculator.cost(
             backend,
             model,
             usage.input_tokens,
@@ -359,7 +403,7 @@ class Recorder:
             cache_write_tokens=u.cache_write_tokens,
             reasoning_tokens=u.reasoning_tokens,
             estimated_cost_usd=m.cost,
-            pricing_version=self.pricing.version if m.cost is not None else "",
+            pricing_version=self._version() if m.cost is not None else "",
             error_type=m.error_type,
             retry_count=m.retry_count,
             circuit_breaker_triggered=m.breaker_triggered,
@@ -370,6 +414,10 @@ class Recorder:
             prompt_chars=len(prompt) if prompt else None,
             tags=spec.tags,
         )
+
+    def _version(self) -> str:
+        calculator = self._calculator
+        return calculator.version if calculator is not None else ""
 
     def _thread_name(self, ident: int) -> str:
         name = self._thread_names.get(ident)

@@ -3,8 +3,8 @@
 The caller's thread does as little as it can: two clock reads and one deque append per call.
 Reading usage, pricing, counting and sampling happen on the publisher thread
 (:mod:`llmtap.producers.recorder`), and so does the start-up: reading the prices file,
-compiling the catalogue and connecting to Redis (the first call only starts the thread). Nothing here raises into the wrapped call: exceptions of
-the call itself pass through unchanged.
+compiling the catalogue and connecting to Redis (the first call only starts the thread).
+Nothing here raises into the wrapped call: exceptions of the call itself pass through unchanged.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DRAIN_CHUNK = 512  # records processed per lock hold, so an overflowing caller waits briefly
 IDLE_SLEEP_S = 0.005
+START_GRACE_S = 0.01  # before the start-up work, so the starting call is not kept waiting
 MAX_PIPELINE_EVENTS = 1000  # events per pipelined write: larger writes measured slower (malloc)
 # Redis down: retry forever, from 0.1 s doubling to 5 s, with full jitter.
 RETRY: Final = RetryPolicy(attempts=0, base_s=0.1, cap_s=5.0, jitter=1.0)
@@ -127,7 +128,9 @@ class Publisher:
 
     def _run(self) -> None:
         # Start-up happens here, off the caller's thread: the prices file and the catalogue
-        # now, the connection at the first settings poll just below.
+        # now, the connection at the first settings poll just below. It waits a moment first:
+        # compiling holds the GIL, and the call that started this thread should return first.
+        self._stopping.wait(START_GRACE_S)
         self.recorder.resolve_pricing()
         settings = self.recorder.settings
         next_rollup = time.perf_counter() + settings.rollup_interval_s

@@ -125,6 +125,12 @@ def _model_arg(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _stream_requested(value: Any) -> bool:
+    """True when the wrapped call's keyword arguments ask for a stream (``stream=True``): the
+    call is a streamed call even when it failed before returning its stream."""
+    return type(value) is dict and value.get("stream") is True
+
+
 def new_producer_id() -> str:
     """Return host-pid-random, unique per producer process."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -370,7 +376,7 @@ class Recorder:
 
     def build_event(self, record: Record, m: Measured, reason: str, rate: float) -> CallEvent:
         """Return the call event of a kept record."""
-        spec, _model, t0, t1, result, _exc, ttft, details, thread = record
+        spec, model_arg, t0, t1, result, _exc, ttft, details, thread = record
         latency = t1 - t0
         start = self.wall(t0)
         processing = None
@@ -409,7 +415,9 @@ class Recorder:
             circuit_breaker_triggered=m.breaker_triggered,
             circuit_breaker_state=m.breaker_state,
             memory_peak_bytes=details.memory_peak_bytes if details is not None else None,
-            streaming=ttft is not None or bool(details and details.streaming),
+            streaming=ttft is not None
+            or bool(details and details.streaming)
+            or _stream_requested(model_arg),
             prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16] if prompt else None,
             prompt_chars=len(prompt) if prompt else None,
             tags=spec.tags,

@@ -14,7 +14,7 @@ import redis
 from llmtap.events import CallEvent
 from llmtap.producers.profiler import Profiler
 from tests.producers.fakes.clients import ASYNC, CASES, STREAMING, Case, Expect
-from tests.producers.fakes.server import FakeServer
+from tests.producers.fakes.server import FakeServer, cut_short
 from tests.producers.helpers import LITELLM_WARNINGS, acall_events, call_events
 
 pytestmark = LITELLM_WARNINGS
@@ -140,6 +140,25 @@ def test_streams_keep_their_type_and_record_ttft_and_final_usage(
     (event,) = call_events(profiler, r, 1, since)
     check_event(event, case.stream_expect, profiler)
     assert event.streaming and event.ttft is not None and event.ttft < event.latency
+
+
+@pytest.mark.parametrize("when", ["before-the-stream", "during-the-stream"])
+@pytest.mark.parametrize("case", STREAMING, ids=ids)
+def test_a_failed_streamed_call_is_recorded_as_streamed(
+    case: Case, when: str, server: FakeServer, profiler: Profiler, r: redis.Redis
+) -> None:
+    """A call that asked for a stream is recorded as a failed streamed call, whether it failed
+    before its first chunk (an error status) or during the stream (the connection cut)."""
+    if when == "before-the-stream":
+        server.queue(*[case.error(500)] * 4)  # the client's retries, LiteLLM's too
+    else:
+        server.queue(cut_short(case.stream_ok()))
+    client = case.profiled(case.client(server.url), profiler)
+    raised(lambda: case.stream(client))
+    case.close(client)
+    (event,) = call_events(profiler, r, 1)
+    assert (event.success, event.reason, event.streaming) == (False, "error", True)
+    assert (event.backend, event.model_name) == (case.expect.backend, case.expect.model)
 
 
 @pytest.mark.parametrize("case", ASYNC, ids=ids)

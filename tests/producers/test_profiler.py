@@ -507,3 +507,23 @@ def test_unix_socket_url_works(tmp_path: Any) -> None:
         server.stop()
         server._cleanup()
     assert [(c.input_tokens, c.output_tokens) for c in calls] == [(5, 6)]
+
+
+def test_a_wrapped_call_asking_for_a_stream_that_fails_is_streamed(
+    make_profiler: Any, r: redis.Redis
+) -> None:
+    """A profiled function called with ``stream=True`` that raises before returning a stream
+    is recorded as a failed streamed call, the rule every integration follows."""
+    p = make_profiler(sampling_rate=1.0)
+
+    def create(**kwargs: Any) -> Any:
+        raise TimeoutError("no stream")
+
+    ask = p.wrap(create, backend="openai", model="gpt-4o-mini")
+    with pytest.raises(TimeoutError):
+        ask(model="gpt-4o-mini", stream=True)
+    with pytest.raises(TimeoutError):
+        ask(model="gpt-4o-mini")
+    assert p.flush()
+    calls = [e for e in read_stream(r) if isinstance(e, CallEvent)]
+    assert [(c.success, c.streaming) for c in calls] == [(False, True), (False, False)]

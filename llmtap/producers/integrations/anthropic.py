@@ -96,7 +96,7 @@ def _open_sync(request: Any, p: Profiler, spec: CallSpec, kwargs: dict[str, Any]
     try:
         raw = request()
     except BaseException as exc:
-        record(p, spec, kwargs, t0, None, exc, failure(exc, error_retries(exc)))
+        record(p, spec, kwargs, t0, None, exc, failure(exc, error_retries(exc), streaming=True))
         raise
     return _tap(raw, p, spec, kwargs, t0)
 
@@ -106,6 +106,6 @@ async def _open_async(request: Any, p: Profiler, spec: CallSpec, kwargs: dict[st
     try:
         raw = await request
     except BaseException as exc:
-        record(p, spec, kwargs, t0, None, exc, failure(exc, error_retries(exc)))
+        record(p, spec, kwargs, t0, None, exc, failure(exc, error_retries(exc), streaming=True))
         raise
     return _tap(raw, p, spec, kwargs, t0)

@@ -136,6 +136,9 @@ def _streamed(key: str, reader: Callable[[CallDetails, Any], None]) -> Done:
     return done
 
 
+#: The operations that answer with a stream: a failed call of one is a failed streamed call.
+STREAMED: Final = frozenset({"converse_stream", "invoke_model_with_response_stream"})
+
 OPERATIONS: Final[dict[str, Done]] = {
     "converse": _converse,
     "converse_stream": _streamed("stream", read_converse_event),
@@ -144,7 +147,7 @@ OPERATIONS: Final[dict[str, Done]] = {
 }
 
 
-def _profiled(bare: Any, p: Profiler, spec: CallSpec, done: Done) -> Any:
+def _profiled(bare: Any, p: Profiler, spec: CallSpec, done: Done, streaming: bool) -> Any:
     @functools.wraps(bare)
     def call(*args: Any, **kwargs: Any) -> Any:
         if p.disabled:
@@ -154,7 +157,7 @@ def _profiled(bare: Any, p: Profiler, spec: CallSpec, done: Done) -> Any:
         try:
             result = bare(*args, **kwargs)
         except BaseException as exc:
-            details = failure(exc, retries(getattr(exc, "response", None)))
+            details = failure(exc, retries(getattr(exc, "response", None)), streaming)
             record(p, spec, model, t0, None, exc, details)
             raise
         return done(p, spec, model, t0, result)
@@ -175,5 +178,11 @@ def instrument(client: Any, profiler: Profiler, spec: CallSpec) -> list[str]:
     return [
         name
         for name, done in OPERATIONS.items()
-        if patch(client, name, functools.partial(_profiled, p=profiler, spec=spec, done=done))
+        if patch(
+            client,
+            name,
+            functools.partial(
+                _profiled, p=profiler, spec=spec, done=done, streaming=name in STREAMED
+            ),
+        )
     ]

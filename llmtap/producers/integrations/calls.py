@@ -46,11 +46,15 @@ def record(
     p.submit(finished(spec, model, t0, perf(), result, exc, details=details))
 
 
-def failure(exc: BaseException, retries: int | None = None) -> CallDetails:
+def failure(exc: BaseException, retries: int | None = None, streaming: bool = False) -> CallDetails:
     """Return the details of a failed call: its normalised error type and retries (and the
-    breaker state, when an open circuit breaker rejected it)."""
+    breaker state, when an open circuit breaker rejected it).
+
+    ``streaming`` says the call asked for a stream: such a call is a streamed call whether it
+    failed before the first chunk or during the stream (one rule for every integration).
+    """
     kind = error_type(exc)
-    details = CallDetails(error_type=kind, retry_count=retries)
+    details = CallDetails(error_type=kind, retry_count=retries, streaming=streaming)
     if kind == BREAKER_OPEN:
         details.breaker_state = "open"
         details.breaker_triggered = True

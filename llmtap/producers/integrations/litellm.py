@@ -102,7 +102,8 @@ class LlmtapLogger(CustomLogger):
         details = CallDetails(
             model=model_name(payload.get("model") or kwargs.get("model"), provider),
             processing_time=processing_time(payload),
-            streaming=bool(payload.get("stream")),
+            # A failed call's logging object may not say it was streamed; its kwargs do.
+            streaming=bool(payload.get("stream")) or kwargs.get("stream") is True,
             error_type=error_type(exc) if exc is not None else None,
         )
         p.submit(finished(self.spec(provider), None, t0, t1, response, exc, ttft, details))

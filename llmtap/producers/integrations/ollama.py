@@ -48,12 +48,13 @@ def _sync(bare: Any, p: Profiler, spec: CallSpec) -> Any:
             return bare(*args, **kwargs)
         model = _model(args, kwargs)
         t0 = perf()
+        streaming = kwargs.get("stream") is True
         try:
             result = bare(*args, **kwargs)
         except BaseException as exc:
-            record(p, spec, model, t0, None, exc, failure(exc))
+            record(p, spec, model, t0, None, exc, failure(exc, streaming=streaming))
             raise
-        if kwargs.get("stream") is True:
+        if streaming:
             return tapped(result, Tap(p, spec, model, t0, read_chunk))
         record(p, spec, model, t0, result, None, CallDetails())
         return result
@@ -68,12 +69,13 @@ def _async(bare: Any, p: Profiler, spec: CallSpec) -> Any:
             return await bare(*args, **kwargs)
         model = _model(args, kwargs)
         t0 = perf()
+        streaming = kwargs.get("stream") is True
         try:
             result = await bare(*args, **kwargs)
         except BaseException as exc:
-            record(p, spec, model, t0, None, exc, failure(exc))
+            record(p, spec, model, t0, None, exc, failure(exc, streaming=streaming))
             raise
-        if kwargs.get("stream") is True:
+        if streaming:
             return atapped(result, Tap(p, spec, model, t0, read_chunk))
         record(p, spec, model, t0, result, None, CallDetails())
         return result

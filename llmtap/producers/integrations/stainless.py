@@ -68,8 +68,8 @@ def stream_retries(stream: Any) -> int | None:
         return None
 
 
-def _failed(exc: BaseException, header: str | None) -> CallDetails:
-    details = failure(exc, error_retries(exc))
+def _failed(exc: BaseException, header: str | None, streaming: bool) -> CallDetails:
+    details = failure(exc, error_retries(exc), streaming)
     response = getattr(exc, "response", None)
     details.processing_time = header_seconds(getattr(response, "headers", None), header)
     return details
@@ -104,7 +104,8 @@ class Method:
 
     def failed(self, kwargs: dict[str, Any], t0: float, exc: BaseException) -> None:
         """Record a call that raised."""
-        record(self.profiler, self.spec, kwargs, t0, None, exc, _failed(exc, self.header))
+        details = _failed(exc, self.header, kwargs.get("stream") is True)
+        record(self.profiler, self.spec, kwargs, t0, None, exc, details)
 
 
 def profile_copies(client: Any, instrument: Callable[[Any], object]) -> None:

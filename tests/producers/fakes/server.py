@@ -7,6 +7,7 @@ arrive one at a time. Every request is kept for assertions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -27,6 +28,8 @@ class Reply:
     chunks: list[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    # A streamed body cut short: the connection closes without the final chunk.
+    cut: bool = False
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, **headers: str) -> Reply:
@@ -37,6 +40,13 @@ class Reply:
     def stream(cls, chunks: list[bytes], content_type: str, **headers: str) -> Reply:
         """A streamed response, one flushed chunk per item."""
         return cls(200, b"", chunks, _headers(headers), content_type)
+
+
+def cut_short(reply: Reply, keep: int = 1) -> Reply:
+    """``reply`` (a streamed one) sending only its first ``keep`` chunks, then dropping the
+    connection mid-body: the stream fails after it started."""
+    assert reply.chunks is not None, "only a streamed reply can be cut short"
+    return dataclasses.replace(reply, chunks=reply.chunks[:keep], cut=True)
 
 
 def _headers(headers: dict[str, str]) -> dict[str, str]:
@@ -139,6 +149,9 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
             for chunk in reply.chunks:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
+            if reply.cut:
+                self.close_connection = True
+                return
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 

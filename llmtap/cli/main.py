@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from llmtap.cli import extras
+from llmtap.embedded import EmbeddedServerError
 from llmtap.settings import SettingsError
 
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"llmtap: bad setting: {exc}", file=sys.stderr)
         return 2
-    except extras.MissingExtra as exc:
+    except (extras.MissingExtra, EmbeddedServerError) as exc:
         print(f"llmtap: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:

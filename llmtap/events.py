@@ -4,37 +4,48 @@ Each stream entry holds one field: ``e`` (one msgpack map) or ``b`` (a msgpack a
 written when the publisher has several events queued). Every map carries ``v`` (the schema
 version) and ``t`` (the event type). Decoding is strict: unknown versions or types, missing
 fields, wrong types, NaN/inf and negative numbers raise :class:`EventError`, which keeps the raw
-bytes for the dead-letter stream.
+bytes for the dead-letter stream. A call event without ``latency`` gets ``end_time -
+start_time``. The same schema, for producers in other languages, is the JSON Schema file
+``llmtap/schema/events.v1.json`` (:func:`json_schema`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Final, Literal, TypeAlias, cast
+from importlib import resources
+from typing import Annotated, Any, Final, Literal, TypeAlias, cast
 
 import msgspec
 
 from llmtap import keys
 
 VERSION: Final = 1
+SCHEMA_FILE: Final = "schema/events.v1.json"  # package data, beside this module
 REASONS: Final = ("sampled", "error", "slow", "breaker", "expensive")
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Label = Annotated[str, msgspec.Meta(max_length=256)]
-Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=1e7)]
+MAX_SECONDS: Final = 1e7
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_SECONDS)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 Usd = Annotated[float, msgspec.Meta(ge=0.0, le=1e9)]
 Rate = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 Tags = Annotated[dict[Label, Label], msgspec.Meta(max_length=64)]
 Reason = Literal["sampled", "error", "slow", "breaker", "expensive"]
+# The default of an absent ``latency``: out of range on purpose, so no producer can send it,
+# and replaced by ``end_time - start_time`` as the event is built (decoded or constructed).
+_DERIVED: Final = -1.0
 
 
 class CallEvent(msgspec.Struct, tag_field="t", tag="call", kw_only=True, omit_defaults=True):
     """One profiled LLM call (the original ``LLMCallMetrics`` plus what the analyzers need).
 
     Times are in seconds; ``start_time``/``end_time`` are Unix timestamps and ``latency`` is
-    measured with a monotonic clock. Optional timings are ``None`` when unknown.
+    measured with a monotonic clock. A producer may leave ``latency`` out (the documented wire
+    format does not require it): it is then ``end_time - start_time``. Optional timings are
+    ``None`` when unknown.
     """
 
     v: Literal[1]
@@ -44,10 +55,10 @@ class CallEvent(msgspec.Struct, tag_field="t", tag="call", kw_only=True, omit_de
     model_name: Name
     start_time: Timestamp
     end_time: Timestamp
-    latency: Seconds
     success: bool
     sample_rate: Rate
     reason: Reason
+    latency: Seconds = _DERIVED
     session_id: Label | None = None
     tenant: Label | None = None
     thread_name: Label = ""
@@ -74,6 +85,11 @@ class CallEvent(msgspec.Struct, tag_field="t", tag="call", kw_only=True, omit_de
     def __post_init__(self) -> None:
         if self.end_time < self.start_time:
             raise ValueError("end_time is before start_time")
+        if self.latency == _DERIVED:
+            derived = self.end_time - self.start_time
+            if derived > MAX_SECONDS:
+                raise ValueError(f"latency (end_time - start_time) is over {MAX_SECONDS:g} s")
+            self.latency = derived
 
     @property
     def output_tokens_per_s(self) -> float | None:
@@ -223,3 +239,13 @@ def _decode_or_error(raw: bytes) -> Event | EventError:
         return decode(raw)
     except EventError as exc:
         return exc
+
+
+def json_schema() -> dict[str, Any]:
+    """Return the v1 wire format as a JSON Schema (draft 2020-12) document.
+
+    Its root describes one event (an ``e`` value); ``$defs/batch`` describes a ``b`` value.
+    """
+    text = resources.files("llmtap").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -11,14 +11,20 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from llmtap.analyzers.rules import default_rules, parse_rules
+from llmtap.consumers.alerts.evaluator import tick_from_env
+from llmtap.consumers.alerts.rules_file import rules_from_env
+from llmtap.consumers.notify.config import receivers_from_env
+from llmtap.consumers.reports import ReportConfig
 from llmtap.consumers.runtime import config as worker_config
-from llmtap.settings import VARIABLES
+from llmtap.settings import VARIABLES, Settings
 from tests.compose_helpers import (
     COMPOSE_DIR,
     REPO,
@@ -202,8 +208,115 @@ def test_env_example_covers_compose_and_worker_variables() -> None:
 
 
 def test_env_example_shows_a_tls_redis_url_with_a_password() -> None:
-    """The example shows how to reach a password-protected Redis over TLS."""
-    assert re.search(r"^# LLMTAP_REDIS_URL=rediss://[^:@/]+:[^@/]+@", _env_example(), re.M)
+    """The example shows how to reach a password-protected Redis over TLS (as an example line:
+    the default is the bundled valkey)."""
+    assert re.search(r"^# e\.g\. LLMTAP_REDIS_URL=rediss://[^:@/]+:[^@/]+@", _env_example(), re.M)
+
+
+# Everything a worker builds from its environment: a variable at its default changes none of it.
+_CONFIG_BUILDERS: dict[str, Callable[[Mapping[str, str]], object]] = {
+    "settings": Settings.from_env,
+    "runtime": worker_config.RuntimeConfig.from_env,
+    "retention": worker_config.Retention.from_env,
+    "reports": ReportConfig.from_env,
+    "alert tick": tick_from_env,
+    "alert rules": rules_from_env,
+    "receivers": receivers_from_env,
+}
+
+
+def _commented_defaults() -> list[tuple[str, str]]:
+    """Every ``# NAME=value`` line of .env.example (``# e.g.`` lines are examples), unquoted."""
+    pairs = re.findall(r"^# ([A-Z][A-Z0-9_]*)=(.*)$", _env_example(), flags=re.MULTILINE)
+    return [(name, value.strip().removeprefix('"').removesuffix('"')) for name, value in pairs]
+
+
+def _compose_defaults() -> dict[str, str]:
+    """Each variable compose.yaml interpolates with a ``${NAME:-default}``, and its default."""
+    text = (COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8")
+    return {m["name"]: m["default"] for m in _VARIABLE.finditer(text) if m["default"] is not None}
+
+
+def _read_by_llmtap(name: str) -> bool:
+    """Whether the package names the variable (a typo in .env.example names nothing)."""
+    sources = (path.read_text(encoding="utf-8") for path in (REPO / "llmtap").rglob("*.py"))
+    return any(f'"{name}"' in text or f"'{name}'" in text for text in sources)
+
+
+@pytest.mark.parametrize(("name", "shown"), _commented_defaults(), ids=lambda v: str(v)[:40])
+def test_every_commented_value_is_the_real_default(name: str, shown: str) -> None:
+    """A commented value in .env.example is what the workers use when the variable is unset:
+    compose.yaml's ${NAME:-default} where it sets one, else the code's default."""
+    compose = _compose_defaults()
+    if name in compose:
+        assert shown == compose[name], f"compose.yaml defaults {name} to {compose[name]!r}"
+        return
+    assert _read_by_llmtap(name), f"{name}: no module of llmtap reads it"
+    unset = {label: build({}) for label, build in _CONFIG_BUILDERS.items()}
+    for label, build in _CONFIG_BUILDERS.items():
+        assert build({name: shown}) == unset[label], f"{name}={shown!r} is not the {label} default"
+
+
+def test_commented_defaults_check_has_teeth() -> None:
+    """A value that is not the default changes what a worker builds (the old report schedule)."""
+    changed = ReportConfig.from_env(
+        {"LLMTAP_REPORT_SCHEDULE": "daily=0 8 * * *;weekly=0 8 * * mon"}
+    )
+    assert changed != ReportConfig.from_env({})
+    assert _read_by_llmtap("LLMTAP_REPORT_SCHEDULE") and not _read_by_llmtap("LLMTAP_NO_SUCH_VAR")
+
+
+def test_env_example_says_rules_are_added_to_the_defaults() -> None:
+    """.env.example says a rules file adds to the default rules, as rules_from_env does."""
+    text = _env_example()
+    assert "added to the default rules" in text
+    assert "replacing the defaults" not in text
+
+
+# --- compose/config/ -------------------------------------------------------------------------
+
+
+def test_config_directory_ships_a_valid_example_rules_file() -> None:
+    """compose/config/ (mounted at /etc/llmtap) exists with alerts.yaml, which the real loader
+    reads: the default rules followed by the file's, every file rule parsed."""
+    mount = next(v for v in _services()["alerts"]["volumes"] if v.endswith(":/etc/llmtap:ro"))
+    config = (COMPOSE_DIR / mount.split(":")[0]).resolve()
+    assert config == COMPOSE_DIR / "config" and config.is_dir()
+    path = config / "alerts.yaml"
+    settings = Settings()
+    defaults = [rule.name for rule in default_rules(settings)]
+    rules = rules_from_env({"LLMTAP_ALERT_RULES": str(path)}, settings)
+    names = [rule.name for rule in rules]
+    assert names[: len(defaults)] == defaults
+    assert len(names) > len(defaults)
+    parse_rules(path.read_text(encoding="utf-8"), str(path))  # the parser itself, strict
+    assert receivers_from_env({"LLMTAP_ALERT_RULES": str(path)}) == []
+
+
+def test_env_example_rules_path_is_the_shipped_file() -> None:
+    """The example LLMTAP_ALERT_RULES path is config/alerts.yaml as the workers see it."""
+    match = re.search(r"^# e\.g\. LLMTAP_ALERT_RULES=/etc/llmtap/(\S+)$", _env_example(), re.M)
+    assert match is not None
+    assert (COMPOSE_DIR / "config" / match.group(1)).is_file()
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def test_reports_are_written_to_a_volume_by_default() -> None:
+    """The reports service sets LLMTAP_REPORT_DIR to where the reports volume is mounted, and
+    the image creates that directory for the non-root user (Docker copies its ownership)."""
+    service = _services()["reports"]
+    directory = interpolate(service["environment"]["LLMTAP_REPORT_DIR"], {})
+    assert ReportConfig.from_env({"LLMTAP_REPORT_DIR": directory}).directory == directory
+    mounts = dict(reversed(v.split(":")[:2]) for v in service["volumes"])
+    assert mounts[directory] in load_compose()["volumes"]
+    assert interpolate(service["environment"]["LLMTAP_REDIS_URL"], {}) == "redis://valkey:6379/0"
+    assert any(v.endswith(":/etc/llmtap:ro") for v in service["volumes"])
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(
+        rf"^RUN mkdir -p {re.escape(directory)} && chown -R 10001:10001 ", dockerfile, re.M
+    )
 
 
 # --- Dockerfile ------------------------------------------------------------------------------

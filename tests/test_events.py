@@ -192,3 +192,31 @@ def test_entry_without_known_field_is_malformed() -> None:
     """An entry with neither 'e' nor 'b' is one MalformedEvent."""
     (result,) = events.decode_entry({b"x": b"1"})
     assert isinstance(result, MalformedEvent)
+
+
+def test_absent_latency_is_end_minus_start() -> None:
+    """A call event without latency (the documented wire format) gets end_time - start_time,
+    and keeps it through a round trip; whole floats sent as integers are accepted."""
+    body = _good_call(start_time=10, end_time=12.5)
+    del body["latency"]
+    decoded = events.decode(msgpack.packb(body))
+    assert isinstance(decoded, CallEvent)
+    assert decoded.latency == 2.5
+    assert events.decode(events.encode(decoded)) == decoded
+    (batched,) = events.decode_entry({b"b": msgpack.packb([body])})
+    assert batched == decoded
+
+
+def test_sent_latency_wins_over_the_timestamps() -> None:
+    """A latency the producer measured (monotonic clock) is kept as sent."""
+    decoded = events.decode(msgpack.packb(_good_call(latency=0.75)))
+    assert isinstance(decoded, CallEvent)
+    assert decoded.latency == 0.75
+
+
+def test_derived_latency_out_of_range_is_invalid() -> None:
+    """Timestamps further apart than any latency allowed are rejected, not stored."""
+    body = _good_call(start_time=0.0, end_time=1e9)
+    del body["latency"]
+    with pytest.raises(InvalidEvent, match="latency"):
+        events.decode(msgpack.packb(body))

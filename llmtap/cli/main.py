@@ -8,6 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from llmtap.cli import extras
+from llmtap.embedded import EmbeddedServerError
 from llmtap.settings import SettingsError
 
 
@@ -38,6 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except SettingsError as exc:
         print(f"llmtap: bad setting: {exc}", file=sys.stderr)
+        return 2
+    except (extras.MissingExtra, EmbeddedServerError) as exc:
+        print(f"llmtap: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        missing = extras.from_import_error(exc, args.command)
+        if missing is None:
+            raise
+        print(f"llmtap: {missing}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

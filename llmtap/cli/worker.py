@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from llmtap.cli import extras
 from llmtap.consumers import service
 from llmtap.consumers.registry import WORKERS, spec
 from llmtap.consumers.runtime.config import ENGINES, RuntimeConfig
@@ -66,6 +67,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(names: Sequence[str], args: argparse.Namespace) -> int:
+    extras.require("workers", "up" if args.command == "up" else f"worker {names[0]}")
     environ = dict(os.environ)  # read once: everything below gets this snapshot
     settings = Settings.from_env(environ)
     runtime = RuntimeConfig.from_env(environ)

@@ -127,7 +127,17 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    return list(await asyncio.gather(*(service.run(ctx, n, stop, burst=burst) for n in names)))
+    tasks = [asyncio.create_task(service.run(ctx, n, stop, burst=burst)) for n in names]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # One worker failed: stop the others and wait for them, so the failure is reported
+        # once (by the caller) instead of as tracebacks of abandoned tasks at loop shutdown.
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _health(args: argparse.Namespace) -> int:

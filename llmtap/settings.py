@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -17,6 +18,8 @@ from typing import Any, Final
 LEVELS: Final = ("disabled", "basic", "standard", "detailed")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
+# Query parameters of a Redis URL whose value is a credential (redis-py reads both forms).
+_CREDENTIAL_PARAMS: Final = ("password", "username", "token", "secret")
 
 
 class SettingsError(ValueError):
@@ -322,18 +325,54 @@ def environ_or_process(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def redact_url(url: str | None) -> str:
-    """Return ``url`` with any password replaced by ``***``, safe to log."""
+    """Return ``url`` with every credential replaced by ``***``, safe to log or print.
+
+    Redacts the userinfo password (``user:***@``; a lone userinfo, which some clients read as
+    a password, becomes ``***@``) and the value of every query parameter that carries a
+    credential (``password``, ``username``, ``ssl_password``, ...). None is ``<embedded>``.
+    """
     if not url:
         return "<embedded>"
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostport}{slash}{path}"
+    rest, hash_sign, fragment = rest.partition("#")
+    rest, question, query = rest.partition("?")
+    # The last "@" ends the userinfo even when an unencoded password holds a "/".
+    userinfo, at, rest = rest.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        rest = f"{user}:***@{rest}" if colon else f"***@{rest}"
+    if question:
+        query = "&".join(_redact_param(item) for item in query.split("&"))
+    return f"{scheme}://{rest}{question}{query}{hash_sign}{fragment}"
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """Return the credential values in ``url`` (what :func:`redact_url` hides), longest first,
+    so a message that quotes one can be scrubbed with ``str.replace``."""
+    if not url or "://" not in url:
+        return []
+    rest = url.partition("://")[2].partition("#")[0]
+    rest, _, query = rest.partition("?")
+    userinfo, at, _ = rest.rpartition("@")
+    found = [userinfo.partition(":")[2] or userinfo] if at else []
+    for item in query.split("&"):
+        name, eq, value = item.partition("=")
+        if eq and _is_credential(name):
+            found.append(value)
+    decoded = [urllib.parse.unquote(value) for value in found]
+    return sorted({s for s in found + decoded if s}, key=len, reverse=True)
+
+
+def _is_credential(name: str) -> bool:
+    lowered = urllib.parse.unquote(name).lower()
+    return any(word in lowered for word in _CREDENTIAL_PARAMS)
+
+
+def _redact_param(item: str) -> str:
+    name, eq, _value = item.partition("=")
+    return f"{name}=***" if eq and _is_credential(name) else item
 
 
 def _parse(var: Var, raw: str) -> Any:

@@ -28,6 +28,7 @@ from llmtap.analyzers.rules import Rule
 from llmtap.webhooks import VerificationError, verify
 
 if TYPE_CHECKING:
+    from llmtap.consumers.alerts.state import AlertStore
     from llmtap.consumers.notify.model import Receiver
 
 MODELS: Final = (
@@ -331,6 +332,9 @@ class LocalReceiver:
 # --- for `llmtap demo` -------------------------------------------------------------------
 
 DEMO_SECRET: Final = "llmtap-demo-secret"
+#: The demo rule's quiet period: how long after its last slow call an alert resolves (short,
+#: because the demo waits for it on the real clock).
+DEMO_QUIET_S: Final = 1.0
 
 
 def demo_rules(slow_call_s: float) -> list[Rule]:
@@ -341,7 +345,7 @@ def demo_rules(slow_call_s: float) -> list[Rule]:
             "latency_above",
             slow_call_s,
             group_by=("backend", "model"),
-            resolve_after_s=60.0,
+            resolve_after_s=DEMO_QUIET_S,
         )
     ]
 
@@ -355,10 +359,16 @@ def demo_receiver() -> Iterator[tuple[LocalReceiver, Receiver]]:
         yield rx, Receiver("demo-webhook", "webhook", url=rx.url, secret=DEMO_SECRET)
 
 
-async def demo_cycle(url: str, rules: Sequence[Rule], receiver: Receiver, now: float) -> int:
-    """Fire, resolve and deliver once: drain the stream with the alerts worker, tick at
-    ``now`` + the longest resolve_after (a simulated quiet spell, so firing alerts resolve),
-    then drain the outbox to ``receiver``. Returns the alerts delivered."""
+async def demo_cycle(
+    url: str,
+    rules: Sequence[Rule],
+    receiver: Receiver,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Fire, resolve and deliver once: drain the stream with the alerts worker, wait on the
+    real ``clock`` until every active alert has been quiet for its rule's resolve_after, tick
+    at that (real) time so they resolve, then drain the outbox to ``receiver``. Returns the
+    alerts delivered. No timestamp it writes is later than ``clock()``."""
     import redis.asyncio as aredis
 
     from llmtap.consumers.alerts.evaluator import Evaluator
@@ -373,13 +383,31 @@ async def demo_cycle(url: str, rules: Sequence[Rule], receiver: Receiver, now: f
     try:
         consumer = Consumer(client, lambda: AlertsProcessor(rules), RuntimeConfig(block_ms=100))
         await engine.run_loop(consumer, asyncio.Event(), burst=True)
-        quiet = max((rule.resolve_after_s for rule in rules if rule.per_call), default=0.0)
-        await Evaluator(client, reader, rules).tick(now + quiet)
+        evaluator = Evaluator(client, reader, rules)
+        await _until(clock, await _quiet_at(evaluator.store, rules))
+        await evaluator.tick(clock())
         counters = await run_notifier(url, asyncio.Event(), burst=True, receivers=[receiver])
     finally:
         await client.aclose()
         reader.close()
     return sum(c.get("delivered", 0) for c in counters.values())
+
+
+async def _quiet_at(store: AlertStore, rules: Sequence[Rule]) -> float:
+    """Return when the last active per-call alert will have been quiet for its rule's
+    resolve_after (a little after, since resolution wants "seen before"); 0 when none."""
+    due = 0.0
+    for rule in rules:
+        if rule.per_call:
+            seen = (await store.active(rule.name)).values()
+            due = max([due, *(last + rule.resolve_after_s + 0.01 for last in seen)])
+    return due
+
+
+async def _until(clock: Callable[[], float], moment: float) -> None:
+    """Wait until ``clock()`` reaches ``moment`` (real waiting: the demo's time is real)."""
+    while (left := moment - clock()) > 0:
+        await asyncio.sleep(min(left, 0.5))
 
 
 def demo_lines(rx: LocalReceiver) -> list[str]:

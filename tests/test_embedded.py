@@ -180,3 +180,16 @@ def test_start_survives_port_taken_before_bind(monkeypatch: pytest.MonkeyPatch) 
             assert _port(valkey.url) != taken
         finally:
             valkey.stop()
+
+
+def test_a_wanted_port_is_taken_when_free_and_given_up_when_taken() -> None:
+    """With ``fallback``, the server listens on the port asked for when it is free, and on
+    another free port when something already listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        free: int = probe.getsockname()[1]
+    with EmbeddedValkey(free, fallback=True) as valkey:
+        assert valkey.port == free
+        with EmbeddedValkey(free, fallback=True) as second:
+            assert second.port != free
+            assert redis.Redis.from_url(second.url).ping() is True

@@ -119,7 +119,7 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> redis.Redis:
-    return common.connect(common.required_url(args))
+    return common.client_for(args)
 
 
 def _rules(args: argparse.Namespace) -> int:

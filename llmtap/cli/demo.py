@@ -1,8 +1,11 @@
 """``llmtap demo``: realistic synthetic LLM traffic through the real wrapper into a real stream.
 
 Several backends and models, lognormal latencies with a heavy tail, rate-limit errors with
-retries, streaming calls, several sessions and threads. Runs on the embedded Valkey unless
-``LLMTAP_REDIS_URL`` is set, then prints what reached the stream.
+retries, streaming calls, several sessions and threads, then prints what reached the stream.
+
+It never touches data it did not create: by default it runs on its own embedded Valkey (even
+when ``LLMTAP_REDIS_URL`` is set), and on a server given with ``--url`` it refuses a database
+that already holds llmtap keys unless ``--db N`` names an empty one. Its timestamps are real.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import random
 import sys
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from typing import Any, cast
 import redis
 
 from llmtap import events, keys
+from llmtap.cli import common
 from llmtap.embedded import redis_url_or_embedded
 from llmtap.events import CallEvent, RollupEvent
 from llmtap.producers.profiler import Profiler
@@ -205,16 +210,61 @@ class Workers:
         asyncio.run(service.run_burst(self.url, self.NAMES))
 
 
-def run(duration: float, threads: int, seed: int, settings: Settings, out: Any) -> dict[str, Any]:
-    """Run the demo traffic for ``duration`` seconds; return the summary it printed."""
-    url, server = redis_url_or_embedded(settings.redis_url)
+class DemoRefusedError(RuntimeError):
+    """The demo's server already holds llmtap data; the message says how to run it instead."""
+
+
+def llmtap_keys(client: redis.Redis, limit: int = 3) -> list[str]:
+    """Return up to ``limit`` llmtap key names in the client's database."""
+    found = []
+    for name in client.scan_iter(match=keys.ALL_KEYS_PATTERN, count=1000):
+        found.append(name.decode() if isinstance(name, bytes) else str(name))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def with_db(url: str, db: int) -> str:
+    """Return ``url`` pointing at database ``db`` (the path of redis://, ``?db=`` of unix://)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "db"]
+        return parts._replace(query=urllib.parse.urlencode([*query, ("db", str(db))])).geturl()
+    return parts._replace(path=f"/{db}").geturl()
+
+
+def check_free(url: str) -> None:
+    """Raise DemoRefusedError when the database at ``url`` already holds llmtap keys."""
+    client = common.connect(url)
+    try:
+        found = llmtap_keys(client)
+    finally:
+        client.close()
+    if found:
+        raise DemoRefusedError(
+            f"{redact_url(url)} already holds llmtap data ({', '.join(found)}, ...) and the demo "
+            "never writes into data it did not create: run `llmtap demo` without --url (its own "
+            "embedded Valkey), or give it an empty database with --db N (e.g. --db 15)"
+        )
+
+
+def run(
+    duration: float,
+    threads: int,
+    seed: int,
+    settings: Settings,
+    out: Any,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """Run the demo traffic for ``duration`` seconds on ``url`` (None: its own embedded Valkey;
+    ``settings.redis_url`` is not used); return the summary it printed."""
+    url, server = redis_url_or_embedded(url)
     print(f"llmtap demo: Redis at {redact_url(url)}"
           f"{' (embedded Valkey)' if server else ''}; {threads} threads + 4 asyncio tasks "
           f"for {duration:.0f}s, sampling {settings.sampling_rate}, "
           f"slow > {settings.slow_call_s}s, expensive > ${settings.expensive_call_usd}",
           file=out)  # fmt: skip
     client = redis.Redis.from_url(url)
-    client.delete(keys.EVENTS)
     workers = Workers(url)
     workers.start()
     started = time.time()
@@ -254,14 +304,14 @@ def deliver_alerts(url: str, slow_call_s: float) -> list[str]:
     """Run the alerts worker and the notifier over the stream with a slow-call rule, into a
     local webhook receiver that checks signatures; return one line per alert it received.
 
-    The evaluator's clock is moved past the rule's quiet period, so alerts that fired during
-    the run are also resolved and delivered as such.
+    The demo waits (on the real clock, at most the rule's short quiet period) until the last
+    slow call is quiet long enough, so alerts that fired during the run are also resolved.
     """
     from llmtap import testing
 
     with testing.demo_receiver() as (rx, receiver):
         rules = testing.demo_rules(slow_call_s)
-        asyncio.run(testing.demo_cycle(url, rules, receiver, time.time()))
+        asyncio.run(testing.demo_cycle(url, rules, receiver))
         return testing.demo_lines(rx)
 
 
@@ -374,7 +424,16 @@ def demo_settings(environ: dict[str, str]) -> Settings:
 
 def _command(args: argparse.Namespace) -> int:
     settings = demo_settings(dict(os.environ))
-    summary = run(args.duration, args.threads, args.seed, settings, sys.stdout)
+    url: str | None = args.url
+    if url is not None:
+        url = with_db(url, args.db) if args.db is not None else url
+        common.use_url(args, url)
+        try:
+            check_free(url)
+        except DemoRefusedError as exc:
+            print(f"llmtap demo: {exc}", file=sys.stderr)
+            return 2
+    summary = run(args.duration, args.threads, args.seed, settings, sys.stdout, url=url)
     if args.json:
         print(json.dumps(summary))
     return 0 if summary["exact"] and summary["workers_exact"] else 1
@@ -387,4 +446,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--threads", type=int, default=16, help="application threads (16)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    parser.add_argument(
+        "--url",
+        help="run on this Redis instead of an embedded Valkey (refused if it holds llmtap data)",
+    )
+    parser.add_argument("--db", type=int, help="with --url: the (empty) database number to use")
     parser.set_defaults(func=_command)

@@ -8,10 +8,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from llmtap.cli import extras
-from llmtap.embedded import EmbeddedServerError
-from llmtap.settings import SettingsError
-
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand registered."""
@@ -36,23 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        code: int = args.func(args)
-    except SettingsError as exc:
-        print(f"llmtap: bad setting: {exc}", file=sys.stderr)
-        return 2
-    except (extras.MissingExtra, EmbeddedServerError) as exc:
-        print(f"llmtap: {exc}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:
-        missing = extras.from_import_error(exc, args.command)
-        if missing is None:
-            raise
-        print(f"llmtap: {missing}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return code
+    from llmtap.cli.common import dispatch
+
+    return dispatch(args)
 
 
 if __name__ == "__main__":

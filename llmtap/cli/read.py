@@ -2,13 +2,13 @@
 ``insights``, ``configure`` and ``reset``, thin shells over :mod:`llmtap.read.tools`.
 
 Every command prints a rich table for people or, with ``--json``, one JSON object for scripts.
-The server is ``--url``, else ``LLMTAP_REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
+The server is ``--url``, else ``LLMTAP_REDIS_URL``, else the server a running ``llmtap up``
+recorded, else ``redis://127.0.0.1:6379/0`` (:func:`llmtap.cli.common.redis_url`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -127,7 +127,7 @@ def _latency(client: redis.Redis, args: argparse.Namespace) -> Any:
 def _session(client: redis.Redis, args: argparse.Namespace) -> Any:
     got = tools.get_session_profiling_analysis(client, args.session_id, limit=args.limit)
     if not got["found"]:
-        print(f"llmtap: no data for session {args.session_id!r}", file=sys.stderr)
+        raise common.NotFoundError(f"no data for session {args.session_id!r}")
     if not args.json:
         common.table(
             f"session {args.session_id}", ["", "value"], [[k, v] for k, v in got["summary"].items()]

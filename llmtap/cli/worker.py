@@ -3,7 +3,9 @@
 ``llmtap worker NAME`` runs one worker (see :data:`registry.WORKERS`), ``llmtap worker health
 NAME`` exits 0 when the group has a fresh heartbeat and 1 otherwise, ``llmtap worker stats``
 prints counters, lag and the DLQ size, and ``llmtap up`` runs every worker in one process on
-LLMTAP_REDIS_URL (or on an embedded Valkey when it is unset).
+``--url``/LLMTAP_REDIS_URL, or on an embedded Valkey when neither is given: on port 6379 when it
+is free (the default every client tries), else on a free port, recorded in
+:func:`llmtap.embedded.up_file` where the other commands and the wrapper look.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from typing import Any
 
 import redis
 
-from llmtap.cli import extras
+from llmtap.cli import common, extras
 from llmtap.consumers import service
 from llmtap.consumers.registry import WORKERS, spec
 from llmtap.consumers.runtime.config import ENGINES, RuntimeConfig
 from llmtap.consumers.runtime.context import WorkerContext
-from llmtap.embedded import redis_url_or_embedded
+from llmtap.embedded import DEFAULT_PORT, EmbeddedValkey, remove_up_file, write_up_file
 from llmtap.read import health
 from llmtap.settings import Settings, redact_url
 
@@ -40,7 +42,7 @@ def add_parsers(subparsers: Any) -> None:
     for name, item in WORKERS.items():
         run = actions.add_parser(name, help=f"run the {name} worker: {item.summary}")
         _add_run_options(run)
-        run.set_defaults(func=lambda args, name=name: _run([name], args))
+        run.set_defaults(func=lambda args, name=name: _run([name], args, embedded=False))
     check = actions.add_parser("health", help="exit 0 if the worker's group has a live consumer")
     check.add_argument("name", choices=sorted(WORKERS), metavar="NAME")
     check.add_argument("--max-age", type=float, help="seconds (default: the heartbeat TTL)")
@@ -53,11 +55,17 @@ def add_parsers(subparsers: Any) -> None:
     stats.set_defaults(func=_stats)
     up = subparsers.add_parser("up", help="run every worker (embedded Valkey if no Redis URL)")
     _add_run_options(up)
-    up.set_defaults(func=lambda args: _run(list(WORKERS), args))
+    up.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"embedded Valkey's port when it is free (default {DEFAULT_PORT}; 0: any free port)",
+    )
+    up.set_defaults(func=lambda args: _run(list(WORKERS), args, embedded=True))
 
 
 def _add_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="Redis URL (default: LLMTAP_REDIS_URL)")
+    common.add_url(parser)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -66,24 +74,51 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=ENGINES, help="default: LLMTAP_WORKER_ENGINE")
 
 
-def _run(names: Sequence[str], args: argparse.Namespace) -> int:
+def _run(names: Sequence[str], args: argparse.Namespace, *, embedded: bool) -> int:
     extras.require("workers", "up" if args.command == "up" else f"worker {names[0]}")
     environ = dict(os.environ)  # read once: everything below gets this snapshot
     settings = Settings.from_env(environ)
     runtime = RuntimeConfig.from_env(environ)
     if args.engine:
         runtime = dataclasses.replace(runtime, engine=args.engine)
-    url, server = redis_url_or_embedded(args.url or settings.redis_url)
+    server = None
+    if embedded and not common.configured_url(args):
+        server = EmbeddedValkey(args.port or None, fallback=True).start()
+        common.use_url(args, server.url)
+        url = server.url
+    else:
+        url = common.redis_url(args)
     print(f"llmtap: {', '.join(names)} on {redact_url(url)}", flush=True)
+    if server is not None:
+        _announce(server, args.port, environ)
     try:
         ctx = WorkerContext.from_environ(url, environ, settings=settings, runtime=runtime)
         results = asyncio.run(_serve(ctx, names, burst=args.burst))
     finally:
         if server is not None:
+            remove_up_file(environ)
             server.stop()
     for stats in results:
         print(f"llmtap: {stats.worker}: {stats.processed} events, {stats.dead_letters} to DLQ")
     return 0
+
+
+def _announce(server: EmbeddedValkey, wanted: int, environ: dict[str, str]) -> None:
+    """Record the embedded server where other commands look, and say how clients find it."""
+    path = write_up_file(server.url, environ)
+    if server.port == DEFAULT_PORT:
+        print(
+            f"llmtap up: embedded Valkey on the default address {server.url}: llmtap commands "
+            "and applications find it with no configuration",
+            flush=True,
+        )
+        return
+    why = f"port {wanted} is taken" if wanted else "any free port was asked for"
+    print(
+        f"llmtap up: {why}, so the embedded Valkey is on {server.url}; llmtap on this machine "
+        f"finds it through {path}; elsewhere set:\nexport LLMTAP_REDIS_URL={server.url}",
+        flush=True,
+    )
 
 
 async def _serve(
@@ -93,26 +128,28 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    return list(await asyncio.gather(*(service.run(ctx, n, stop, burst=burst) for n in names)))
-
-
-def _client(args: argparse.Namespace) -> redis.Redis | None:
-    url = args.url or Settings.from_env(os.environ).redis_url
-    return None if url is None else redis.Redis.from_url(url, socket_timeout=5)
+    tasks = [asyncio.create_task(service.run(ctx, n, stop, burst=burst)) for n in names]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # One worker failed: stop the others and wait for them, so the failure is reported
+        # once (by the caller) instead of as tracebacks of abandoned tasks at loop shutdown.
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _health(args: argparse.Namespace) -> int:
-    client = _client(args)
-    if client is None:
-        print("unhealthy: LLMTAP_REDIS_URL is not set; nothing to check")
-        return 1
+    client = common.client_for(args)
     max_age = args.max_age or RuntimeConfig.from_env(os.environ).heartbeat_ttl_s
     try:
         result = health.check(
             client, spec(args.name).group, max_age_s=max_age, this_host=args.this_host
         )
     except redis.RedisError as exc:
-        print(f"unhealthy: redis unreachable: {exc}")
+        print(f"unhealthy: {common.redis_problem(args.server_url, exc)}")
         return 1
     finally:
         client.close()
@@ -121,17 +158,14 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    client = _client(args)
-    if client is None:
-        print("llmtap: LLMTAP_REDIS_URL is not set", file=sys.stderr)
-        return 1
+    client = common.client_for(args)
     try:
         report = {
             **health.stream_stats(client),
             "groups": [health.group_stats(client, item.group) for item in WORKERS.values()],
         }
     except redis.RedisError as exc:
-        print(f"llmtap: redis unreachable: {exc}", file=sys.stderr)
+        print(f"llmtap: {common.redis_problem(args.server_url, exc)}", file=sys.stderr)
         return 1
     finally:
         client.close()
@@ -165,8 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    code: int = args.func(args)
-    return code
+    return common.dispatch(args)
 
 
 if __name__ == "__main__":

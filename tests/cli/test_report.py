@@ -70,3 +70,18 @@ def test_cli_tables_render(
     for argv in commands:
         assert cli.main([*argv, "--url", redis_url]) == 0
     assert "cost by model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["table", "json"])
+def test_an_unknown_session_is_one_error_and_exit_1(
+    r: redis.Redis, redis_url: str, json_flag: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``llmtap session UNKNOWN`` prints one error line and no table, and exits 1; with
+    ``--json`` it prints an error object."""
+    assert cli.main(["session", "nope", "--url", redis_url, *json_flag]) == 1
+    got = capsys.readouterr()
+    assert got.err == "llmtap: no data for session 'nope'\n"
+    if json_flag:
+        assert json.loads(got.out) == {"error": "no data for session 'nope'"}
+    else:
+        assert got.out == ""

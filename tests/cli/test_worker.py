@@ -43,9 +43,11 @@ def test_health_fails_without_a_heartbeat(
 
 
 def test_health_fails_when_redis_is_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
-    """An unreachable server makes the check exit 1 with the reason."""
+    """An unreachable server makes the check exit 1 with one line naming it and the reason."""
     assert health("redis://127.0.0.1:1/0") == 1
-    assert capsys.readouterr().out.startswith("unhealthy: redis unreachable")
+    out = capsys.readouterr().out
+    assert out.startswith("unhealthy: cannot use Redis at redis://127.0.0.1:1/0: unreachable")
+    assert out.count("\n") == 1
 
 
 def test_health_follows_a_running_worker_and_sigterm_commits_the_batch_in_hand(
@@ -101,12 +103,15 @@ def test_stats_table_lists_every_worker(
 def test_up_without_a_url_runs_every_worker_on_an_embedded_valkey(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``llmtap up --burst`` with LLMTAP_REDIS_URL unset starts a Valkey and prints its URL."""
+    """``llmtap up --burst`` with LLMTAP_REDIS_URL unset starts a Valkey, prints its URL and
+    the export line (``--port 0``: any free port, so the test never takes 6379)."""
     monkeypatch.delenv("LLMTAP_REDIS_URL", raising=False)
-    assert commands.main(["up", "--burst"]) == 0
+    assert commands.main(["up", "--burst", "--port", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"llmtap: {', '.join(WORKERS)} on redis://127.0.0.1:")
-    assert lines[1:] == [f"llmtap: {name}: 0 events, 0 to DLQ" for name in WORKERS]
+    url = lines[0].rpartition(" on ")[2]
+    assert lines[2] == f"export LLMTAP_REDIS_URL={url}"
+    assert lines[3:] == [f"llmtap: {name}: 0 events, 0 to DLQ" for name in WORKERS]
 
 
 def test_worker_prints_the_url_without_its_password(

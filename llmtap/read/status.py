@@ -10,7 +10,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.read import health
 from llmtap.read.admin import effective_settings
-from llmtap.read.window import percent
+from llmtap.read.window import fraction
 from llmtap.settings import Settings
 
 _GROUP_FIELDS: Final = ("exists", "processed", "lag", "pending", "live_consumers")
@@ -20,7 +20,7 @@ def profiling_status(client: redis.Redis, settings: Settings | None = None) -> d
     """Return the effective configuration, the producers' statistics and pipeline health.
 
     ``statistics`` sums every live producer's latest rollup statistics (cumulative since each
-    producer started); ``profiling_rate`` is the percentage of calls sent as call events.
+    producer started); ``profiling_rate`` is the fraction of calls sent as call events.
     """
     current = effective_settings(client, settings)
     stats = producer_statistics(client)
@@ -31,7 +31,7 @@ def profiling_status(client: redis.Redis, settings: Settings | None = None) -> d
         "settings": current.runtime_view(),
         "statistics": {
             **stats,
-            "profiling_rate": round(percent(stats["profiled_calls"], stats["total_calls"]), 2),
+            "profiling_rate": fraction(stats["profiled_calls"], stats["total_calls"]),
         },
         "pipeline": pipeline_health(client),
     }

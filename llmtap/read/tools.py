@@ -39,7 +39,7 @@ def get_profiling_status(client: redis.Redis, settings: Settings | None = None) 
     """Return the effective configuration, the producers' exact statistics and pipeline health.
 
     ``statistics`` sums every live producer's latest rollup statistics (cumulative since each
-    producer started); ``profiling_rate`` is the percentage of calls sent as call events.
+    producer started); ``profiling_rate`` is the fraction of calls sent as call events.
     """
     return status.profiling_status(client, settings)
 

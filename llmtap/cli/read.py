@@ -182,8 +182,12 @@ def _configure(client: redis.Redis, args: argparse.Namespace) -> Any:
 def _reset(client: redis.Redis, args: argparse.Namespace) -> Any:
     got = tools.reset_profiling_metrics(client, confirm=args.yes)
     if not args.json:
-        verb = "deleted" if args.yes else "would delete (run again with --yes)"
-        print(f"llmtap reset: {verb} {got['keys']} keys; streams emptied: {got['streams']}")
+        if args.yes:
+            done = f"deleted {got['deleted']} keys and {got['deleted_stream_entries']}"
+        else:
+            done = f"would delete {got['keys']} keys and {got['stream_entries']}"
+        print(f"llmtap reset: {done} stream entries in {', '.join(got['streams']) or 'no streams'}"
+              + ("" if args.yes else " (run again with --yes)"))  # fmt: skip
         common.table("keys by kind", ["kind", "keys"], [[k, v] for k, v in got["by_kind"].items()])
     return got
 

@@ -70,12 +70,16 @@ def _status(client: redis.Redis, args: argparse.Namespace) -> Any:
             ["enabled", got["enabled"]],
             ["level", got["level"]],
             ["sampling rate", units.pct(got["sampling_rate"])],
+            ["settings from", got["settings_source"]],
             *_fields(stats),
             ["stream length", got["pipeline"]["stream_length"]],
             ["DLQ length", got["pipeline"]["dlq_length"]],
             ["live workers", got["pipeline"]["workers_seen"]],
         ]
         common.table("llmtap status", ["", "value"], rows)
+        _producers_table(got["producers"])
+        for item in got["settings_disagreements"]:
+            print(_disagreement(item))
         workers = got["pipeline"]["workers"]
         common.table(
             "workers",
@@ -83,6 +87,24 @@ def _status(client: redis.Redis, args: argparse.Namespace) -> Any:
             [[w, v.get("lag"), v.get("pending"), v["live_consumers"]] for w, v in workers.items()],
         )
     return got
+
+
+def _producers_table(producers: list[dict[str, Any]]) -> None:
+    header = ["producer", "enabled", "level", "sampling", "calls", "profiled", "dropped", "rollup"]
+    rows = [
+        [p["producer_id"], units.number(p["enabled"]), units.number(p["level"]),
+         units.pct(p["sampling_rate"]), p["total_calls"], p["profiled_calls"],
+         p["dropped_events"], units.number(p["last_rollup_at"])]
+        for p in producers
+    ]  # fmt: skip
+    common.table("producers", header, rows)
+
+
+def _disagreement(item: Mapping[str, Any]) -> str:
+    name = item["setting"]
+    each = ", ".join(f"{p} {_setting(name, v)}" for p, v in item["producers"].items())
+    configured = _setting(name, item["configured"])
+    return f"llmtap status: producers disagree on {name}: {each} (configured: {configured})"
 
 
 def _cost(client: redis.Redis, args: argparse.Namespace) -> Any:
@@ -234,6 +256,10 @@ def _dashboard_view(dash: Mapping[str, Any]) -> Any:
         )
     )
     return Columns(panels, title=title)
+
+
+def _setting(name: str, value: Any) -> str:
+    return units.pct(value) if name == "sampling_rate" else units.number(value)
 
 
 def _fields(values: Mapping[str, Any]) -> list[list[str]]:

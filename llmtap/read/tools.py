@@ -36,10 +36,12 @@ __all__ = [
 
 
 def get_profiling_status(client: redis.Redis, settings: Settings | None = None) -> dict[str, Any]:
-    """Return the effective configuration, the producers' exact statistics and pipeline health.
+    """Return the settings producers run with, their exact statistics and pipeline health.
 
-    ``statistics`` sums every live producer's latest rollup statistics (cumulative since each
-    producer started); ``profiling_rate`` is the fraction of calls sent as call events.
+    ``enabled``, ``level`` and ``sampling_rate`` are what the live producers report when they
+    agree, else the configured settings; ``producers`` lists each producer's settings and
+    statistics and ``settings_disagreements`` flags every difference (see
+    :func:`llmtap.read.status.profiling_status`). ``profiling_rate`` is a fraction.
     """
     return status.profiling_status(client, settings)
 

@@ -12,7 +12,7 @@ sketches where they are not (latency percentiles). :class:`ProfilingTools` cache
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -90,11 +90,20 @@ def get_performance_analysis(
 
 
 def get_optimization_insights(
-    client: redis.Redis, hours_back: float = 168, *, now: float | None = None
+    client: redis.Redis,
+    hours_back: float = 168,
+    *,
+    now: float | None = None,
+    context_windows: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Return recommendations [{priority, category, recommendation, potential_improvement,
-    evidence, estimated_saving_usd, estimated_saving_s}] and the current anomalies."""
-    return insights.optimization_insights(client, *_window(hours_back, now))
+    evidence, estimated_saving_usd, estimated_saving_s}] and the current anomalies.
+
+    Context windows come from the pricing catalogue and a shipped table of local models
+    (:mod:`llmtap.read.context`); ``context_windows`` (model name -> tokens) override them.
+    """
+    since, until = _window(hours_back, now)
+    return insights.optimization_insights(client, since, until, context_windows)
 
 
 def get_session_profiling_analysis(

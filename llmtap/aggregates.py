@@ -294,14 +294,38 @@ def merge_call_details(replies: Iterable[Mapping[Raw, Raw]]) -> CallDetails:
 # --- producer statistics hash ----------------------------------------------------------------
 
 PRODUCER_STATS: Final = ("total_calls", "profiled_calls", "dropped_events", "unpriced_calls")
+# The settings a producer reports it runs with (absent when it does not send them).
+PRODUCER_SETTINGS: Final = ("enabled", "level", "sampling_rate")
 
 
 def producer_fields(rollup: events.RollupEvent) -> dict[str, str]:
-    """Return the producer-hash fields a rollup sets: its statistics and ``window_end``."""
+    """Return the producer-hash fields a rollup sets: its statistics, the settings it reports
+    (``enabled`` as ``true``/``false``; those it does not send are left out) and ``window_end``.
+    """
     stats = rollup.stats
-    fields = {name: str(getattr(stats, name)) for name in stats.__struct_fields__}
+    fields = {
+        name: _field_text(value)
+        for name in stats.__struct_fields__
+        if (value := getattr(stats, name)) is not None
+    }
     fields["window_end"] = repr(rollup.window_end)
     return fields
+
+
+def _field_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def decode_producer_settings(values: Sequence[Raw | None]) -> dict[str, Any]:
+    """Return the PRODUCER_SETTINGS of one producer hash from HMGET values (absent: None)."""
+    enabled, level, rate = (None if v is None else text(v) for v in values)
+    return {
+        "enabled": None if enabled is None else enabled == "true",
+        "level": level,
+        "sampling_rate": None if rate is None else float(rate),
+    }
 
 
 def decode_producer_stats(values: Sequence[Raw | None]) -> dict[str, int]:

@@ -32,6 +32,7 @@ Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 Usd = Annotated[float, msgspec.Meta(ge=0.0, le=1e9)]
 Rate = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+SamplingRate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Tags = Annotated[dict[Label, Label], msgspec.Meta(max_length=64)]
 Reason = Literal["sampled", "error", "slow", "breaker", "expensive"]
 # The default of an absent ``latency``: out of range on purpose, so no producer can send it,
@@ -123,13 +124,20 @@ class RollupRow(msgspec.Struct, kw_only=True, array_like=False):
 
 
 class ProducerStats(msgspec.Struct, kw_only=True):
-    """A producer's cumulative statistics since it started."""
+    """A producer's cumulative statistics since it started, and the settings it runs with.
+
+    ``enabled``, ``level`` (the effective level) and ``sampling_rate`` are optional: a producer
+    that does not send them (an older or third-party one) leaves them ``None``.
+    """
 
     total_calls: Count = 0
     profiled_calls: Count = 0
     dropped_events: Count = 0
     unpriced_calls: Count = 0
     bad_runtime_settings: Count = 0
+    enabled: bool | None = None
+    level: Label | None = None
+    sampling_rate: SamplingRate | None = None
 
 
 class RollupEvent(msgspec.Struct, tag_field="t", tag="rollup", kw_only=True):

@@ -17,18 +17,6 @@ from typing import Any, Final
 import numpy as np
 
 PRIORITY_ORDER: Final = {"high": 0, "medium": 1, "low": 2}
-# Context windows (tokens) by model-name prefix, longest prefix wins; callers may pass more.
-CONTEXT_WINDOWS: Final = {
-    "gpt-4o": 128_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-3.5-turbo": 16_385,
-    "o1": 200_000,
-    "o3": 200_000,
-    "claude": 200_000,
-    "anthropic.claude": 200_000,
-    "llama3": 8_192,
-    "mistral/mistral-large": 128_000,
-}
 NEAR_CONTEXT_SHARE: Final = 0.8
 MAX_ERROR_RATE_GAP: Final = 0.02
 MAX_LATENCY_RATIO: Final = 1.2
@@ -103,13 +91,15 @@ class PromptStats:
 
 @dataclass
 class InsightInputs:
-    """Everything the rules read."""
+    """Everything the rules read. ``context_windows`` maps a model name to its context window
+    in tokens, as looked up by the caller (see :mod:`llmtap.read.context`); a model missing
+    from it gets no context insight."""
 
     usage: Sequence[ModelUsage]
     latency: Sequence[ModelLatency] = ()
     details: Sequence[ModelDetails] = ()
     prompts: Sequence[PromptStats] = ()
-    context_windows: Mapping[str, int] = field(default_factory=lambda: dict(CONTEXT_WINDOWS))
+    context_windows: Mapping[str, int] = field(default_factory=dict)
 
 
 def insight(
@@ -253,19 +243,13 @@ def repeated_prompts(inputs: InsightInputs) -> list[dict[str, Any]]:
     ]
 
 
-def context_window(model: str, windows: Mapping[str, int]) -> int | None:
-    """Return the context window of ``model`` by longest matching prefix, None if unknown."""
-    name = model.rsplit("/", 1)[-1] if model not in windows else model
-    matches = [p for p in windows if model.startswith(p) or name.startswith(p)]
-    return windows[max(matches, key=len)] if matches else None
-
-
 def near_context_window(inputs: InsightInputs) -> list[dict[str, Any]]:
-    """Models whose largest prompt used more than 80% of their context window."""
+    """Models whose largest prompt used more than 80% of their known context window (a model
+    whose window is not in ``inputs.context_windows`` is skipped, not guessed)."""
     out = []
     for details in inputs.details:
-        window = context_window(details.model, inputs.context_windows)
-        if window is None or details.max_input_tokens < NEAR_CONTEXT_SHARE * window:
+        window = inputs.context_windows.get(details.model)
+        if not window or details.max_input_tokens < NEAR_CONTEXT_SHARE * window:
             continue
         share = details.max_input_tokens / window
         out.append(

@@ -7,21 +7,19 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import html
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
+
+from llmtap.analyzers import units
+from llmtap.analyzers.units import human, ms, pct, usd
 
 FORMATS: Final = ("md", "html", "json", "csv")
 PALETTE: Final = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1")
 CHART_W: Final = 640
 CHART_H: Final = 260
 MARGIN: Final = 48
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_report(
@@ -35,17 +33,21 @@ def build_report(
     cost_series: Mapping[str, Any],
     top_sessions: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Return the report model of ``[since, until)`` (JSON-ready; the period's end is "now")."""
+    """Return the report model of ``[since, until)`` (JSON-ready; the period's end is "now").
+
+    Numbers are typed and in base units (seconds, USD, fractions); times are ISO-8601 UTC
+    strings, except ``period.since``/``until`` and the chart's bucket starts (Unix seconds).
+    """
     errors = performance["error_rates"]
     overall = performance.get("overall") or {}
     return {
-        "title": f"llmtap report {_iso(since)[:10]} to {_iso(until)[:16]}Z",
-        "generated_at": _iso(until),
+        "title": f"llmtap report {units.iso(since)[:10]} to {units.iso(until)[:16]}Z",
+        "generated_at": units.iso(until),
         "period": {
             "since": since,
             "until": until,
-            "since_iso": _iso(since),
-            "until_iso": _iso(until),
+            "since_iso": units.iso(since),
+            "until_iso": units.iso(until),
             "hours": (until - since) / 3600,
         },
         "summary": {
@@ -173,26 +175,26 @@ def sections(model: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[li
     """Return the report's tables: (title, header, rows), shared by Markdown and HTML."""
     cost, burn = model["cost"], model["cost"]["burn_rate"]
     return [
-        ("Summary", ("metric", "value"), [[k, v] for k, v in model["summary"].items()]),
-        ("Cost by backend", ("backend", "USD", "calls", "errors"),
-         [[b, r["cost_usd"], r["calls"], r["errors"]] for b, r in cost["cost_by_backend"].items()]),
-        ("Cost by model", ("model", "USD", "calls", "USD per 1k tokens"),
-         [[m, r["cost_usd"], r["calls"], cost["cost_per_1k_tokens_by_model"].get(m)]
+        ("Summary", ("metric", "value"), _fields(model["summary"])),
+        ("Cost by backend", ("backend", "cost", "calls", "errors"),
+         [[b, usd(r["cost_usd"]), r["calls"], r["errors"]]
+          for b, r in cost["cost_by_backend"].items()]),
+        ("Cost by model", ("model", "cost", "calls", "cost per 1k tokens"),
+         [[m, usd(r["cost_usd"]), r["calls"], usd(cost["cost_per_1k_tokens_by_model"].get(m))]
           for m, r in cost["cost_by_model"].items()]),
-        ("Burn rate and projection", ("metric", "value"), [[k, v] for k, v in burn.items()]),
-        ("Most expensive operations", ("call", "backend", "model", "USD", "session"),
-         [[o["call_id"], o["backend"], o["model"], o["cost_usd"], o["session"]]
+        ("Burn rate and projection", ("metric", "value"), _fields(burn)),
+        ("Most expensive operations", ("call", "backend", "model", "cost", "session"),
+         [[o["call_id"], o["backend"], o["model"], usd(o["cost_usd"]), o["session"]]
           for o in cost["most_expensive_operations"]]),
-        ("Most expensive sessions", ("session", "USD", "calls", "errors"),
-         [[s["session_id"], s["cost_usd"], s["calls"], s["errors"]]
+        ("Most expensive sessions", ("session", "cost", "calls", "errors"),
+         [[s["session_id"], usd(s["cost_usd"]), s["calls"], s["errors"]]
           for s in model["top_sessions"]]),
-        ("Latency by backend and model (s)", ("backend", "model", "calls", "p50", "p95", "p99"),
-         [[r["backend"], r["model"], r["weighted_count"], r["p50"], r["p95"], r["p99"]]
-          for r in model["latency"]]),
-        ("Throughput", ("metric", "value"),
-         [[k, v] for k, v in model["throughput"].items() if not isinstance(v, dict)]),
+        ("Latency by backend and model", ("backend", "model", "calls", "p50", "p95", "p99"),
+         [[r["backend"], r["model"], _num(r["weighted_count"]), ms(r["p50"]), ms(r["p95"]),
+           ms(r["p99"])] for r in model["latency"]]),
+        ("Throughput", ("metric", "value"), _fields(model["throughput"])),
         ("Error rates", ("model", "calls", "errors", "rate"),
-         [[m, r["calls"], r["errors"], r["error_rate"]]
+         [[m, r["calls"], r["errors"], pct(r["error_rate"])]
           for m, r in model["error_rates"]["by_model"].items()]),
         ("Alerts fired and resolved", ("fingerprint", "rule", "status", "starts", "ends"),
          _alert_rows(model["alerts"])),
@@ -200,9 +202,13 @@ def sections(model: Mapping[str, Any]) -> list[tuple[str, Sequence[str], list[li
          [[i["priority"], i["category"], i["recommendation"], i["potential_improvement"]]
           for i in model["insights"]]),
         ("Anomalies (last hour against the 24 before)", ("series", "value", "baseline", "score"),
-         [[a["series"], a["value"], a["baseline_median"], a["score"]]
-          for a in model["anomalies"]]),
+         [[a["series"], human(a["series"], a["value"]), human(a["series"], a["baseline_median"]),
+           a["score"]] for a in model["anomalies"]]),
     ]  # fmt: skip
+
+
+def _fields(values: Mapping[str, Any]) -> list[list[Any]]:
+    return [[k, human(k, v)] for k, v in values.items() if not isinstance(v, dict | list)]
 
 
 def _alert_rows(alerts: Mapping[str, Any]) -> list[list[Any]]:
@@ -210,16 +216,9 @@ def _alert_rows(alerts: Mapping[str, Any]) -> list[list[Any]]:
     for item in [*alerts.get("fired", []), *alerts.get("resolved", [])]:
         seen[item["fingerprint"]] = item
     return [
-        [fp, a.get("rule"), a.get("status"), _ts(a.get("starts_at")), _ts(a.get("ends_at"))]
+        [fp, a.get("rule"), a.get("status"), a.get("starts_at"), a.get("ends_at")]
         for fp, a in seen.items()
     ]
-
-
-def _ts(value: Any) -> str | None:
-    try:
-        return _iso(float(value)) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _alerts_note(model: Mapping[str, Any]) -> str | None:
@@ -260,7 +259,7 @@ def render_html(model: Mapping[str, Any]) -> str:
         f"{esc(model['period']['until_iso'])}</p>",
         "<h2>Cost over time by model (USD)</h2>",
         cost_chart(model["charts"]["cost_over_time"]),
-        "<h2>Latency percentiles by backend (s)</h2>",
+        "<h2>Latency percentiles by backend</h2>",
         latency_chart(model["backend_latency"]),
     ]
     for title, header, rows in sections(model):
@@ -313,7 +312,7 @@ def cost_chart(series: Mapping[str, Any]) -> str:
     n = len(series.get("starts", []))
     top = max((v for points in by_model.values() for v in points), default=0.0)
     parts = [*_svg_open("cost over time by model"),
-             f'<text x="4" y="14" font-size="10">{_num(top)}</text>']  # fmt: skip
+             f'<text x="4" y="14" font-size="10">{html.escape(usd(top))}</text>']  # fmt: skip
     step = (CHART_W - MARGIN - 20) / max(n - 1, 1)
     for i, (model, points) in enumerate(sorted(by_model.items())):
         coords = " ".join(f"{MARGIN + j * step:.1f},{_y(v, top):.1f}" for j, v in enumerate(points))
@@ -329,7 +328,7 @@ def latency_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     quantiles = ("p50", "p95", "p99")
     top = max((float(r[q]) for r in rows for q in quantiles if r.get(q) is not None), default=0.0)
     parts = [*_svg_open("latency percentiles by backend"),
-             f'<text x="4" y="14" font-size="10">{_num(top)}</text>']  # fmt: skip
+             f'<text x="4" y="14" font-size="10">{html.escape(ms(top))}</text>']  # fmt: skip
     group_w = (CHART_W - MARGIN - 20) / max(len(rows), 1)
     bar_w = group_w / (len(quantiles) + 1)
     for g, row in enumerate(rows):

@@ -21,6 +21,7 @@ import redis
 from llmtap import keys
 from llmtap.analyzers.rules import Rule, parse_duration
 from llmtap.cli import common
+from llmtap.read.alerts import alert_state
 from llmtap.settings import SettingsError
 
 
@@ -83,14 +84,6 @@ def active_alerts(client: redis.Redis, rules: list[Rule]) -> list[dict[str, Any]
     return out
 
 
-def alert_state(client: redis.Redis, fingerprint: str) -> dict[str, Any]:
-    """Return one alert's state hash (the stored document decoded); empty when unknown."""
-    raw = {_text(k): _text(v) for k, v in client.hgetall(keys.alert_state(fingerprint)).items()}
-    if "doc" in raw:
-        raw["doc"] = json.loads(raw["doc"])
-    return {"fingerprint": fingerprint, **raw} if raw else {}
-
-
 # --- argparse ----------------------------------------------------------------------------
 
 
@@ -142,6 +135,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    """Print one alert's state: typed numbers (``seq``), ISO-8601 UTC times, its document."""
     state = alert_state(_client(args), args.fingerprint)
     if not state:
         print(f"llmtap: no alert {args.fingerprint}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from llmtap.analyzers import units
 from llmtap.cli import common
 from llmtap.read import tools
 from llmtap.read.window import iso
@@ -68,13 +69,17 @@ def _status(client: redis.Redis, args: argparse.Namespace) -> Any:
         rows = [
             ["enabled", got["enabled"]],
             ["level", got["level"]],
-            ["sampling rate", got["sampling_rate"]],
-            *[[k, v] for k, v in stats.items()],
+            ["sampling rate", units.pct(got["sampling_rate"])],
+            ["settings from", got["settings_source"]],
+            *_fields(stats),
             ["stream length", got["pipeline"]["stream_length"]],
             ["DLQ length", got["pipeline"]["dlq_length"]],
             ["live workers", got["pipeline"]["workers_seen"]],
         ]
         common.table("llmtap status", ["", "value"], rows)
+        _producers_table(got["producers"])
+        for item in got["settings_disagreements"]:
+            print(_disagreement(item))
         workers = got["pipeline"]["workers"]
         common.table(
             "workers",
@@ -84,18 +89,39 @@ def _status(client: redis.Redis, args: argparse.Namespace) -> Any:
     return got
 
 
+def _producers_table(producers: list[dict[str, Any]]) -> None:
+    header = ["producer", "enabled", "level", "sampling", "calls", "profiled", "dropped", "rollup"]
+    rows = [
+        [p["producer_id"], units.number(p["enabled"]), units.number(p["level"]),
+         units.pct(p["sampling_rate"]), p["total_calls"], p["profiled_calls"],
+         p["dropped_events"], units.number(p["last_rollup_at"])]
+        for p in producers
+    ]  # fmt: skip
+    common.table("producers", header, rows)
+
+
+def _disagreement(item: Mapping[str, Any]) -> str:
+    name = item["setting"]
+    each = ", ".join(f"{p} {_setting(name, v)}" for p, v in item["producers"].items())
+    configured = _setting(name, item["configured"])
+    return f"llmtap status: producers disagree on {name}: {each} (configured: {configured})"
+
+
 def _cost(client: redis.Redis, args: argparse.Namespace) -> Any:
     got = tools.get_cost_analysis_data(client, args.hours, monthly_budget_usd=args.budget)
     if not args.json:
         for title in ("cost_by_backend", "cost_by_model", "cost_by_session"):
-            rows = [[k, v["cost_usd"], v["calls"], v["errors"]] for k, v in got[title].items()]
-            common.table(title.replace("_", " "), ["", "USD", "calls", "errors"], rows[:20])
-        common.table("burn rate", ["", "value"], [[k, v] for k, v in got["burn_rate"].items()])
+            rows = [
+                [k, units.usd(v["cost_usd"]), v["calls"], v["errors"]]
+                for k, v in got[title].items()
+            ]
+            common.table(title.replace("_", " "), ["", "cost", "calls", "errors"], rows[:20])
+        common.table("burn rate", ["", "value"], _fields(got["burn_rate"]))
         top = got["most_expensive_operations"]
         common.table(
             "most expensive calls",
-            ["call", "model", "USD", "session"],
-            [[o["call_id"], o["model"], o["cost_usd"], o["session"]] for o in top],
+            ["call", "model", "cost", "session"],
+            [[o["call_id"], o["model"], units.usd(o["cost_usd"]), o["session"]] for o in top],
         )
     return got
 
@@ -104,23 +130,21 @@ def _latency(client: redis.Redis, args: argparse.Namespace) -> Any:
     got = tools.get_performance_analysis(client, args.hours)
     if not args.json:
         common.table(
-            "latency (s)",
+            "latency",
             ["backend", "model", "calls", "p50", "p95", "p99"],
             [
-                [r["backend"], r["model"], r["weighted_count"], r["p50"], r["p95"], r["p99"]]
+                [r["backend"], r["model"], units.number(r["weighted_count"]),
+                 units.ms(r["p50"]), units.ms(r["p95"]), units.ms(r["p99"])]
                 for r in got["latency"]
             ],
-        )
+        )  # fmt: skip
         errors = got["error_rates"]["by_model"]
         common.table(
             "error rates",
             ["model", "calls", "errors", "rate"],
-            [[m, r["calls"], r["errors"], r["error_rate"]] for m, r in errors.items()],
+            [[m, r["calls"], r["errors"], units.pct(r["error_rate"])] for m, r in errors.items()],
         )
-        flow = got["throughput"]
-        common.table(
-            "throughput", ["", "value"], [[k, v] for k, v in flow.items() if k != "by_model"]
-        )
+        common.table("throughput", ["", "value"], _fields(got["throughput"]))
     return got
 
 
@@ -129,24 +153,16 @@ def _session(client: redis.Redis, args: argparse.Namespace) -> Any:
     if not got["found"]:
         raise common.NotFoundError(f"no data for session {args.session_id!r}")
     if not args.json:
-        common.table(
-            f"session {args.session_id}", ["", "value"], [[k, v] for k, v in got["summary"].items()]
-        )
+        common.table(f"session {args.session_id}", ["", "value"], _fields(got["summary"]))
         common.table(
             "timeline",
-            ["time", "thread", "backend", "model", "USD", "latency s"],
+            ["time", "thread", "backend", "model", "cost", "latency"],
             [
-                [
-                    iso(e["timestamp"]),
-                    e["thread_name"],
-                    e["backend"],
-                    e["model"],
-                    e["cost"],
-                    e["latency"],
-                ]
+                [iso(e["timestamp"]), e["thread_name"], e["backend"], e["model"],
+                 units.usd(e["cost"]), units.ms(e["latency"])]
                 for e in got["timeline"]
             ],
-        )
+        )  # fmt: skip
     return got
 
 
@@ -164,8 +180,12 @@ def _insights(client: redis.Redis, args: argparse.Namespace) -> Any:
         common.table(
             "anomalies",
             ["series", "value", "baseline", "score"],
-            [[a["series"], a["value"], a["baseline_median"], a["score"]] for a in got["anomalies"]],
-        )
+            [
+                [a["series"], units.human(a["series"], a["value"]),
+                 units.human(a["series"], a["baseline_median"]), units.number(a["score"])]
+                for a in got["anomalies"]
+            ],
+        )  # fmt: skip
     return got
 
 
@@ -177,15 +197,19 @@ def _configure(client: redis.Redis, args: argparse.Namespace) -> Any:
     }
     got = tools.configure_profiling_settings(client, **changes)
     if not args.json:
-        common.table("effective runtime settings", ["", "value"], [[k, v] for k, v in got.items()])
+        common.table("effective runtime settings", ["", "value"], _fields(got))
     return got
 
 
 def _reset(client: redis.Redis, args: argparse.Namespace) -> Any:
     got = tools.reset_profiling_metrics(client, confirm=args.yes)
     if not args.json:
-        verb = "deleted" if args.yes else "would delete (run again with --yes)"
-        print(f"llmtap reset: {verb} {got['keys']} keys; streams emptied: {got['streams']}")
+        if args.yes:
+            done = f"deleted {got['deleted']} keys and {got['deleted_stream_entries']}"
+        else:
+            done = f"would delete {got['keys']} keys and {got['stream_entries']}"
+        print(f"llmtap reset: {done} stream entries in {', '.join(got['streams']) or 'no streams'}"
+              + ("" if args.yes else " (run again with --yes)"))  # fmt: skip
         common.table("keys by kind", ["kind", "keys"], [[k, v] for k, v in got["by_kind"].items()])
     return got
 
@@ -214,14 +238,14 @@ def _dashboard_view(dash: Mapping[str, Any]) -> Any:
     meta = dash["dashboard_metadata"]
     title = f"llmtap - last {meta['timeframe_hours']} h at {meta['generated_at']}"
     panels = [
-        common.rich_table(
-            name, ["", "value"], [[k, v] for k, v in dash[name].items() if not isinstance(v, dict)]
-        )
+        common.rich_table(name, ["", "value"], _fields(dash[name]))
         for name in ("cost_analysis", "performance", "efficiency")
     ]
     by_model = dash["cost_analysis"]["cost_by_model"]
     panels.append(
-        common.rich_table("cost by model", ["model", "USD"], [[m, v] for m, v in by_model.items()])
+        common.rich_table(
+            "cost by model", ["model", "cost"], [[m, units.usd(v)] for m, v in by_model.items()]
+        )
     )
     firing = dash["alerts"]["firing"]
     panels.append(
@@ -232,3 +256,16 @@ def _dashboard_view(dash: Mapping[str, Any]) -> Any:
         )
     )
     return Columns(panels, title=title)
+
+
+def _setting(name: str, value: Any) -> str:
+    return units.pct(value) if name == "sampling_rate" else units.number(value)
+
+
+def _fields(values: Mapping[str, Any]) -> list[list[str]]:
+    """Return (name, value for people) rows of a flat JSON object; nested objects are skipped."""
+    return [
+        [name, units.human(name, value)]
+        for name, value in values.items()
+        if not isinstance(value, dict | list)
+    ]

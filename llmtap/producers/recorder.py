@@ -190,14 +190,17 @@ class Stats:
     # Not on the wire yet: the rollup's statistics (llmtap.events.ProducerStats) lack the field.
     bad_prices_file: int = 0
 
-    def snapshot(self) -> ProducerStats:
-        """Return the statistics as they go on the wire."""
+    def snapshot(self, settings: Settings) -> ProducerStats:
+        """Return the statistics as they go on the wire, with the ``settings`` in force."""
         return ProducerStats(
             total_calls=self.total_calls,
             profiled_calls=self.profiled_calls,
             dropped_events=self.dropped_events,
             unpriced_calls=self.unpriced_calls,
             bad_runtime_settings=self.bad_runtime_settings,
+            enabled=settings.enabled,
+            level=settings.effective_level,
+            sampling_rate=settings.sampling_rate,
         )
 
 
@@ -452,5 +455,5 @@ class Recorder:
             window_start=counters.window_start,
             window_end=max(end, counters.window_start),
             rows=counters.to_rows(),
-            stats=self.stats.snapshot(),
+            stats=self.stats.snapshot(self.settings),
         )

@@ -57,21 +57,33 @@ def reset(client: redis.Redis, confirm: bool) -> dict[str, Any]:
     """Delete llmtap's aggregates and state and empty its streams, only with ``confirm``.
 
     Keys are found with SCAN on the ``llmtap:`` prefix; streams are trimmed to zero entries
-    (running workers keep their groups); RESET_KEEPS and live heartbeats are kept.
+    (running workers keep their groups); RESET_KEEPS and live heartbeats are kept. Keys and
+    stream entries are counted apart: ``keys``/``deleted`` count the keys (streams excluded),
+    ``stream_entries``/``deleted_stream_entries`` the entries in the streams.
     """
     found = _reset_targets(client)
-    streams = [name for name, kind in found if kind == "stream"]
+    streams = sorted(name for name, kind in found if kind == "stream")
     plain = [name for name, kind in found if kind != "stream"]
     answer: dict[str, Any] = {
         "confirmed": confirm,
         "keys": len(plain),
-        "streams": sorted(streams),
+        "streams": streams,
+        "stream_entries": _stream_lengths(client, streams),
         "by_kind": _by_kind(name for name, _ in found),
         "kept": [*RESET_KEEPS, keys.heartbeat_pattern("*")],
     }
     if not confirm:
-        return {**answer, "deleted": 0, "message": "nothing deleted; pass confirm=True"}
-    return {**answer, "deleted": _delete(client, plain, streams)}
+        return {**answer, "deleted": 0, "deleted_stream_entries": 0,
+                "message": "nothing deleted; pass confirm=True"}  # fmt: skip
+    deleted, trimmed = _delete(client, plain, streams)
+    return {**answer, "deleted": deleted, "deleted_stream_entries": trimmed}
+
+
+def _stream_lengths(client: redis.Redis, streams: list[str]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for stream in streams:
+        pipe.xlen(stream)
+    return sum(int(n) for n in pipe.execute()) if streams else 0
 
 
 def _by_kind(names: Iterable[str]) -> dict[str, int]:
@@ -95,10 +107,13 @@ def _reset_targets(client: redis.Redis) -> list[tuple[str, str]]:
     return sorted(zip(names, types, strict=True))
 
 
-def _delete(client: redis.Redis, plain: list[str], streams: list[str]) -> int:
+def _delete(client: redis.Redis, plain: list[str], streams: list[str]) -> tuple[int, int]:
+    """Delete ``plain`` and empty ``streams``; return (keys deleted, stream entries removed)."""
     pipe = client.pipeline(transaction=False)
     for i in range(0, len(plain), _DELETE_CHUNK):
         pipe.delete(*plain[i : i + _DELETE_CHUNK])
     for stream in streams:
         pipe.xtrim(stream, maxlen=0, approximate=False)
-    return sum(int(reply) for reply in pipe.execute())
+    replies = [int(reply) for reply in pipe.execute()]
+    chunks = len(replies) - len(streams)
+    return sum(replies[:chunks]), sum(replies[chunks:])

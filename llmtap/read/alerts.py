@@ -1,16 +1,27 @@
 """Alerts over a range, from the alert worker's state hashes: firing now, fired and resolved in
-the range, and the thresholds in force."""
+the range, and the thresholds in force; and one alert's state, typed.
+
+The state hashes hold every value as a string (Lua writes ``1.7961133433732471e+9``); the rows
+here carry typed numbers and ISO-8601 UTC times instead.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
 from typing import Any, Final
 
 import redis
 
 from llmtap import aggregates, keys
+from llmtap.read.window import iso
 from llmtap.settings import Settings
 
 STATE_FIELDS: Final = ("rule", "status", "starts_at", "ends_at")
+#: State-hash fields holding Unix seconds (shown as ISO-8601) and integers.
+TIME_FIELDS: Final = frozenset({"since", "starts_at", "ends_at", "last_seen", "last_sent"})
+INT_FIELDS: Final = frozenset({"seq"})
 
 
 def alerts_summary(
@@ -20,16 +31,16 @@ def alerts_summary(
 
     Reads the alert worker's state hashes; ``history_available`` is false when there are none.
     """
-    states = alert_states(client)
-    fired = [s for s in states if since <= _float(s.get("starts_at")) < until]
+    states = _states(client)
+    fired = [row for row, times in states if since <= times.get("starts_at", -1.0) < until]
     resolved = [
-        s
-        for s in states
-        if s.get("status") == "resolved" and since <= _float(s.get("ends_at")) < until
+        row
+        for row, times in states
+        if row.get("status") == "resolved" and since <= times.get("ends_at", -1.0) < until
     ]
     return {
         "history_available": bool(states),
-        "firing": [s for s in states if s.get("status") == "firing"],
+        "firing": [row for row, _ in states if row.get("status") == "firing"],
         "fired": fired,
         "resolved": resolved,
         "thresholds": {
@@ -40,8 +51,44 @@ def alerts_summary(
     }
 
 
-def alert_states(client: redis.Redis) -> list[dict[str, str]]:
-    """Return every alert state hash (fingerprint, rule, status, starts_at, ends_at)."""
+def alert_states(client: redis.Redis) -> list[dict[str, Any]]:
+    """Return every alert's fingerprint, rule, status, starts_at and ends_at (ISO-8601 UTC)."""
+    return [row for row, _ in _states(client)]
+
+
+def alert_state(client: redis.Redis, fingerprint: str) -> dict[str, Any]:
+    """Return one alert's state: typed numbers, ISO-8601 times, the alert document decoded.
+
+    Empty when the fingerprint is unknown.
+    """
+    raw = client.hgetall(keys.alert_state(fingerprint))
+    if not raw:
+        return {}
+    fields = {aggregates.text(k): aggregates.text(v) for k, v in raw.items()}
+    return {"fingerprint": fingerprint, **decode_state(fields)[0]}
+
+
+def decode_state(fields: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Return a state hash as a typed row, and its times as Unix seconds (for range checks).
+
+    ``doc`` is decoded from JSON; a value that does not parse is kept as its string.
+    """
+    row: dict[str, Any] = {}
+    times: dict[str, float] = {}
+    for name, value in sorted(fields.items()):
+        if name in TIME_FIELDS and (ts := _seconds(value)) is not None:
+            times[name] = ts
+            row[name] = iso(ts)
+        elif name in INT_FIELDS and value.lstrip("-").isdigit():
+            row[name] = int(value)
+        elif name == "doc":
+            row[name] = _json(value)
+        else:
+            row[name] = value
+    return row, times
+
+
+def _states(client: redis.Redis) -> list[tuple[dict[str, Any], dict[str, float]]]:
     names = list(client.scan_iter(match=keys.alert_state("*"), count=1000))
     pipe = client.pipeline(transaction=False)
     for name in names:
@@ -49,17 +96,28 @@ def alert_states(client: redis.Redis) -> list[dict[str, str]]:
     prefix = keys.alert_state("")
     out = []
     for name, values in zip(names, pipe.execute() if names else [], strict=True):
-        state = {
-            k: aggregates.text(v)
-            for k, v in zip(STATE_FIELDS, values, strict=True)
-            if v is not None
-        }
-        out.append({"fingerprint": aggregates.text(name).removeprefix(prefix), **state})
-    return sorted(out, key=lambda s: (s.get("starts_at", ""), s["fingerprint"]))
+        pairs = zip(STATE_FIELDS, values, strict=True)
+        fields = {k: aggregates.text(v) for k, v in pairs if v is not None}
+        row, times = decode_state(fields)
+        out.append(({"fingerprint": aggregates.text(name).removeprefix(prefix), **row}, times))
+    return sorted(out, key=_order)
 
 
-def _float(value: str | None) -> float:
+def _order(item: tuple[dict[str, Any], dict[str, float]]) -> tuple[float, str]:
+    row, times = item
+    return times.get("starts_at", math.inf), str(row["fingerprint"])
+
+
+def _seconds(value: str) -> float | None:
     try:
-        return float(value) if value is not None else -1.0
+        ts = float(value)
     except ValueError:
-        return -1.0
+        return None
+    return ts if math.isfinite(ts) and ts >= 0 else None
+
+
+def _json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -12,7 +12,7 @@ from llmtap.analyzers import burn
 from llmtap.read import query
 from llmtap.read.admin import effective_settings
 from llmtap.read.alerts import alerts_summary
-from llmtap.read.window import HOUR, iso, percent
+from llmtap.read.window import HOUR, fraction, iso
 from llmtap.settings import Settings
 
 
@@ -60,8 +60,8 @@ def _performance(
     return {
         "total_calls": calls,
         "errors": errors,
-        "success_rate": percent(calls - errors, calls),
-        "error_rate": percent(errors, calls),
+        "success_rate": fraction(calls - errors, calls),
+        "error_rate": fraction(errors, calls),
         "avg_latency": row.get("mean"),
         "p50_latency": row.get("p50"),
         "p95_latency": row.get("p95"),
@@ -78,6 +78,6 @@ def _efficiency(total: Mapping[str, Any], overall: Mapping[str, Any] | None) -> 
         "cost_per_1k_tokens_usd": 1000 * total["cost_usd"] / tokens if tokens else None,
         "output_input_ratio": tokens_out / tokens_in if tokens_in else None,
         "cache_read_share": total["cache_read_tokens"] / tokens_in if tokens_in else None,
-        "output_tokens_per_s": (overall or {}).get("output_tokens_per_s"),
+        "generation_tokens_per_s": (overall or {}).get("generation_tokens_per_s"),
         "unpriced_calls": total["unpriced_calls"],
     }

@@ -3,6 +3,7 @@ details, repeated prompts), their recommendations, and the anomalies of the last
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -10,13 +11,22 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.analyzers import anomaly, insights
 from llmtap.read import query
+from llmtap.read.context import context_windows
 from llmtap.read.cost import hourly_totals
 from llmtap.read.window import DAY, HOUR, iso
 
 
-def optimization_insights(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
-    """Return ``get_optimization_insights``'s structure for the range ``[since, until)``."""
-    recommendations = insights.recommend(insight_inputs(client, since, until))
+def optimization_insights(
+    client: redis.Redis,
+    since: float,
+    until: float,
+    windows: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Return ``get_optimization_insights``'s structure for the range ``[since, until)``.
+
+    ``windows`` (model name -> tokens) override the context windows looked up.
+    """
+    recommendations = insights.recommend(insight_inputs(client, since, until, windows))
     return {
         "timeframe_hours": (until - since) / HOUR,
         "generated_at": iso(until),
@@ -26,8 +36,11 @@ def optimization_insights(client: redis.Redis, since: float, until: float) -> di
     }
 
 
-def insight_inputs(client: redis.Redis, since: float, until: float) -> insights.InsightInputs:
-    """Gather the usage, latency, call details and prompt statistics the rules read."""
+def insight_inputs(
+    client: redis.Redis, since: float, until: float, windows: Mapping[str, int] | None = None
+) -> insights.InsightInputs:
+    """Gather the usage, latency, call details, prompt statistics and the known context windows
+    (see :mod:`llmtap.read.context`) the rules read."""
     latency = query.latency_rows(client, since, until, "model")
     backend_of = {row["model"]: row["backend"] for row in latency}
     usage = [
@@ -48,7 +61,14 @@ def insight_inputs(client: redis.Redis, since: float, until: float) -> insights.
         if r["mean"] is not None
     ]
     details, prompts = call_details(client, since, until)
-    return insights.InsightInputs(usage=usage, latency=lat, details=details, prompts=prompts)
+    models = [(backend_of.get(d.model, ""), d.model) for d in details]
+    return insights.InsightInputs(
+        usage=usage,
+        latency=lat,
+        details=details,
+        prompts=prompts,
+        context_windows=context_windows(models, windows),
+    )
 
 
 def call_details(

@@ -48,7 +48,7 @@ def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any
         "calls_per_min": flow["calls_per_min"],
         "tokens_per_s": tokens / seconds if seconds else 0.0,
         "output_tokens_per_s": total["output_tokens"] / seconds if seconds else 0.0,
-        "generation_tokens_per_s": overall[0]["output_tokens_per_s"] if overall else None,
+        "generation_tokens_per_s": overall[0]["generation_tokens_per_s"] if overall else None,
         "by_model": flow["by_model"],
     }
 

@@ -188,7 +188,7 @@ class _Timing:
             "mean": self.total / self.weight if self.weight else None,
             "min": self.low,
             "max": self.high,
-            "output_tokens_per_s": self.tps[0] / self.tps[1] if self.tps[1] else None,
+            "generation_tokens_per_s": self.tps[0] / self.tps[1] if self.tps[1] else None,
         }
         out.update({_label(q): value for q, value in zip(qs, values, strict=True)})
         return out

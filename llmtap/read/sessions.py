@@ -8,7 +8,7 @@ from typing import Any, cast
 import redis
 
 from llmtap import aggregates, keys
-from llmtap.read.window import iso, percent
+from llmtap.read.window import fraction, iso
 
 
 def session_analysis(
@@ -44,7 +44,7 @@ def summary(fields: aggregates.SessionFields) -> dict[str, Any]:
         "total_calls": calls,
         "errors": errors,
         "total_cost_usd": aggregates.usd(counts["cost_nanousd"]),
-        "success_rate": percent(calls - errors, calls),
+        "success_rate": fraction(calls - errors, calls),
         "exact": exact,
         "input_tokens": counts["input_tokens"],
         "output_tokens": counts["output_tokens"],

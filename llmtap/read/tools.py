@@ -12,7 +12,7 @@ sketches where they are not (latency percentiles). :class:`ProfilingTools` cache
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -36,10 +36,12 @@ __all__ = [
 
 
 def get_profiling_status(client: redis.Redis, settings: Settings | None = None) -> dict[str, Any]:
-    """Return the effective configuration, the producers' exact statistics and pipeline health.
+    """Return the settings producers run with, their exact statistics and pipeline health.
 
-    ``statistics`` sums every live producer's latest rollup statistics (cumulative since each
-    producer started); ``profiling_rate`` is the percentage of calls sent as call events.
+    ``enabled``, ``level`` and ``sampling_rate`` are what the live producers report when they
+    agree, else the configured settings; ``producers`` lists each producer's settings and
+    statistics and ``settings_disagreements`` flags every difference (see
+    :func:`llmtap.read.status.profiling_status`). ``profiling_rate`` is a fraction.
     """
     return status.profiling_status(client, settings)
 
@@ -88,11 +90,20 @@ def get_performance_analysis(
 
 
 def get_optimization_insights(
-    client: redis.Redis, hours_back: float = 168, *, now: float | None = None
+    client: redis.Redis,
+    hours_back: float = 168,
+    *,
+    now: float | None = None,
+    context_windows: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Return recommendations [{priority, category, recommendation, potential_improvement,
-    evidence, estimated_saving_usd, estimated_saving_s}] and the current anomalies."""
-    return insights.optimization_insights(client, *_window(hours_back, now))
+    evidence, estimated_saving_usd, estimated_saving_s}] and the current anomalies.
+
+    Context windows come from the pricing catalogue and a shipped table of local models
+    (:mod:`llmtap.read.context`); ``context_windows`` (model name -> tokens) override them.
+    """
+    since, until = _window(hours_back, now)
+    return insights.optimization_insights(client, since, until, context_windows)
 
 
 def get_session_profiling_analysis(

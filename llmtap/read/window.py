@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from typing import Final
+
+from llmtap.analyzers import units
 
 HOUR: Final = 3600
 DAY: Final = 86_400
@@ -12,7 +13,7 @@ DAY: Final = 86_400
 
 def iso(ts: float) -> str:
     """Return a Unix time as an ISO 8601 UTC string with a ``Z``."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return units.iso(ts)
 
 
 def until(now: float | None) -> float:
@@ -26,6 +27,7 @@ def hours_back(hours: float, now: float | None) -> tuple[float, float]:
     return end - hours * HOUR, end
 
 
-def percent(part: float, whole: float) -> float:
-    """Return ``part`` as a percentage of ``whole`` (0 when ``whole`` is 0)."""
-    return 100.0 * part / whole if whole else 0.0
+def fraction(part: float, whole: float) -> float:
+    """Return ``part`` as a fraction of ``whole`` (0 when ``whole`` is 0): JSON carries
+    fractions, people see percentages (see :mod:`llmtap.analyzers.units`)."""
+    return part / whole if whole else 0.0

@@ -66,11 +66,23 @@ def test_near_context_window() -> None:
         usage=[],
         details=[ins.ModelDetails("gpt-4o", max_input_tokens=124_000),
                  ins.ModelDetails("gpt-4o-mini", max_input_tokens=50_000)],
+        context_windows={"gpt-4o": 128_000, "gpt-4o-mini": 128_000},
     )  # fmt: skip
     (item,) = ins.near_context_window(inputs)
     assert item["evidence"] == {"model": "gpt-4o", "max_input_tokens": 124_000,
                                 "context_window": 128_000}  # fmt: skip
     assert item["priority"] == "high"
+
+
+def test_a_model_without_a_known_window_is_skipped_not_guessed() -> None:
+    """Only the windows passed in count: no name-prefix table stands in for a missing one."""
+    inputs = ins.InsightInputs(
+        usage=[],
+        details=[ins.ModelDetails("llama3.1:8b", max_input_tokens=15_900),
+                 ins.ModelDetails("llama3:8b", max_input_tokens=15_900)],
+        context_windows={"llama3.1:8b": 131_072},
+    )  # fmt: skip
+    assert ins.near_context_window(inputs) == []
 
 
 def test_slow_backend_saving_in_seconds() -> None:

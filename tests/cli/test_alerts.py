@@ -66,5 +66,5 @@ def test_list_and_show_print_the_alert_state(
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["status"] == "firing" and listed["doc"]["labels"] == {"model": "gpt-4o"}
     assert cli.main(["alerts", "show", listed["fingerprint"], "--url", redis_url]) == 0
-    assert json.loads(capsys.readouterr().out)["seq"] == "1"
+    assert json.loads(capsys.readouterr().out)["seq"] == 1
     assert cli.main(["alerts", "show", "nope", "--url", redis_url]) == 1

@@ -15,7 +15,7 @@ from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.settings import SettingsError
 from llmtap.testing import Workload
 from tests.consumer_helpers import DAY, burst
-from tests.factories import call_event
+from tests.factories import call_event, rollup_event
 
 T0 = 1_767_225_600.0
 
@@ -113,3 +113,20 @@ def test_vectorised_tokens_per_s_matches_the_event_property(
     )[0]
     expected = event.output_tokens_per_s
     assert (np.isnan(column) and expected is None) or column == expected
+
+
+def test_the_producer_hash_keeps_the_settings_a_rollup_reports(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """The cost worker stores a rollup's reported settings beside its statistics, and leaves
+    them out when a producer does not send them."""
+    stats = events.ProducerStats(total_calls=3, enabled=True, level="basic", sampling_rate=0.25)
+    reporting = rollup_event(producer_id="p-new", stats=stats)
+    silent = rollup_event(producer_id="p-old", stats=events.ProducerStats(total_calls=2))
+    r.xadd(keys.EVENTS, {keys.FIELD_BATCH: events.encode_batch([reporting, silent])})
+    burst(redis_url, ["cost"])
+    new = r.hgetall(keys.producer("p-new"))
+    assert (new[b"enabled"], new[b"level"], new[b"sampling_rate"]) == (b"true", b"basic", b"0.25")
+    assert new[b"total_calls"] == b"3"
+    old = r.hgetall(keys.producer("p-old"))
+    assert old[b"total_calls"] == b"2" and not {b"enabled", b"level", b"sampling_rate"} & set(old)

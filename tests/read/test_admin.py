@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -76,3 +79,33 @@ def test_reset_with_confirmation_deletes_everything_but_settings(
     assert r.xlen(keys.EVENTS) == 0
     assert tools.get_cost_analysis_data(r, 24, now=NOW)["total_cost_nanousd"] == 0
     assert r.xinfo_groups(keys.EVENTS)  # running workers keep their groups
+
+
+def test_reset_counts_keys_and_stream_entries_apart(r: redis.Redis, truth: Truth) -> None:
+    """Deleted keys and removed stream entries are two numbers, each matching what was there."""
+    plain = [k for k in r.scan_iter(match="llmtap:*") if r.type(k) != b"stream"]
+    plain = [k for k in plain if k.decode() not in (keys.RUNTIME_SETTINGS,)]
+    entries = r.xlen(keys.EVENTS)
+    planned = tools.reset_profiling_metrics(r)
+    assert (planned["keys"], planned["stream_entries"]) == (len(plain), entries)
+    got = tools.reset_profiling_metrics(r, confirm=True)
+    assert (got["deleted"], got["deleted_stream_entries"]) == (len(plain), entries)
+    assert entries and plain  # the old answer added them up under "deleted"
+
+
+def test_the_reset_command_prints_keys_and_stream_entries(
+    r: redis.Redis, redis_url: str, truth: Truth
+) -> None:
+    """``llmtap reset --yes`` (a real process) says how many keys and stream entries went."""
+    planned = tools.reset_profiling_metrics(r)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmtap.cli.main", "reset", "--yes", "--url", redis_url],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first == (
+        f"llmtap reset: deleted {planned['keys']} keys and {planned['stream_entries']} stream "
+        f"entries in {keys.EVENTS}"
+    )

@@ -18,7 +18,7 @@ def test_dashboard_sections_and_exact_numbers(r: redis.Redis, truth: Truth) -> N
     assert meta == {"generated_at": "2026-01-01T02:00:00Z", "timeframe_hours": 24,
                     "total_metrics_analyzed": len(truth.calls)}  # fmt: skip
     calls, errors = truth.sum_rows("calls"), truth.sum_rows("errors")
-    assert dash["performance"]["success_rate"] == pytest.approx(100 * (calls - errors) / calls)
+    assert dash["performance"]["success_rate"] == pytest.approx((calls - errors) / calls)
     total = sum(row.cost_nanousd for row in truth.rows()) / 1e9
     assert dash["cost_analysis"]["total_cost_usd"] == pytest.approx(total, rel=1e-15)
     inputs = truth.sum_rows("input_tokens")

@@ -23,7 +23,7 @@ def test_session_analysis_is_exact_and_keeps_the_timeline(r: redis.Redis, truth:
     summary = got["summary"]
     assert got["found"] and summary["total_calls"] == calls
     assert summary["total_cost_usd"] == truth.cost_by("session")["s-2"] / 1e9
-    assert summary["success_rate"] == pytest.approx(100 * (calls - errors) / calls)
+    assert summary["success_rate"] == pytest.approx((calls - errors) / calls)
     mine = [c for c in truth.calls if c.session_id == "s-2"]
     assert [e["call_id"] for e in got["timeline"]] == [
         c.call_id for c in sorted(mine, key=lambda c: (c.start_time, c.call_id))
@@ -53,4 +53,4 @@ def test_session_before_its_first_rollup_counts_its_call_events(
     burst(redis_url, ["sessions"])
     summary = tools.get_session_profiling_analysis(r, "early")["summary"]
     assert (summary["total_calls"], summary["errors"], summary["exact"]) == (4, 1, False)
-    assert summary["success_rate"] == 75.0
+    assert summary["success_rate"] == 0.75

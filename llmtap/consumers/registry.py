@@ -61,11 +61,11 @@ def _alerts(ctx: WorkerContext) -> Processor:
 
 
 async def _alerts_tick(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> None:
-    from llmtap.consumers.alerts.evaluator import run_ticks, tick_from_env
+    from llmtap.consumers.alerts.evaluator import run_ticks
     from llmtap.consumers.alerts.rules_file import rules_from_env
 
-    rules, interval = rules_from_env(ctx.environ, ctx.settings), tick_from_env(ctx.environ)
-    await run_ticks(ctx.url, stop, rules=rules, interval_s=interval, once=burst)
+    rules = ctx.rules or tuple(rules_from_env(ctx.environ, ctx.settings))
+    await run_ticks(ctx.url, stop, rules=rules, interval_s=ctx.tick_s, once=burst)
 
 
 def _not_on_events(ctx: WorkerContext) -> Processor:
@@ -73,18 +73,15 @@ def _not_on_events(ctx: WorkerContext) -> Processor:
 
 
 async def _notifier(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> None:
-    from llmtap.consumers.notify.config import receivers_from_env
     from llmtap.consumers.notify.notifier import run_notifier
-    from llmtap.consumers.reports import ReportConfig
 
-    receivers = receivers_from_env(ctx.environ) + ReportConfig.from_env(ctx.environ).receivers()
-    await run_notifier(ctx.url, stop, burst=burst, receivers=receivers)
+    await run_notifier(ctx.url, stop, burst=burst, receivers=ctx.receivers)
 
 
 async def _reports(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> None:
     from llmtap.consumers.reports import ReportConfig, run_reports
 
-    config = ReportConfig.from_env(ctx.environ)
+    config = ctx.reports or ReportConfig.from_env(ctx.environ)
     await run_reports(
         ctx.url, stop, burst, config=config, heartbeat_ttl_s=ctx.runtime.heartbeat_ttl_s
     )

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import redis.asyncio as aredis
 
 from llmtap.consumers.registry import Task, spec
-from llmtap.consumers.runtime import engine
+from llmtap.consumers.runtime import connect, engine
 from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
@@ -52,9 +52,13 @@ async def run(
 ) -> WorkerStats:
     """Run worker ``name`` with ``ctx`` until ``stop`` is set (or drained, with ``burst``).
 
-    Raises KeyError for an unknown worker and redis errors that are not transient.
+    Until Redis answers (down, or refusing the password) it waits and retries, logging
+    one line every few seconds. Raises KeyError for an unknown worker and redis errors that
+    are not transient.
     """
     worker = spec(name)
+    if not await connect.wait_for_redis(ctx.url, stop, who=f"worker {name}"):
+        return WorkerStats(name, "-", ctx.runtime.engine, 0, 0, 0, 0, 0, 0, 0, 0.0)
     if worker.runner is not None:
         return await _run_other(ctx, name, worker.runner, stop, burst=burst)
     client = aredis.Redis.from_url(ctx.url)

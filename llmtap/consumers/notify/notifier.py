@@ -31,7 +31,12 @@ from llmtap import keys, notify
 from llmtap.analyzers.rules import silenced
 from llmtap.consumers.notify.model import Outcome, Receiver, Sender, alert_labels
 from llmtap.consumers.notify.senders import build_senders
-from llmtap.consumers.runtime.consumer import consumer_name
+from llmtap.consumers.runtime.consumer import (
+    consumer_name,
+    create_group,
+    group_missing,
+    recreate_group,
+)
 from llmtap.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -109,13 +114,7 @@ class Notifier:
 
     async def setup(self) -> None:
         """Create the group at id 0 (MKSTREAM) unless it exists."""
-        try:
-            await self.client.xgroup_create(
-                self.options.stream, keys.GROUP_NOTIFIER, id="0", mkstream=True
-            )
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await create_group(self.client, self.options.stream, keys.GROUP_NOTIFIER)
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         """Deliver until ``stop`` is set (with ``burst``: until nothing is left to deliver)."""
@@ -171,21 +170,35 @@ class Notifier:
         await self.client.set(key, value, ex=keys.HEARTBEAT_TTL_S)
 
     async def _read(self, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        reply: Any = await self.client.xreadgroup(
-            keys.GROUP_NOTIFIER,
-            self.name,
-            {self.options.stream: ">"},
-            count=self.options.read_count,
-            block=block_ms,
-        )
+        try:
+            reply: Any = await self.client.xreadgroup(
+                keys.GROUP_NOTIFIER,
+                self.name,
+                {self.options.stream: ">"},
+                count=self.options.read_count,
+                block=block_ms,
+            )
+        except ResponseError as exc:
+            await self._recover(exc)
+            return []
         return [(i, f) for i, f in reply[0][1] if f] if reply else []
 
     async def _reclaim(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         idle_ms = int(self.options.claim_idle_s * 1000)
-        reply: Any = await self.client.xautoclaim(
-            self.options.stream, keys.GROUP_NOTIFIER, self.name, idle_ms, "0-0", count=1000
-        )
+        try:
+            reply: Any = await self.client.xautoclaim(
+                self.options.stream, keys.GROUP_NOTIFIER, self.name, idle_ms, "0-0", count=1000
+            )
+        except ResponseError as exc:
+            await self._recover(exc)
+            return []
         return [(i, f) for i, f in reply[1] if f and i not in self._held]
+
+    async def _recover(self, exc: ResponseError) -> None:
+        """Recreate the group if the outbox or the group was deleted; re-raise anything else."""
+        if not group_missing(exc):
+            raise exc
+        await recreate_group(self.client, self.options.stream, keys.GROUP_NOTIFIER)
 
     async def _take(self, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]]) -> None:
         if not entries:

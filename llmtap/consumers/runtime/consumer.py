@@ -166,14 +166,19 @@ class Consumer:
         self._hour_names: dict[int, str] = {}
         self.last_absorb = 0.0
 
-    async def setup(self) -> None:
-        """Create the group at id 0 with MKSTREAM unless it exists; re-raise any other error."""
-        try:
-            await self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+    async def setup(self) -> bool:
+        """Create the group at id 0 with MKSTREAM unless it exists; return True if this call
+        created it. Re-raises any error but "group already exists"."""
+        created = await create_group(self.client, self.stream, self.group)
+        if created:
             log.info("created group %s on %s at id 0", self.group, self.stream)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        return created
+
+    async def recover_group(self) -> None:
+        """Recreate the group after it vanished (its stream or the group was deleted under
+        this consumer): at id 0 with MKSTREAM, logged and counted as ``recreated`` in the
+        group's stats hash (once per recreation, whichever replica wins)."""
+        await recreate_group(self.client, self.stream, self.group)
 
     async def read(self, block_ms: int | None) -> list[Entry]:
         """XREADGROUP up to ``read_count`` new entries, blocking up to ``block_ms`` (None: no)."""
@@ -292,9 +297,14 @@ class Consumer:
             await self.settle()
         if not self.idle:
             return False
-        groups = await self.client.xinfo_groups(self.stream)
-        info = next(g for g in groups if _text(g["name"]) == self.group)
-        if info["pending"]:
+        try:
+            groups = await self.client.xinfo_groups(self.stream)
+        except ResponseError as exc:
+            if not group_missing(exc):
+                raise
+            return False  # the stream is gone: the next read recreates the group
+        info = next((g for g in groups if _text(g["name"]) == self.group), None)
+        if info is None or info["pending"]:
             return False
         stream = await self.client.xinfo_stream(self.stream)
         return bool(info["last-delivered-id"] == stream["last-generated-id"])
@@ -303,11 +313,15 @@ class Consumer:
         """Commit what is in hand, drop the heartbeat and, if nothing is pending, the consumer."""
         await self.flush()
         await self.client.delete(keys.heartbeat(self.group, self.name))
-        mine = await self.client.xpending_range(
-            self.stream, self.group, "-", "+", 1, consumername=self.name
-        )
-        if not mine:
-            await self.client.xgroup_delconsumer(self.stream, self.group, self.name)
+        try:
+            mine = await self.client.xpending_range(
+                self.stream, self.group, "-", "+", 1, consumername=self.name
+            )
+            if not mine:
+                await self.client.xgroup_delconsumer(self.stream, self.group, self.name)
+        except ResponseError as exc:
+            if not group_missing(exc):
+                raise  # a group deleted meanwhile holds no consumer to remove
 
     def _take_unit(self) -> Unit:
         unit, self.unit = self.unit, Unit(self._processors())
@@ -410,6 +424,39 @@ class Consumer:
         unit.forget_folds()
         for entry_id, fields in unit.entries.items():
             self._fold(unit, entry_id, fields)
+
+
+def group_missing(exc: ResponseError) -> bool:
+    """True when a command failed because the group or its stream does not exist (someone
+    deleted the stream, or destroyed the group, under a running consumer)."""
+    text = str(exc)
+    return text.startswith("NOGROUP") or "no such key" in text
+
+
+async def create_group(client: aredis.Redis, stream: str, group: str) -> bool:
+    """Create ``group`` on ``stream`` at id 0 with MKSTREAM; return False if it existed.
+
+    Re-raises every error but BUSYGROUP.
+    """
+    try:
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+        return False
+    return True
+
+
+async def recreate_group(client: aredis.Redis, stream: str, group: str) -> None:
+    """Recreate a group that vanished under a running consumer; log and count it
+    (``recreated`` in ``keys.stats(group)``) when this call is the one that created it."""
+    if await create_group(client, stream, group):
+        await client.hincrby(keys.stats(group), "recreated", 1)
+        log.warning(
+            "group %s on %s was missing (stream or group deleted); recreated at id 0",
+            group,
+            stream,
+        )
 
 
 def declared_parts(processor: Processor) -> tuple[ScriptPart, ...]:

@@ -17,10 +17,11 @@ import time
 from typing import Final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmtap.consumers.runtime import reclaim
-from llmtap.consumers.runtime.consumer import Consumer, Entry
+from llmtap.consumers.runtime.consumer import Consumer, Entry, group_missing
 from llmtap.retry import RetryPolicy, backoff
 
 log = logging.getLogger(__name__)
@@ -64,19 +65,30 @@ class Chores:
 async def run_loop(consumer: Consumer, stop: asyncio.Event, *, burst: bool = False) -> None:
     """Consume until ``stop`` is set (or, with ``burst``, until the group is drained).
 
-    Transient connection errors are logged and retried; the unit in hand survives them.
+    Transient connection errors are logged and retried; the unit in hand survives them. A
+    group deleted under the consumer (NOGROUP) is recreated at id 0 and consuming goes on.
     """
-    await consumer.setup()
     chores = Chores(consumer)
-    failures = 0
+    failures, ready, lost = 0, False, False
     while not stop.is_set():
         try:
+            if not ready:
+                await consumer.setup()
+                ready = True
+            if lost:
+                await consumer.recover_group()
+                lost = False
             done = await _serve(consumer, chores, stop, burst=burst)
         except TRANSIENT as exc:
             failures += 1
             wait = backoff(failures, RECONNECT, random.random())
             log.warning("redis unavailable (%s); retrying in %.1f s", exc, wait)
             await asyncio.sleep(wait)
+            continue
+        except ResponseError as exc:
+            if not group_missing(exc):
+                raise
+            lost = True
             continue
         if done:
             break

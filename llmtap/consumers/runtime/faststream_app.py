@@ -10,7 +10,8 @@ reclaim, commits on age, heartbeat and dead-consumer removal run in a chores tas
 
 ``build_app(name)`` returns a :class:`faststream.FastStream` app (lifespan hooks, AsyncAPI docs,
 ``faststream run ... --workers N``); :func:`run` drives the same subscriber under llmtap's own
-stop event and burst mode.
+stop event and burst mode, and restarts it when FastStream stops it on NOGROUP (a stream or
+group deleted under it; a ``faststream run`` app exits then, and recreates the group at start).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class FastStreamEngine:
             polling_interval=min(config.block_ms, 100),
         )
         self._poll_s = min(config.block_ms, 100) / 1000
-        subscriber = self.broker.subscriber(
+        self.subscriber = subscriber = self.broker.subscriber(
             stream=stream,
             parser=parse,
             decoder=decode,
@@ -94,6 +95,7 @@ class FastStreamEngine:
         subscriber(self.handle)
         self._chores: asyncio.Task[None] | None = None
         self._folding: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def handle(self, entries: list[Entry]) -> None:
         """Hand a batch to the folding task and return, so FastStream sends its next read.
@@ -116,6 +118,18 @@ class FastStreamEngine:
         if self.consumer.due:
             await self.consumer.flush_soon()
 
+    async def revive(self) -> bool:
+        """Recreate the group and restart the subscriber if FastStream stopped it; return True
+        if it did. FastStream stops a subscriber for good on NOGROUP (its stream or group was
+        deleted), so under :func:`run` the group is recreated at 0 (logged, counted) instead."""
+        # Only once FastStream's own stop is complete: it cancels and forgets every task the
+        # subscriber holds, so a read task started before that would be cancelled with them.
+        if self.subscriber.running or getattr(self.subscriber, "tasks", None):
+            return False
+        await self.consumer.recover_group()
+        await self.subscriber.start()
+        return True
+
     async def on_startup(self) -> None:
         """Create the group at id 0 before FastStream tries to create it at ``$``."""
         await self.consumer.setup()
@@ -127,6 +141,7 @@ class FastStreamEngine:
     async def after_shutdown(self) -> None:
         """Stop the chores, then commit what the last handler folded and leave the group."""
         if self._chores is not None:
+            self._stopping = True  # ends the loop even if a client library swallows the cancel
             self._chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._chores
@@ -147,7 +162,7 @@ class FastStreamEngine:
 
     async def _run_chores(self) -> None:
         chores = Chores(self.consumer)
-        while True:
+        while not self._stopping:
             await asyncio.sleep(CHORES_TICK_S)
             # No batch for two polls: caught up, so commit now rather than when due by age.
             quiet = time.monotonic() - self.consumer.last_absorb > 2 * self._poll_s
@@ -165,6 +180,7 @@ async def run(url: str, consumer: Consumer, stop: asyncio.Event, *, burst: bool 
     await engine.after_startup()
     try:
         while not stop.is_set():
+            await engine.revive()
             if burst and await consumer.drained():
                 break
             with contextlib.suppress(TimeoutError):

@@ -2,8 +2,9 @@
 
 Alert receivers come from the ``receivers:`` section of the rules file (``LLMTAP_ALERT_RULES``)
 and from the environment (``LLMTAP_ALERT_WEBHOOK_URL`` + ``LLMTAP_ALERT_WEBHOOK_SECRET``,
-``LLMTAP_SLACK_WEBHOOK_URL``, ``LLMTAP_SLACK_BOT_TOKEN`` + ``LLMTAP_SLACK_CHANNEL``). A secret
-in the file is given as ``secret_env: NAME`` (read from the environment), never inline.
+``LLMTAP_SLACK_WEBHOOK_URL``, ``LLMTAP_SLACK_BOT_TOKEN`` + ``LLMTAP_SLACK_CHANNEL``, and email:
+``LLMTAP_SMTP_*`` with ``LLMTAP_ALERT_EMAIL_TO`` or ``LLMTAP_REPORT_EMAIL_TO``). A secret in the
+file is given as ``secret_env: NAME`` (``password_env`` for email), never inline.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ from typing import Any, Final
 from llmtap.analyzers import units
 from llmtap.analyzers.units import human, ms, pct, usd
 
-FORMATS: Final = ("md", "html", "json", "csv")
+TEXT_FORMATS: Final = ("md", "html", "json", "csv")
+# pdf and xlsx are bytes: llmtap.analyzers.report_output renders every format as bytes.
+FORMATS: Final = (*TEXT_FORMATS, "pdf", "xlsx")
 PALETTE: Final = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1")
 CHART_W: Final = 640
 CHART_H: Final = 260
@@ -78,6 +80,7 @@ _COST_KEYS: Final = (
     "unpriced_calls",
     "cost_by_backend",
     "cost_by_model",
+    "cost_by_tenant",
     "cost_per_1k_tokens_by_model",
     "burn_rate",
     "most_expensive_operations",
@@ -93,7 +96,8 @@ def render(model: Mapping[str, Any], fmt: str) -> str:
         "csv": render_csv,
     }
     if fmt not in renderers:
-        raise ValueError(f"unknown report format {fmt!r}; known: {', '.join(FORMATS)}")
+        known = ", ".join(TEXT_FORMATS)
+        raise ValueError(f"report format {fmt!r} is not a text format; text formats: {known}")
     return renderers[fmt](model)
 
 

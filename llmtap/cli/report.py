@@ -1,5 +1,6 @@
-"""The ``llmtap report`` command: renders the report of a period (Markdown, HTML, JSON or CSV)
-from the aggregates, and the time parsing of its ``--since``/``--until``."""
+"""The ``llmtap report`` command: renders the report of a period (Markdown, HTML, JSON, CSV, and
+with the reports extra PDF and Excel) from the aggregates, and the time parsing of its
+``--since``/``--until``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Final
 import redis
 
 from llmtap.analyzers import report
+from llmtap.analyzers.report_output import BINARY, render_bytes
 from llmtap.cli import common
 from llmtap.read.report import get_report_data
 
@@ -58,10 +60,16 @@ def _report(client: redis.Redis, args: argparse.Namespace) -> Any:
     until = parse_time(args.until, now) if args.until else now
     since = parse_time(args.since, until)
     model = get_report_data(client, since, until)
-    content = report.render(model, args.format)
+    if not args.out and args.format in BINARY and sys.stdout.isatty():
+        raise ValueError(f"a {args.format} report is binary: give --out FILE or redirect stdout")
+    content = render_bytes(model, args.format)
     if args.out:
-        Path(args.out).write_text(content, encoding="utf-8")
+        Path(args.out).write_bytes(content)
         print(f"llmtap: wrote {args.format} report to {args.out}", file=sys.stderr)
+    elif args.format in BINARY:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
     else:
-        sys.stdout.write(content)
+        sys.stdout.write(content.decode("utf-8"))
     return None

@@ -31,6 +31,7 @@ import redis
 
 from llmtap import keys, notify
 from llmtap.analyzers import report
+from llmtap.analyzers.report_output import check_formats, render_bytes
 from llmtap.consumers.notify.model import TAKES_REPORTS, DeliveryPolicy, Receiver
 from llmtap.consumers.runtime.consumer import consumer_name
 from llmtap.read.report import get_report_data
@@ -102,7 +103,7 @@ class ReportConfig:
     """Where scheduled reports go and when they run (``LLMTAP_REPORT_*``)."""
 
     schedules: tuple[Schedule, ...] = tuple(parse_schedule(DEFAULT_SCHEDULE))
-    formats: tuple[str, ...] = report.FORMATS
+    formats: tuple[str, ...] = report.TEXT_FORMATS
     directory: str | None = None
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str | None = None
@@ -123,6 +124,10 @@ class ReportConfig:
                 f"LLMTAP_REPORT_FORMATS={','.join(formats)!r} is invalid; "
                 f"accepted values: a comma-separated subset of {', '.join(report.FORMATS)}"
             )
+        try:
+            check_formats(formats)  # pdf and xlsx need the reports extra: say so at start
+        except ValueError as exc:
+            raise SettingsError(f"LLMTAP_REPORT_FORMATS: {exc}") from None
         urls = tuple(
             u.strip() for u in env.get("LLMTAP_REPORT_WEBHOOK_URLS", "").split(",") if u.strip()
         )
@@ -160,7 +165,7 @@ class Produced:
     schedule: str
     since: int
     until: int
-    rendered: dict[str, str]
+    rendered: dict[str, bytes]
     files: list[str]
     webhooks: int
     slack: bool
@@ -232,7 +237,7 @@ class ReportWorker:
     def _produce(self, schedule: str, since: int, until: int) -> Produced:
         model = get_report_data(self.client, since, until)
         model["title"] = f"llmtap {schedule} report {period_label(since)}"
-        rendered = {fmt: report.render(model, fmt) for fmt in self.config.formats}
+        rendered = {fmt: render_bytes(model, fmt) for fmt in self.config.formats}
         stem = f"llmtap-{schedule}-{period_label(since)}"
         files = write_files(self.config.directory, stem, rendered)
         entry: dict[Any, Any] = report_message(schedule, since, until, stem, model)
@@ -258,7 +263,7 @@ def report_message(
     return notify.encode_message(notify.OutboxMessage("report", payload))
 
 
-def write_files(directory: str | None, stem: str, rendered: Mapping[str, str]) -> list[str]:
+def write_files(directory: str | None, stem: str, rendered: Mapping[str, bytes]) -> list[str]:
     """Write each rendering to ``directory/stem.<ext>``; return the paths (none without one)."""
     if not directory:
         return []
@@ -268,7 +273,7 @@ def write_files(directory: str | None, stem: str, rendered: Mapping[str, str]) -
     for fmt, content in rendered.items():
         path = folder / f"{stem}.{fmt}"
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(content, encoding="utf-8")
+        tmp.write_bytes(content)
         tmp.replace(path)  # readers never see a half-written report
         paths.append(str(path))
     return paths

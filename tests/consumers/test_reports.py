@@ -58,7 +58,7 @@ def test_schedule_parses_and_rejects_with_the_variable_name() -> None:
     with pytest.raises(SettingsError, match="LLMTAP_REPORT_SCHEDULE"):
         parse_schedule("daily=61 0 * * *")
     with pytest.raises(SettingsError, match="LLMTAP_REPORT_FORMATS"):
-        ReportConfig.from_env({"LLMTAP_REPORT_FORMATS": "md,pdf"})
+        ReportConfig.from_env({"LLMTAP_REPORT_FORMATS": "md,docx"})
 
 
 def test_next_runs_follow_the_crontab() -> None:

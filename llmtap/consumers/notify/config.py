@@ -2,8 +2,9 @@
 
 Alert receivers come from the ``receivers:`` section of the rules file (``LLMTAP_ALERT_RULES``)
 and from the environment (``LLMTAP_ALERT_WEBHOOK_URL`` + ``LLMTAP_ALERT_WEBHOOK_SECRET``,
-``LLMTAP_SLACK_WEBHOOK_URL``, ``LLMTAP_SLACK_BOT_TOKEN`` + ``LLMTAP_SLACK_CHANNEL``). A secret
-in the file is given as ``secret_env: NAME`` (read from the environment), never inline.
+``LLMTAP_SLACK_WEBHOOK_URL``, ``LLMTAP_SLACK_BOT_TOKEN`` + ``LLMTAP_SLACK_CHANNEL``, and email:
+``LLMTAP_SMTP_*`` with ``LLMTAP_ALERT_EMAIL_TO`` or ``LLMTAP_REPORT_EMAIL_TO``). A secret in the
+file is given as ``secret_env: NAME`` (``password_env`` for email), never inline.
 """
 
 from __future__ import annotations
@@ -13,11 +14,18 @@ from typing import Any, Final
 
 from llmtap.analyzers.rules import SEVERITIES, RuleError, parse_document, parse_duration
 from llmtap.consumers.alerts.rules_file import read_rules_text
-from llmtap.consumers.notify.model import DeliveryPolicy, Receiver, Route
+from llmtap.consumers.notify.email_settings import email_from_env, email_from_file
+from llmtap.consumers.notify.model import (
+    TAKES_ALERTS,
+    TAKES_REPORTS,
+    DeliveryPolicy,
+    Receiver,
+    Route,
+)
 from llmtap.retry import RetryPolicy
 from llmtap.settings import SettingsError, environ_or_process
 
-KINDS: Final = ("webhook", "slack")
+KINDS: Final = ("webhook", "slack", "email")
 
 
 def receivers_from_env(environ: Mapping[str, str] | None = None) -> list[Receiver]:
@@ -45,6 +53,16 @@ def _env_receivers(env: Mapping[str, str]) -> list[Receiver]:
         if not channel:
             raise SettingsError("LLMTAP_SLACK_CHANNEL: required with LLMTAP_SLACK_BOT_TOKEN")
         out.append(Receiver("slack", "slack", token=env["LLMTAP_SLACK_BOT_TOKEN"], channel=channel))
+    for name, use, takes in (
+        ("email", "ALERT", TAKES_ALERTS),
+        ("report-email", "REPORT", TAKES_REPORTS),
+    ):
+        try:
+            email = email_from_env(env, use)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        if email is not None:
+            out.append(Receiver(name, "email", email=email, takes=takes))
     return out
 
 
@@ -70,21 +88,31 @@ def _receiver(item: Any, env: Mapping[str, str]) -> Receiver:
     kind = item.get("kind", "webhook")
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    secrets = {k: _secret(item, k, env) for k in ("url", "secret", "token")}
-    if not (secrets["url"] or secrets["token"]):
-        raise ValueError(f"{item['name']}: needs url (or url_env), or token_env and channel")
+    fields = {"email": email_from_file(item, env)} if kind == "email" else _http(item, env)
     return Receiver(
         str(item["name"]),
         kind,
-        url=secrets["url"],
-        secret=secrets["secret"],
-        token=secrets["token"],
-        channel=item.get("channel"),
-        base_url=item.get("base_url"),
+        **fields,
+        takes=_takes(item.get("takes", TAKES_ALERTS)),
         routes=tuple(_route(r) for r in item.get("routes") or []),
         **_policies(item.get("retry") or {}),
         **_grouping(item),
     )
+
+
+def _http(item: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    secrets = {k: _secret(item, k, env) for k in ("url", "secret", "token")}
+    if not (secrets["url"] or secrets["token"]):
+        raise ValueError(f"{item['name']}: needs url (or url_env), or token_env and channel")
+    return {**secrets, "channel": item.get("channel"), "base_url": item.get("base_url")}
+
+
+def _takes(raw: Any) -> tuple[str, ...]:
+    """Return what a receiver takes from the outbox (``takes: [alert, report]``)."""
+    values = tuple([raw] if isinstance(raw, str) else raw or ())
+    if not values or not set(values) <= {*TAKES_ALERTS, *TAKES_REPORTS}:
+        raise ValueError(f"takes {list(values)!r} must list alert and/or report")
+    return values
 
 
 def _grouping(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from llmtap.analyzers.rules import silenced
+from llmtap.consumers.notify.email_settings import EmailSettings
 from llmtap.retry import RetryPolicy
 
 # HTTP answers that no retry can fix: dead-lettered at once.
@@ -49,9 +50,9 @@ class Route:
 
 @dataclass(frozen=True)
 class Receiver:
-    """One destination: a webhook (``url``, ``secret``) or Slack (``url`` or ``token`` +
-    ``channel``; ``base_url`` points the bot client elsewhere, for tests). ``takes`` says
-    which outbox messages it gets (alerts, reports)."""
+    """One destination: a webhook (``url``, ``secret``), Slack (``url`` or ``token`` +
+    ``channel``; ``base_url`` points the bot client elsewhere, for tests) or email
+    (``email``). ``takes`` says which outbox messages it gets (alerts, reports)."""
 
     name: str
     kind: str
@@ -67,6 +68,7 @@ class Receiver:
     group_wait_s: float = 0.0
     group_interval_s: float = 0.0
     takes: tuple[str, ...] = TAKES_ALERTS
+    email: EmailSettings | None = None  # an email receiver's SMTP server, addresses, subjects
 
     @property
     def grouping(self) -> bool:

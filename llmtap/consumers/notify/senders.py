@@ -23,6 +23,7 @@ from slack_sdk.webhook import WebhookClient
 
 from llmtap import webhooks
 from llmtap.analyzers.report import render_markdown
+from llmtap.consumers.notify.email import EmailSender
 from llmtap.consumers.notify.model import Outcome, Receiver, Sender, http_outcome, retry_after
 
 _SLACK_LOG: Final = logging.getLogger("llmtap.slack")
@@ -229,6 +230,9 @@ def build_senders(receivers: list[Receiver]) -> dict[str, Sender]:
     """Return a sender per receiver name."""
     out: dict[str, Sender] = {}
     for receiver in receivers:
+        if receiver.kind == "email":
+            out[receiver.name] = EmailSender(receiver)
+            continue
         out[receiver.name] = (
             SlackSender(receiver) if receiver.kind == "slack" else WebhookSender(receiver)
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -12,6 +13,7 @@ from typing import Any, Final
 import redis
 
 from llmtap.cli import extras
+from llmtap.consumers.runtime.context import validate
 from llmtap.embedded import EmbeddedServerError, default_redis_url
 from llmtap.settings import Settings, SettingsError, redact_url, url_secrets
 
@@ -105,6 +107,7 @@ def dispatch(args: argparse.Namespace) -> int:
     """Run the parsed command; return its exit code. Bad settings (2), Redis that cannot be
     used (1) and an embedded server that cannot start (1) print one line, never a traceback."""
     try:
+        validate(os.environ)  # the same checks at start as every worker makes
         code: int = args.func(args)
     except SettingsError as exc:
         print(f"llmtap: bad setting: {exc}", file=sys.stderr)

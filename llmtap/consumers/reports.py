@@ -211,6 +211,11 @@ class ReportWorker:
 
     def start(self, paused: bool = False) -> None:
         """Start the scheduler thread with one cron job per schedule (UTC)."""
+        if self.config.directory is None and not self.config.receivers():
+            log.warning(
+                "no LLMTAP_REPORT_DIR, report webhooks, Slack channel or email set: "
+                "scheduled reports are produced but delivered nowhere"
+            )
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
 

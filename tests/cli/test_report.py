@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,20 @@ def test_an_unknown_session_is_one_error_and_exit_1(
         assert json.loads(got.out) == {"error": "no data for session 'nope'"}
     else:
         assert got.out == ""
+
+
+@pytest.mark.parametrize("command", [["status"], ["cost"], ["configure"]])
+def test_read_commands_refuse_a_bad_setting_at_start(command: list[str], redis_url: str) -> None:
+    """A read command validates the settings like every worker: one line naming the variable."""
+    env = {**os.environ, "CS_PROFILING_LEVEL": "verbose", "LLMTAP_REDIS_URL": redis_url}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "llmtap"), *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CS_PROFILING_LEVEL" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr

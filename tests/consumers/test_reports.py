@@ -234,3 +234,14 @@ def test_slack_gets_the_markdown_report_with_a_summary(
     assert b"# llmtap daily report" in _SlackStub.seen[1][1]
     complete = _SlackStub.seen[2][1].decode()
     assert "C1" in complete and "calls" in complete
+
+
+def test_a_worker_with_nowhere_to_deliver_says_so(
+    r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reports worker with no directory and no receiver warns at start that reports go nowhere."""
+    worker = ReportWorker(r, ReportConfig.from_env({}))
+    with caplog.at_level("WARNING", logger="llmtap.consumers.reports"):
+        worker.start(paused=True)
+        worker.stop()
+    assert any("delivered nowhere" in rec.getMessage() for rec in caplog.records)

@@ -150,8 +150,9 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "redis_url",
         _parse_url,
         None,
-        "redis://, rediss:// (TLS) or unix:// URL; when unset the wrapper uses "
-        "redis://127.0.0.1:6379/0 and `llmtap up`/`llmtap demo` start an embedded Valkey",
+        "redis://, rediss:// (TLS) or unix:// URL; when unset the wrapper and every command use "
+        "a running `llmtap up`'s server, else redis://127.0.0.1:6379/0; `llmtap up` starts an "
+        "embedded Valkey; `llmtap demo` always does unless given --url",
     ),
     Var(
         "LLMTAP_STREAM_MAXLEN",

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast, overload
 
 from llmtap.analyzers.pricing import CostCalculator
+from llmtap.embedded import default_redis_url
 from llmtap.producers.prices import pricing_or_catalogue
 from llmtap.producers.publisher import Publisher, connect
 from llmtap.producers.recorder import (
@@ -50,7 +51,8 @@ class Profiler:
     """One producer: settings, pricing, the record queue and its publisher thread.
 
     Build it, ``start()`` it (the first profiled call does so too), and ``close()`` it (done at
-    interpreter exit). ``redis_url`` defaults to the settings' URL, then to a local Redis.
+    interpreter exit). ``redis_url`` defaults to the settings' URL, then to a running
+    ``llmtap up``'s server, then to a local Redis.
     A prices file that cannot be used is logged once and counted (``bad_prices_file`` in
     :meth:`stats`); calls are then priced from the catalogue alone.
     """
@@ -63,7 +65,8 @@ class Profiler:
         pricing: CostCalculator | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.redis_url = redis_url or self.settings.redis_url or DEFAULT_REDIS_URL
+        # None: resolved on the publisher thread (a running `llmtap up`, else the default).
+        self.redis_url = redis_url or self.settings.redis_url
         self._pricing = pricing
         self.producer_id = self.settings.producer_id or new_producer_id()
         self._publisher: Publisher | None = None
@@ -95,8 +98,14 @@ class Profiler:
         recorder = Recorder(
             self.settings, pricing, self.producer_id, (time.time(), _perf()), random.random
         )
-        url = self.redis_url
-        publisher = Publisher(recorder, self.settings, lambda: connect(url), self._apply, url)
+        configured = self.redis_url
+        publisher = Publisher(
+            recorder,
+            self.settings,
+            lambda: connect(configured or default_redis_url()),
+            self._apply,
+            configured or DEFAULT_REDIS_URL,
+        )
         publisher.start()
         self._publisher = publisher
         self._records = publisher.records

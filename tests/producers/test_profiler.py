@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import ssl
 import subprocess
@@ -22,7 +23,7 @@ import redis
 import trustme
 
 from llmtap import keys
-from llmtap.embedded import EmbeddedValkey
+from llmtap.embedded import EmbeddedValkey, write_up_file
 from llmtap.events import CallEvent, RollupEvent
 from llmtap.producers.profiler import Profiler
 from llmtap.settings import Settings
@@ -527,3 +528,32 @@ def test_a_wrapped_call_asking_for_a_stream_that_fails_is_streamed(
     assert p.flush()
     calls = [e for e in read_stream(r) if isinstance(e, CallEvent)]
     assert [(c.success, c.streaming) for c in calls] == [(False, True), (False, False)]
+
+
+def test_an_application_finds_a_running_up_with_no_configuration(
+    redis_url: str, r: redis.Redis, tmp_path: Any
+) -> None:
+    """With no URL configured, the wrapper sends to the server a running ``llmtap up`` recorded."""
+    environ = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    write_up_file(redis_url, environ)  # recorded as this (live) process's server
+    app = textwrap.dedent(
+        """
+        import llmtap
+
+        @llmtap.profile(backend="openai", model="gpt-4o-mini")
+        def ask():
+            return {"usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+
+        ask()
+        from llmtap.producers.profiler import default_profiler
+        assert default_profiler().flush()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMTAP_", "CS_PROFILING_"))}
+    env.update(environ, CS_PROFILING_SAMPLING_RATE="1.0")
+    done = subprocess.run(
+        [sys.executable, "-c", app], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    calls = [e for e in read_stream(r) if isinstance(e, CallEvent)]
+    assert [e.model_name for e in calls] == ["gpt-4o-mini"]

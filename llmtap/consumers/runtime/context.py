@@ -52,7 +52,7 @@ class WorkerContext:
     reports), the report configuration and the alert tick, validated at start.
     """
 
-    url: str
+    url: str = field(repr=False)  # may carry a password
     settings: Settings
     runtime: RuntimeConfig
     retention: Retention

@@ -183,7 +183,7 @@ class _Api:
         self, value: Any, status: int = 200, headers: dict[str, str] | None = None
     ) -> Response:
         """Return ``value`` as JSON (NaN and infinities as null), secrets masked."""
-        body = json.dumps(_finite(value), sort_keys=True, default=str, allow_nan=False)
+        body = json.dumps(_finite(value), default=str, allow_nan=False)  # keeps the tools order
         return Response(mask(body, self.secrets), status, headers, "application/json")
 
     def error(self, status: int, message: str) -> Response:

@@ -272,9 +272,19 @@ def test_the_dashboard_page_and_its_assets_are_served(http: httpx.Client) -> Non
 def test_llmtap_serve_runs_as_a_process_on_loopback(redis_url: str) -> None:
     """`llmtap serve` starts on 127.0.0.1 and answers /healthz until stopped."""
     port = _closed_port()
-    cmd = [sys.executable, "-m", "llmtap.cli.main", "serve", "--port", str(port), "--url", redis_url]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llmtap.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--url",
+        redis_url,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+
         def up() -> bool:
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200

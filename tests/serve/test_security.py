@@ -71,7 +71,9 @@ def test_a_loopback_server_refuses_foreign_host_names(r: redis.Redis) -> None:
     server = ServeThread(create_app(r, allowed_hosts=["127.0.0.1", "localhost"])).start()
     try:
         assert httpx.get(f"{server.url}/healthz").status_code == 200
-        assert httpx.get(f"{server.url}/healthz", headers={"host": "evil.example"}).status_code == 400
+        assert (
+            httpx.get(f"{server.url}/healthz", headers={"host": "evil.example"}).status_code == 400
+        )
     finally:
         server.stop()
 

@@ -11,6 +11,7 @@ const state = {
   token: sessionStorage.getItem("llmtap.token") || "",
   timer: null,
   busy: false,
+  again: false,
   session: "",
 };
 
@@ -37,8 +38,9 @@ function secs(v) {
 function pct(v) { return v === null || v === undefined ? "–" : Number(v).toFixed(2) + "%"; }
 function when(ts) {
   if (ts === null || ts === undefined || ts === "") return "–";
-  const t = typeof ts === "number" || /^[0-9.]+$/.test(ts) ? new Date(Number(ts) * 1000) : new Date(ts);
-  return t.toISOString().replace("T", " ").slice(0, 19) + "Z";
+  // Unix seconds (Redis may hold them as "1.79e+9") or an ISO string
+  const t = Number.isFinite(Number(ts)) ? new Date(Number(ts) * 1000) : new Date(ts);
+  return Number.isNaN(t.getTime()) ? String(ts) : t.toISOString().replace("T", " ").slice(0, 19) + "Z";
 }
 function metric(name, value, text, sub) {
   return `<div class="card"><div class="label">${esc(name)}</div>` +
@@ -370,17 +372,21 @@ pages.reports = {
 // --- shell: routing, range, live refresh ------------------------------------------------------
 
 async function refresh() {
-  if (state.busy) return;
+  if (state.busy) { state.again = true; return; } // one at a time; a page change queues one
   state.busy = true;
+  const page = state.page;
   try {
-    await pages[state.page].update();
-    showError("");
-    byId("updated").textContent = "updated " + new Date().toLocaleTimeString();
-    document.body.dataset.updated = String(Date.now());
+    await pages[page].update();
+    if (page === state.page) {
+      showError("");
+      byId("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      document.body.dataset.updated = String(Date.now());
+    }
   } catch (err) {
     showError(err.message);
   } finally {
     state.busy = false;
+    if (state.again) { state.again = false; refresh(); }
   }
 }
 

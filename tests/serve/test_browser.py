@@ -84,7 +84,9 @@ def open_page(driver: Any, name: str) -> None:
                  deadline_s=30, poll_s=0.05)  # fmt: skip
     except AssertionError:
         error = driver.find_element("id", "error").text
-        raise AssertionError(f"page {name} did not load: {error!r} {console_errors(driver)}")
+        raise AssertionError(
+            f"page {name} did not load: {error!r} {console_errors(driver)}"
+        ) from None
 
 
 def value(driver: Any, name: str) -> float:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,8 @@ from llmtap.testing import Workload
 from tests.alert_helpers import active
 from tests.consumer_helpers import burst, wait_for
 
+#: Where the browser tests saved their screenshots (set by their ``shots`` fixture).
+SCREENSHOTS = pytest.StashKey[Path]()
 SLOW = Rule("slow", "latency_above", 2.0, group_by=("model",), severity="critical")
 WATCH = Rule("watch", "latency_above", 2.0, group_by=("model",), for_s=3600)
 
@@ -93,3 +96,10 @@ def http(serve: ServeThread) -> Iterator[httpx.Client]:
     """An HTTP client on the served app."""
     with httpx.Client(base_url=serve.url, timeout=30) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say where the dashboard screenshots are, when the browser tests took any."""
+    where = config.stash.get(SCREENSHOTS, None)
+    if where is not None:
+        terminalreporter.write_line(f"dashboard screenshots: {where}")

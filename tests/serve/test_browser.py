@@ -19,7 +19,7 @@ from llmtap import tools
 from llmtap.read.silences import list_silences
 from llmtap.serve.routes import today_hours
 from tests.consumer_helpers import wait_for
-from tests.serve.conftest import Seeded, ServeThread, seed_traffic
+from tests.serve.conftest import SCREENSHOTS, Seeded, ServeThread, seed_traffic
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -33,14 +33,11 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def shots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The screenshot directory; its path is printed at the end of the run."""
+    """The screenshot directory; its path is printed in the run's summary."""
     configured = os.environ.get("LLMTAP_SCREENSHOT_DIR")
     where = Path(configured) if configured else tmp_path_factory.mktemp("screenshots")
     where.mkdir(parents=True, exist_ok=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    request.addfinalizer(
-        lambda: reporter and reporter.write_line(f"dashboard screenshots: {where}")
-    )
+    request.config.stash[SCREENSHOTS] = where
     return where
 
 

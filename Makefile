@@ -16,6 +16,8 @@ demo: $(STAMP)
 	$(BIN)/llmtap demo $(ARGS)
 
 test: $(STAMP)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  echo "*** NO BROWSER: tests/serve/test_browser.py is SKIPPED (apt-get install chromium chromium-driver) ***"
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)

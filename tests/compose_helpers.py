@@ -40,12 +40,12 @@ def worker_services() -> dict[str, list[str]]:
 
     The argv is the Dockerfile's ENTRYPOINT followed by the service's ``command``, for example
     ``{"cost": ["llmtap", "worker", "cost"], ...}``. Services built from the Dockerfile are
-    workers; image-only services (valkey) are not.
+    workers, except ``serve``; image-only services (valkey) are not.
     """
     entrypoint = dockerfile_entrypoint()
     services = load_compose()["services"]
     return {
         name: [*entrypoint, *service["command"]]
         for name, service in services.items()
-        if "build" in service
+        if "build" in service and service["command"][0] == "worker"
     }

@@ -323,10 +323,10 @@ def test_reports_are_written_to_a_volume_by_default() -> None:
 
 
 def test_dockerfile_installs_the_workers_extra_as_a_non_root_user() -> None:
-    """The image is python:3.11-slim with `.[workers]`, runs as non-root, enters `llmtap`."""
+    """The image is python:3.11-slim with `.[workers,serve]`, runs as non-root, enters `llmtap`."""
     text = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^FROM python:3\.11-slim\s*$", text, re.M)
-    assert "pip install '.[workers]'" in text
+    assert "pip install '.[workers,serve]'" in text
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users
     assert users[-1].split(":")[0] not in {"root", "0"}

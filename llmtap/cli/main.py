@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand registered."""
-    from llmtap.cli import alerts, demo, read, report, worker
+    from llmtap.cli import alerts, demo, read, report, serve, worker
 
     parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_parsers(sub)
     read.add_parsers(sub)
     report.add_parsers(sub)
+    serve.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,83 @@
+"""The ``llmtap serve`` command: the HTTP API and the web dashboard on uvicorn.
+
+It binds 127.0.0.1 unless told otherwise; any other address needs ``LLMTAP_API_TOKEN`` (the
+bearer token every API request must then carry) and is refused without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Final
+
+from llmtap.cli import common
+from llmtap.settings import Settings, redact_url
+
+DEFAULT_PORT: Final = 8765
+TOKEN_VAR: Final = "LLMTAP_API_TOKEN"
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Register ``llmtap serve``."""
+    parser = subparsers.add_parser(
+        "serve", help="HTTP API and web dashboard", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow this origin to call the API from a browser (repeatable; default none)",
+    )
+    parser.add_argument("--budget", type=float, help="monthly budget (USD) for the overview")
+    parser.add_argument("--cache-ttl", type=float, default=2.0, help="seconds (default 2)")
+    common.add_url(parser).set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    environ = dict(os.environ)
+    token = environ.get(TOKEN_VAR) or None
+    try:
+        import uvicorn
+
+        from llmtap.serve import auth
+        from llmtap.serve.app import create_app
+        from llmtap.serve.redact import secrets_in
+    except ImportError as exc:
+        print(
+            f"llmtap: serve needs the serve extra (pip install 'llmtap[serve]'): {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    loopback = auth.is_loopback(args.host)
+    if not loopback and not token:
+        print(
+            f"llmtap: serve: binding {args.host} requires {TOKEN_VAR} (a bearer token)",
+            file=sys.stderr,
+        )
+        return 2
+    url = common.redis_url(args)
+    client = common.connect(url)
+    app = create_app(
+        client,
+        token=token,
+        settings=Settings.from_env(environ),
+        secrets=secrets_in({**environ, "_url": url}),
+        cors_origins=args.cors_origin,
+        allowed_hosts=auth.LOOPBACK_HOSTS if loopback else None,
+        cache_ttl_s=args.cache_ttl,
+        monthly_budget_usd=args.budget,
+    )
+    where = f"http://{args.host}:{args.port}/"
+    print(
+        f"llmtap: serving {where} on {redact_url(url)}" + (" (token required)" if token else ""),
+        flush=True,
+    )
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        client.close()
+    return 0

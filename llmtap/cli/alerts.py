@@ -3,17 +3,15 @@
 ``llmtap alerts rules`` checks the rules file and lists the rules in force, ``alerts list`` the
 pending and firing alerts, ``alerts show FP`` one alert's state, ``alerts silence -m k=v --for 2h``
 creates a silence, ``alerts silences`` lists them and ``alerts expire ID`` ends one. Silences
-are Redis keys that expire at their end (plus an index sorted by end time).
+are kept by :mod:`llmtap.read.silences` (re-exported here).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -21,54 +19,17 @@ import redis
 from llmtap import keys
 from llmtap.analyzers.rules import Rule, parse_duration
 from llmtap.cli import common
+from llmtap.read.silences import create_silence, expire_silence, list_silences
 from llmtap.settings import SettingsError
 
-
-def create_silence(
-    client: redis.Redis,
-    matchers: Mapping[str, str],
-    duration_s: float,
-    now: float,
-    comment: str = "",
-    created_by: str = "",
-) -> dict[str, Any]:
-    """Store a silence from ``now`` for ``duration_s``; return it. ValueError if empty."""
-    if not matchers:
-        raise ValueError("a silence needs at least one matcher (label=value)")
-    silence_id = secrets.token_hex(6)
-    ends_at = now + duration_s
-    doc: dict[str, Any] = {
-        "id": silence_id,
-        "matchers": dict(matchers),
-        "comment": comment,
-        "created_by": created_by,
-        "starts_at": now,
-        "ends_at": ends_at,
-    }
-    pipe = client.pipeline(transaction=True)
-    pipe.set(keys.silence(silence_id), json.dumps(doc), px=max(1, int(duration_s * 1000)))
-    pipe.zadd(keys.SILENCES, {silence_id: ends_at})
-    pipe.zremrangebyscore(keys.SILENCES, "-inf", now)
-    pipe.execute()
-    return doc
-
-
-def list_silences(client: redis.Redis, now: float) -> list[dict[str, Any]]:
-    """Return the silences in force at ``now``, soonest end first."""
-    ids: list[bytes] = client.zrangebyscore(keys.SILENCES, now, "+inf")  # type: ignore[assignment]
-    if not ids:
-        return []
-    raw = client.mget([keys.silence(_text(i)) for i in ids])
-    return [json.loads(item) for item in raw if item]
-
-
-def expire_silence(client: redis.Redis, silence_id: str) -> bool:
-    """End a silence now; return False when there was no such silence."""
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(keys.silence(silence_id))
-    pipe.zrem(keys.SILENCES, silence_id)
-    deleted, _ = pipe.execute()
-    return bool(deleted)
+__all__ = [
+    "active_alerts",
+    "add_parsers",
+    "alert_state",
+    "create_silence",
+    "expire_silence",
+    "list_silences",
+]
 
 
 def active_alerts(client: redis.Redis, rules: list[Rule]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from llmtap.settings import SettingsError
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand registered."""
-    from llmtap.cli import alerts, demo, read, report, worker
+    from llmtap.cli import alerts, demo, mcp, read, report, worker
 
     parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_parsers(sub)
     read.add_parsers(sub)
     report.add_parsers(sub)
+    mcp.add_parser(sub)
     return parser
 
 

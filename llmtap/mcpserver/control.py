@@ -44,10 +44,12 @@ def budgets(
     """
     month_start, month_end = burn.month_bounds(now)
     projection = cost.month_projection(client, now, monthly_budget_usd)
+    span = (month_start, now, month_end)
     rows = [
-        _budget_row(client, rule, month_start, now, month_end, projection)
+        row
         for rule in rules
         if rule.kind in BUDGET_KINDS
+        for row in _budget_rows(client, rule, span, projection)
     ]
     return {
         "month": dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m"),
@@ -57,17 +59,37 @@ def budgets(
     }
 
 
-def _budget_row(
+def _budget_rows(
     client: redis.Redis,
     rule: Rule,
-    month_start: float,
-    now: float,
-    month_end: float,
+    span: tuple[float, float, float],
+    projection: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """One row per scope: the rule's filter value, each value it groups by, or the total."""
+    dimension = rule.dimension
+    spend = query.cost_by(client, dimension, span[0], span[1])
+    if dimension == "total":
+        scopes = ["total"]
+    elif dimension in rule.filters:
+        scopes = [rule.filters[dimension]]
+    else:
+        scopes = sorted(spend)
+    return [
+        _budget_row(rule, dimension, scope, spend.get(scope, {}).get("cost_usd", 0.0), span,
+                    projection)
+        for scope in scopes
+    ]  # fmt: skip
+
+
+def _budget_row(
+    rule: Rule,
+    dimension: str,
+    value: str,
+    spent: float,
+    span: tuple[float, float, float],
     projection: Mapping[str, Any],
 ) -> dict[str, Any]:
-    dimension = rule.dimension
-    value = rule.filters.get(dimension, "total") if dimension != "total" else "total"
-    spent = query.cost_by(client, dimension, month_start, now).get(value, {}).get("cost_usd", 0.0)
+    month_start, now, month_end = span
     used = 100.0 * spent / rule.budget_usd
     if dimension == "total":
         projected = projection["projected_month_end_usd"]

@@ -51,7 +51,9 @@ def seed(r: redis.Redis, url: str, now: float) -> Seeded:
     cost: Counter[str] = Counter()
     old = Workload(21, start=today - DAY + 3600, span_s=3600)
     recent_start = max(today + 1, now - 5400)
-    recent = Workload(22, start=recent_start, span_s=max(1.0, min(1800.0, (now - recent_start) / 2)))
+    recent = Workload(
+        22, start=recent_start, span_s=max(1.0, min(1800.0, (now - recent_start) / 2))
+    )
     pipe = r.pipeline(transaction=False)
     for workload, rollups in ((old, cost), (recent, None)):
         for fields in workload.entries(1_500):
@@ -79,10 +81,12 @@ def stdio_params(url: str, **env: str) -> StdioServerParameters:
 async def stdio_session(url: str, **env: str) -> AsyncIterator[ClientSession]:
     """An initialized client session with ``llmtap mcp`` spawned on stdio."""
     with open(os.devnull, "w") as errlog:
-        async with stdio_client(stdio_params(url, **env), errlog=errlog) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                yield session
+        async with (
+            stdio_client(stdio_params(url, **env), errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield session
 
 
 @contextmanager
@@ -109,11 +113,13 @@ def http_server(url: str, token: str | None = None, **config: Any) -> Iterator[s
 async def http_session(url: str, token: str | None = None) -> AsyncIterator[ClientSession]:
     """An initialized client session over streamable HTTP, with the bearer token if given."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=60) as client:
-        async with streamable_http_client(url, http_client=client) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                yield session
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60) as client,
+        streamable_http_client(url, http_client=client) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
 
 
 def plain(value: Any) -> Any:
@@ -162,5 +168,9 @@ def differences(got: Any, want: Any, path: str = "") -> list[str]:
         return [d for i, (g, w) in enumerate(zip(got, want, strict=True))
                 for d in differences(g, w, f"{path}[{i}]")]  # fmt: skip
     if isinstance(want, float) and isinstance(got, int | float) and not isinstance(got, bool):
-        return [] if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12) else [f"{path}: {got} != {want}"]
+        return (
+            []
+            if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
+            else [f"{path}: {got} != {want}"]
+        )
     return [] if got == want else [f"{path}: {got!r} != {want!r}"]

@@ -10,6 +10,7 @@ silences) are not registered in read-only mode. Expected errors are ToolErrors (
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import time
@@ -175,7 +176,9 @@ def _registrar(app: MCPServer, config: ServerConfig) -> Register:
 
     def tool(annotations: ToolAnnotations = _READ_ONLY) -> Callable[[Callable[..., Any]], Any]:
         def register(fn: Callable[..., Any]) -> Any:
-            app.add_tool(guard(fn), description=fn.__doc__, annotations=annotations)
+            app.add_tool(
+                guard(fn), description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations
+            )
             return fn
 
         return register

@@ -3,7 +3,7 @@
 ``llmtap alerts rules`` checks the rules file and lists the rules in force, ``alerts list`` the
 pending and firing alerts, ``alerts show FP`` one alert's state, ``alerts silence -m k=v --for 2h``
 creates a silence, ``alerts silences`` lists them and ``alerts expire ID`` ends one. Silences
-are Redis keys that expire at their end (plus an index sorted by end time).
+are kept by :mod:`llmtap.read.silences` (re-exported here).
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ from llmtap.read.alerts import alert_state
 from llmtap.read.silences import create_silence, expire_silence, list_silences
 from llmtap.settings import SettingsError
 
-__all__ = ["active_alerts", "add_parsers", "alert_state", "create_silence", "expire_silence",
-           "list_silences"]  # fmt: skip
+__all__ = [
+    "active_alerts",
+    "add_parsers",
+    "alert_state",
+    "create_silence",
+    "expire_silence",
+    "list_silences",
+]
 
 
 def active_alerts(client: redis.Redis, rules: list[Rule]) -> list[dict[str, Any]]:

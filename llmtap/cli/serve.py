@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     url = common.redis_url(args)
     client = common.connect(url)
+    mounts = _mcp(client, url, token, args.host)
     app = create_app(
         client,
         token=token,
@@ -70,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
         allowed_hosts=auth.LOOPBACK_HOSTS if loopback else None,
         cache_ttl_s=args.cache_ttl,
         monthly_budget_usd=args.budget,
+        mounts=mounts,
     )
     where = f"http://{args.host}:{args.port}/"
     print(
@@ -81,3 +83,13 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _mcp(client: Any, url: str, token: str | None, host: str) -> list[Any]:
+    """The MCP server at /mcp (same token rule as the API), or none without the mcp extra."""
+    try:
+        from llmtap.mcpserver.http import serve_mount
+    except ImportError:
+        print("llmtap: serve: /mcp is off: pip install 'llmtap[mcp]'", file=sys.stderr)
+        return []
+    return [serve_mount(client, url, token, host)]

@@ -103,6 +103,21 @@ def http_app(server: MCPServer, *, path: str = MCP_PATH, host: str = "127.0.0.1"
     return McpHttpApp(starlette, server.session_manager.run, path)
 
 
+def serve_mount(
+    client: Any, url: str, token: str | None, host: str
+) -> tuple[str, ASGIApp, Callable[[], AbstractAsyncContextManager[None]]]:
+    """Return the ``(path, app, lifespan)`` that ``llmtap serve`` mounts at ``/mcp``: the server
+    on ``client`` behind the same bearer-token rule as the HTTP API.
+
+    Raises SettingsError for a bad MCP setting (e.g. LLMTAP_MCP_READONLY's neighbours).
+    """
+    from llmtap.mcpserver.server import ServerConfig, build_server
+    from llmtap.settings import redact_url
+
+    mounted = http_app(build_server(client, ServerConfig.from_env(redact_url(url))), host=host)
+    return mounted.path, BearerTokenMiddleware(mounted.app, token), mounted.lifespan
+
+
 def uvicorn_server(
     server: MCPServer, host: str, port: int, token: str | None
 ) -> Any:  # uvicorn.Server

@@ -125,7 +125,8 @@ def create_app(
         Route("/", _index),
         Route("/favicon.ico", _favicon),
         Mount("/static", StaticFiles(directory=STATIC)),
-        *(Mount(path, app) for path, app, _ in mounts),
+        # A mount serves its own path (the MCP app routes /mcp itself, without a trailing /).
+        *(Route(path, app) for path, app, _ in mounts),
     ]
     middleware = [Middleware(_SecurityHeaders)]
     if allowed_hosts is not None:

@@ -27,8 +27,3 @@ def artifact_dir(tmp_path: Path) -> Path:
     folder = Path(os.environ.get(ARTIFACTS_ENV) or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def fmt4(value: float) -> str:
-    """A number as the HTML and PDF reports show it (four significant digits)."""
-    return f"{value:.4g}"

@@ -16,8 +16,9 @@ from pypdf import PdfReader
 from llmtap.analyzers.extras import MissingExtra, optional
 from llmtap.analyzers.report_output import check_formats, render_bytes
 from llmtap.analyzers.report_pdf import page_css, render_pdf
+from llmtap.analyzers.units import human, usd
 from llmtap.testing import Workload
-from tests.report_helpers import artifact_dir, fmt4, weekly_model
+from tests.report_helpers import artifact_dir, weekly_model
 
 
 @pytest.fixture
@@ -36,12 +37,13 @@ def test_pdf_text_holds_the_models_numbers(model: dict[str, Any]) -> None:
     session's cost as the model has them."""
     text = " ".join(_pages(render_pdf(model)))
     summary = model["summary"]
-    assert f"total_cost_usd {fmt4(summary['total_cost_usd'])}" in text
-    assert f"total_calls {summary['total_calls']}" in text
+    # The HTML report (and so the PDF) shows dollars and counts for people (analyzers.units).
+    assert f"total_cost_usd {usd(summary['total_cost_usd'])}" in text
+    assert f"total_calls {human('total_calls', summary['total_calls'])}" in text
     for backend, row in model["cost"]["cost_by_backend"].items():
-        assert f"{backend} {fmt4(row['cost_usd'])} {row['calls']} {row['errors']}" in text
+        assert f"{backend} {usd(row['cost_usd'])} {row['calls']} {row['errors']}" in text
     top = model["top_sessions"][0]
-    assert f"{top['session_id']} {fmt4(top['cost_usd'])} {top['calls']}" in text
+    assert f"{top['session_id']} {usd(top['cost_usd'])} {top['calls']}" in text
 
 
 def test_every_page_has_the_period_generation_time_and_page_number(model: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ def test_the_markdown_report_shows_ms_dollars_and_percentages() -> None:
         since=1_767_225_600, until=1_767_229_200,
         cost={"total_cost_usd": 0.25, "total_calls": 30, "unpriced_calls": 0,
               "cost_by_backend": {"openai": row}, "cost_by_model": {"gpt-4o": row},
+              "cost_by_tenant": {},
               "cost_per_1k_tokens_by_model": {"gpt-4o": 0.25 / 1.1},
               "burn_rate": {"projected_month_end_usd": 7.5, "budget_used_pct": None},
               "most_expensive_operations": []},

@@ -122,8 +122,11 @@ def redis_commands(url: str) -> list[list[str]]:
 
 
 def is_runner(path: tuple[str, ...]) -> bool:
-    """``up`` and ``worker NAME`` run until stopped (and retry): they are bounded instead."""
-    return path == ("up",) or (path[0] == "worker" and path[1] in WORKERS)
+    """``up``, ``worker NAME``, ``serve`` and ``mcp`` run until stopped (and retry, or answer
+    503 / tool errors while Redis is away): they are bounded instead."""
+    if path in (("up",), ("serve",), ("mcp",)):
+        return True
+    return path[0] == "worker" and path[1] in WORKERS
 
 
 def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -166,12 +169,16 @@ def test_every_command_fails_in_one_line_on_a_bad_server(bad_url: str, tmp_path:
         assert redact_url(bad_url) in out, (shown, out)
 
 
-@pytest.mark.parametrize("argv", [["worker", "cost"], ["up"]], ids=["worker", "up"])
+@pytest.mark.parametrize(
+    "argv",
+    [["worker", "cost"], ["up"], ["serve", "--port", "0"]],
+    ids=["worker", "up", "serve"],
+)
 def test_runners_never_print_a_traceback_or_the_password(
     argv: list[str], bad_url: str, tmp_path: Path
 ) -> None:
-    """``worker NAME`` and ``up`` (which may retry) print no traceback and no password in
-    what they print before they exit or are stopped."""
+    """``worker NAME``, ``up`` (which may retry) and ``serve`` print no traceback and no
+    password in what they print before they exit or are stopped."""
     log = tmp_path / "out.log"
     with log.open("w") as out:
         child = subprocess.Popen(

@@ -201,7 +201,7 @@ def bad_settings(tmp_path: Path) -> dict[str, dict[str, str]]:
         "LLMTAP_PRICES_FILE": {"LLMTAP_PRICES_FILE": str(prices)},
         "LLMTAP_ALERT_RULES": {"LLMTAP_ALERT_RULES": str(rules)},
         "LLMTAP_ALERT_TICK_S": {"LLMTAP_ALERT_TICK_S": "0"},
-        "LLMTAP_REPORT_FORMATS": {"LLMTAP_REPORT_FORMATS": "pdf"},
+        "LLMTAP_REPORT_FORMATS": {"LLMTAP_REPORT_FORMATS": "docx"},
         "LLMTAP_SLACK_CHANNEL": {"LLMTAP_SLACK_BOT_TOKEN": "xoxb-1"},
         "LLMTAP_RETENTION_DAY_S": {"LLMTAP_RETENTION_DAY_S": "5"},
     }

@@ -328,9 +328,10 @@ def environ_or_process(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 def redact_url(url: str | None) -> str:
     """Return ``url`` with every credential replaced by ``***``, safe to log or print.
 
-    Redacts the userinfo password (``user:***@``; a lone userinfo, which some clients read as
-    a password, becomes ``***@``) and the value of every query parameter that carries a
-    credential (``password``, ``username``, ``ssl_password``, ...). None is ``<embedded>``.
+    Redacts the userinfo password (``user:***@``; a user name alone is left as it is, as
+    redis-py reads it: a name, not a secret) and the value of every query parameter that
+    carries a credential (``password``, ``username``, ``ssl_password``, ...). None is
+    ``<embedded>``.
     """
     if not url:
         return "<embedded>"
@@ -343,7 +344,7 @@ def redact_url(url: str | None) -> str:
     userinfo, at, rest = rest.rpartition("@")
     if at:
         user, colon, _password = userinfo.partition(":")
-        rest = f"{user}:***@{rest}" if colon else f"***@{rest}"
+        rest = f"{user}:***@{rest}" if colon else f"{user}@{rest}"
     if question:
         query = "&".join(_redact_param(item) for item in query.split("&"))
     return f"{scheme}://{rest}{question}{query}{hash_sign}{fragment}"
@@ -357,7 +358,7 @@ def url_secrets(url: str | None) -> list[str]:
     rest = url.partition("://")[2].partition("#")[0]
     rest, _, query = rest.partition("?")
     userinfo, at, _ = rest.rpartition("@")
-    found = [userinfo.partition(":")[2] or userinfo] if at else []
+    found = [userinfo.partition(":")[2]] if at else []
     for item in query.split("&"):
         name, eq, value = item.partition("=")
         if eq and _is_credential(name):

@@ -12,7 +12,7 @@ from llmtap.settings import redact_url, url_secrets
     [
         ("redis://default:pw@h:6379/0", "redis://default:***@h:6379/0"),
         ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
-        ("redis://token@h:6379/0", "redis://***@h:6379/0"),
+        ("redis://user@h:6379/0", "redis://user@h:6379/0"),
         ("redis://u:a/b@h/0", "redis://u:***@h/0"),
         ("redis://h:6379/0?password=pw", "redis://h:6379/0?password=***"),
         ("redis://h/0?db=1&password=p%40ss&x=1", "redis://h/0?db=1&password=***&x=1"),
@@ -25,7 +25,8 @@ from llmtap.settings import redact_url, url_secrets
     ],
 )
 def test_redact_url_hides_every_credential(url: str | None, shown: str) -> None:
-    """Userinfo passwords, a lone userinfo and credential query parameters become ``***``."""
+    """Userinfo passwords and credential query parameters become ``***``; a lone user name,
+    which redis-py reads as a name, stays."""
     assert redact_url(url) == shown
 
 

@@ -108,7 +108,7 @@ def timing_field(timing: str, stat: str | int) -> str:
 
 @dataclass
 class TimingFields:
-    """One timing of one latency hash, decoded."""
+    """One timing of one latency hash: what the latency worker writes and readers decode."""
 
     n: int
     w: float

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llmtap import aggregates, events, keys
+from llmtap.aggregates import TimingFields
 from llmtap.analyzers import sketch
 from llmtap.consumers.runtime.commit import Writes
 from llmtap.consumers.runtime.config import Retention
@@ -28,25 +29,13 @@ _MINUTE: Final = keys.BUCKET_SECONDS["m"]
 FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass
-class Summary:
-    """One timing of one group of events: count, weights, sum, extremes and sketch bins."""
-
-    n: int
-    w: float
-    total: float
-    low: float
-    high: float
-    bins: dict[int, float]
-
-
-def summarize(values: FloatArray, weights: FloatArray) -> Summary | None:
+def summarize(values: FloatArray, weights: FloatArray) -> TimingFields | None:
     """Summarise the finite values (NaN means unknown) with their weights; None if none."""
     known = ~np.isnan(values)
     if not known.any():
         return None
     v, w = values[known], weights[known]
-    return Summary(
+    return TimingFields(
         n=int(v.size),
         w=float(w.sum()),
         total=float(np.dot(v, w)),
@@ -192,7 +181,7 @@ def _fields(
     return out
 
 
-def _add_timing(out: _Fields, timing: str, summary: Summary) -> None:
+def _add_timing(out: _Fields, timing: str, summary: TimingFields) -> None:
     field = aggregates.timing_field
     out.ints.append((field(timing, "n"), summary.n))
     out.floats += [(field(timing, "w"), summary.w), (field(timing, "sum"), summary.total)]

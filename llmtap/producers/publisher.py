@@ -166,7 +166,10 @@ class Publisher:
                     return
                 cut = self.cut_rollup(time.perf_counter())  # the counts behind a pending rollup
                 continue
-            if self.send():
+            # While Redis is failing, a write blocks for the socket timeout: past the deadline,
+            # count what is left as dropped at once rather than outlive the caller's join.
+            past_deadline = time.perf_counter() + self._retry_wait() > self._deadline
+            if not (self._failures and past_deadline) and self.send():
                 continue
             if time.perf_counter() + self._retry_wait() > self._deadline:
                 self._drop_outbox()

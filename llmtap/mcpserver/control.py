@@ -16,7 +16,7 @@ from llmtap.settings import Settings
 
 BUDGET_KINDS: Final = ("monthly_budget", "projected_month_end_above")
 MIN_SILENCE_MINUTES: Final = 1.0
-MAX_SILENCE_MINUTES: Final = 7 * 24 * 60.0  # a week: longer mutes belong in the rules file
+MAX_SILENCE_MINUTES: Final = silences.MAX_SILENCE_S / 60.0  # the one cap, in minutes
 
 
 def load_rules(path: str | None, settings: Settings) -> list[Rule]:

@@ -92,7 +92,7 @@ Minutes = Annotated[
     Field(
         ge=control.MIN_SILENCE_MINUTES,
         le=control.MAX_SILENCE_MINUTES,
-        description="how long the silence lasts, in minutes (1 to 10080, a week)",
+        description="how long the silence lasts, in minutes (1 to 43200, 30 days)",
     ),
 ]
 Comment = Annotated[str, Field(min_length=1, max_length=1000, description="why (required)")]
@@ -404,7 +404,7 @@ def _write_tools(tool: Register, client: redis.Redis, config: ServerConfig) -> N
         created_by: str = "mcp",
     ) -> Result:
         """Silence the alerts whose labels match all of matchers for duration_minutes
-        (default 120, at most a week); a comment is required. Returns the silence {id,
+        (default 120, at most 30 days); a comment is required. Returns the silence {id,
         matchers, comment, created_by, starts_at, ends_at}; end it early with expire_silence."""
         got = control.create_silence(
             client, matchers, duration_minutes, comment, created_by, config.clock()

@@ -12,7 +12,8 @@ import redis
 
 from llmtap import aggregates, keys
 
-#: The longest silence the HTTP API accepts (the CLI takes any duration it can parse).
+#: The longest silence anyone may create (CLI, HTTP API, MCP): a longer mute belongs in the
+#: rules file, where it is reviewed, not in a key that quietly hides alerts for months.
 MAX_SILENCE_S: Final = 30 * 86_400
 
 
@@ -26,12 +27,15 @@ def create_silence(
 ) -> dict[str, Any]:
     """Store a silence from ``now`` for ``duration_s``; return it.
 
-    Raises ValueError without matchers or with a duration that is not positive.
+    Raises ValueError without matchers or with a duration that is not positive or exceeds
+    :data:`MAX_SILENCE_S`.
     """
     if not matchers:
         raise ValueError("a silence needs at least one matcher (label=value)")
-    if not duration_s > 0:
-        raise ValueError("a silence needs a positive duration")
+    if not 0 < duration_s <= MAX_SILENCE_S:
+        raise ValueError(
+            f"a silence lasts more than 0 and at most {MAX_SILENCE_S // 86_400} days"
+        )
     silence_id = secrets.token_hex(6)
     ends_at = now + duration_s
     doc: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -68,3 +69,14 @@ def test_list_and_show_print_the_alert_state(
     assert cli.main(["alerts", "show", listed["fingerprint"], "--url", redis_url]) == 0
     assert json.loads(capsys.readouterr().out)["seq"] == 1
     assert cli.main(["alerts", "show", "nope", "--url", redis_url]) == 1
+
+
+def test_a_silence_longer_than_the_cap_is_refused_by_the_cli(
+    redis_url: str, r: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI, the HTTP API and the MCP tools share one cap: 31 days is a one-line error and
+    stores nothing."""
+    code = cli.main(["alerts", "silence", "-m", "rule=slow", "--for", "31d", "--url", redis_url])
+    assert code != 0
+    assert "at most 30 days" in capsys.readouterr().err
+    assert list_silences(r, time.time()) == []

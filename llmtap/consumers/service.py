@@ -8,8 +8,10 @@ context they build once) and the one the demo calls: ``await run_burst(url, ["co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +23,7 @@ from llmtap.consumers.runtime import connect, engine
 from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
+from llmtap.retry import backoff
 from llmtap.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -166,10 +169,28 @@ def _stats(name: str, consumer: Consumer, engine: str, started: float) -> Worker
 async def _run_other(
     ctx: WorkerContext, name: str, runner: Task, stop: asyncio.Event, *, burst: bool
 ) -> WorkerStats:
-    """Run a worker that does not consume the events stream (the notifier, the reports)."""
+    """Run a worker that does not consume the events stream (the notifier, the reports).
+
+    Redis lost mid-run restarts the runner after the engine's reconnect backoff, as a stream
+    worker rides through it: the notifier's unacknowledged messages come back through its
+    reclaim, and the reports worker's locks keep a restarted schedule from sending twice.
+    """
     log.info("worker %s running on %s", name, redact_url(ctx.url))
-    started = time.monotonic()
-    await runner(ctx, stop, burst)
+    started, failures = time.monotonic(), 0
+    while True:
+        try:
+            await runner(ctx, stop, burst)
+            break
+        except engine.TRANSIENT as exc:
+            if stop.is_set():
+                break
+            failures += 1
+            wait = backoff(failures, engine.RECONNECT, random.random())
+            log.warning("worker %s: redis unavailable (%s); retrying in %.1f s", name, exc, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                break
     seconds = round(time.monotonic() - started, 3)
     return WorkerStats(name, "-", ctx.runtime.engine, 0, 0, 0, 0, 0, 0, 0, seconds)
 

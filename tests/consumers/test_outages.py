@@ -255,3 +255,39 @@ def test_validate_checks_settings_and_prices_file(tmp_path: Path) -> None:
     for variable in ("CS_PROFILING_LEVEL", "LLMTAP_PRICES_FILE"):
         with pytest.raises(SettingsError, match=variable):
             validate(bad_settings(tmp_path)[variable])
+
+
+# --- Redis restarted under the workers that do not read the events stream -----------------
+
+
+def test_notifier_and_reports_ride_through_a_redis_restart(
+    tmp_path: Path, processes: list
+) -> None:
+    """Valkey stopped and started again on the same port under a running notifier and reports
+    worker: both keep running (one line per outage, no traceback), and a notification enqueued
+    after the restart is delivered."""
+    port = _ephemeral_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    with LocalReceiver() as receiver:
+        env = {"LLMTAP_ALERT_WEBHOOK_URL": receiver.url}
+        logs = {name: tmp_path / f"{name}.log" for name in ("notifier", "reports")}
+        with EmbeddedValkey(port=port):
+            children = {
+                name: spawn(["worker", name, "--url", url], log, env) for name, log in logs.items()
+            }
+            processes.extend(children.values())
+            active(url, RULE, {"model": "before"}, T0)
+            wait_for(lambda: len(receiver.accepted) == 1, 60)
+        # Down: give both a moment to notice before the server comes back.
+        wait_for(lambda: all("unavailable" in log.read_text() for log in logs.values()), 60)
+        with EmbeddedValkey(port=port):
+            active(url, RULE, {"model": "after"}, T0 + 1)
+            notifier = children["notifier"]
+            wait_for(lambda: len(receiver.accepted) == 2 or notifier.poll() is not None, 90)
+            for name, child in children.items():
+                assert child.poll() is None, logs[name].read_text()[-3000:]
+            assert receiver.accepted[1].json()["alerts"][0]["labels"]["model"] == "after"
+            for name, child in children.items():
+                stop(child, logs[name])
+    for log in logs.values():
+        assert "Traceback" not in log.read_text()

@@ -118,7 +118,9 @@ class Notifier:
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         """Deliver until ``stop`` is set (with ``burst``: until nothing is left to deliver)."""
-        self._stop = stop
+        # The senders' own stop: set when the read loop ends, whatever ended it, so a restart
+        # after a lost connection never reads as the caller having asked to stop.
+        self._stop = asyncio.Event()
         await self.setup()
         if not self.receivers:  # alive (healthy) but leaving the outbox alone
             await self._idle(stop, burst)
@@ -128,7 +130,7 @@ class Notifier:
         try:
             await self._read_loop(stop, burst)
         finally:
-            stop.set()
+            self._stop.set()
             tasks += self._flushers.values()
             for task in tasks:
                 task.cancel()

@@ -33,9 +33,7 @@ def create_silence(
     if not matchers:
         raise ValueError("a silence needs at least one matcher (label=value)")
     if not 0 < duration_s <= MAX_SILENCE_S:
-        raise ValueError(
-            f"a silence lasts more than 0 and at most {MAX_SILENCE_S // 86_400} days"
-        )
+        raise ValueError(f"a silence lasts more than 0 and at most {MAX_SILENCE_S // 86_400} days")
     silence_id = secrets.token_hex(6)
     ends_at = now + duration_s
     doc: dict[str, Any] = {

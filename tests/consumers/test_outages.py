@@ -260,9 +260,7 @@ def test_validate_checks_settings_and_prices_file(tmp_path: Path) -> None:
 # --- Redis restarted under the workers that do not read the events stream -----------------
 
 
-def test_notifier_and_reports_ride_through_a_redis_restart(
-    tmp_path: Path, processes: list
-) -> None:
+def test_notifier_and_reports_ride_through_a_redis_restart(tmp_path: Path, processes: list) -> None:
     """Valkey stopped and started again on the same port under a running notifier and reports
     worker: both keep running (one line per outage, no traceback), and a notification enqueued
     after the restart is delivered."""

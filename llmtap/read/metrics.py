@@ -60,7 +60,7 @@ def snapshot(
     client: redis.Redis,
     now: float,
     window_s: float,
-    groups: Sequence[str] = (*keys.EVENT_GROUPS, keys.GROUP_OTEL),
+    groups: Sequence[str] = keys.EVENT_GROUPS,
 ) -> Snapshot:
     """Return the aggregates one scrape reports at ``now``; redis errors propagate."""
     start = month_start(now)

@@ -18,6 +18,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  echo "*** NO BROWSER: tests/serve/test_browser.py is SKIPPED (apt-get install chromium chromium-driver) ***"
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  echo "*** NO PROMETHEUS: tests/connectors/test_prometheus_server.py is SKIPPED (apt-get install prometheus) ***"
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)

@@ -31,9 +31,12 @@ GROUP_SESSIONS: Final = "sessions"
 GROUP_NOTIFIER: Final = "notifier"
 # The reports worker reads no stream; the name keys its heartbeats.
 GROUP_REPORTS: Final = "reports"
+# The OTLP export worker (llmtap.connectors.otel); `llmtap up` runs it only when
+# LLMTAP_OTLP_ENDPOINT is set.
+GROUP_OTEL: Final = "otel"
 # The worker groups that read the events stream (lag, pending and counters), the ones that
 # run without it (heartbeats only), and all of them, in the order status lists them.
-EVENT_GROUPS: Final = (GROUP_COST, GROUP_LATENCY, GROUP_SESSIONS, GROUP_ALERTS)
+EVENT_GROUPS: Final = (GROUP_COST, GROUP_LATENCY, GROUP_SESSIONS, GROUP_ALERTS, GROUP_OTEL)
 OFF_STREAM_GROUPS: Final = (GROUP_NOTIFIER, GROUP_REPORTS)
 WORKER_GROUPS: Final = (*EVENT_GROUPS, *OFF_STREAM_GROUPS)
 

@@ -231,6 +231,34 @@ VARIABLES: Final[tuple[Var, ...]] = (
         None,
         "name of this producer in rollups (default: host-pid-random)",
     ),
+    Var(
+        "LLMTAP_METRICS_MAX_MODELS",
+        "metrics_max_models",
+        number(int, 0, 10_000),
+        30,
+        "/metrics: models with their own label (the busiest; the rest are 'other')",
+    ),
+    Var(
+        "LLMTAP_METRICS_MAX_PROVIDERS",
+        "metrics_max_providers",
+        number(int, 0, 10_000),
+        20,
+        "/metrics: providers (backends) with their own label (the rest are 'other')",
+    ),
+    Var(
+        "LLMTAP_METRICS_MAX_TENANTS",
+        "metrics_max_tenants",
+        number(int, 0, 10_000),
+        20,
+        "/metrics: tenants with their own label (the rest are 'other')",
+    ),
+    Var(
+        "LLMTAP_METRICS_QUANTILE_WINDOW_S",
+        "metrics_quantile_window_s",
+        number(float, 60.0, 86_400.0),
+        300.0,
+        "/metrics: the recent window the latency quantiles cover (seconds)",
+    ),
 )
 
 # Settings that `configure_profiling_settings` may change at run time through Redis.
@@ -276,6 +304,10 @@ class Settings:
     settings_poll_s: float = 5.0
     exit_flush_s: float = 2.0
     producer_id: str | None = None
+    metrics_max_models: int = 30
+    metrics_max_providers: int = 20
+    metrics_max_tenants: int = 20
+    metrics_quantile_window_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:

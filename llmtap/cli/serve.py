@@ -61,11 +61,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     url = common.redis_url(args)
     client = common.connect(url)
-    mounts = _mcp(client, url, token, args.host)
+    settings = Settings.from_env(environ)
+    mounts = [*_mcp(client, url, token, args.host), *_metrics(client, token, settings, args.budget)]
     app = create_app(
         client,
         token=token,
-        settings=Settings.from_env(environ),
+        settings=settings,
         secrets=secrets_in({**environ, "_url": url}),
         cors_origins=args.cors_origin,
         allowed_hosts=auth.LOOPBACK_HOSTS if loopback else None,
@@ -93,3 +94,15 @@ def _mcp(client: Any, url: str, token: str | None, host: str) -> list[Any]:
         print("llmtap: serve: /mcp is off: pip install 'llmtap[mcp]'", file=sys.stderr)
         return []
     return [serve_mount(client, url, token, host)]
+
+
+def _metrics(client: Any, token: str | None, settings: Settings, budget: float | None) -> list[Any]:
+    """Prometheus /metrics (the same token as the API), or none without the metrics extra."""
+    try:
+        from llmtap.connectors.http import PATH, MetricsEndpoint
+        from llmtap.connectors.prometheus import MetricsConfig
+    except ImportError:
+        print("llmtap: serve: /metrics is off: pip install 'llmtap[metrics]'", file=sys.stderr)
+        return []
+    config = MetricsConfig.from_settings(settings, budget)
+    return [(PATH, MetricsEndpoint(client, config, token), None)]

@@ -17,7 +17,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -61,7 +61,13 @@ def add_parsers(subparsers: Any) -> None:
         default=DEFAULT_PORT,
         help=f"embedded Valkey's port when it is free (default {DEFAULT_PORT}; 0: any free port)",
     )
-    up.set_defaults(func=lambda args: _run(list(WORKERS), args, embedded=True))
+    up.set_defaults(func=lambda args: _run(up_workers(os.environ), args, embedded=True))
+
+
+def up_workers(environ: Mapping[str, str]) -> list[str]:
+    """Return the workers ``llmtap up`` runs: all of them, the OTLP exporter only when
+    LLMTAP_OTLP_ENDPOINT says where to export."""
+    return [name for name in WORKERS if name != "otel" or environ.get("LLMTAP_OTLP_ENDPOINT")]
 
 
 def _add_url(parser: argparse.ArgumentParser) -> None:

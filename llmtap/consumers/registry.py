@@ -68,6 +68,13 @@ async def _alerts_tick(ctx: WorkerContext, stop: asyncio.Event, burst: bool) -> 
     await run_ticks(ctx.url, stop, rules=rules, interval_s=ctx.tick_s, once=burst)
 
 
+def _otel(ctx: WorkerContext) -> Processor:
+    from llmtap.connectors.otel import OtelProcessor
+    from llmtap.connectors.otel_export import OtelConfig
+
+    return OtelProcessor(OtelConfig.from_env(ctx.environ))
+
+
 def _not_on_events(ctx: WorkerContext) -> Processor:
     raise ValueError("the notifier reads llmtap:notify, not the events stream: its runner runs it")
 
@@ -103,6 +110,9 @@ WORKERS: dict[str, WorkerSpec] = {
         "alert rules on calls and windows, state and the notify outbox",
         _alerts,
         sidecar=_alerts_tick,
+    ),
+    "otel": WorkerSpec(
+        "otel", keys.GROUP_OTEL, "GenAI metrics (and spans) over OTLP/HTTP to a collector", _otel
     ),
     "notifier": WorkerSpec(
         "notifier",

@@ -122,9 +122,9 @@ def redis_commands(url: str) -> list[list[str]]:
 
 
 def is_runner(path: tuple[str, ...]) -> bool:
-    """``up``, ``worker NAME``, ``serve`` and ``mcp`` run until stopped (and retry, or answer
-    503 / tool errors while Redis is away): they are bounded instead."""
-    if path in (("up",), ("serve",), ("mcp",)):
+    """``up``, ``worker NAME``, ``serve``, ``metrics`` and ``mcp`` run until stopped (and retry,
+    or answer 503 / tool errors while Redis is away): they are bounded instead."""
+    if path in (("up",), ("serve",), ("metrics",), ("mcp",)):
         return True
     return path[0] == "worker" and path[1] in WORKERS
 

@@ -104,14 +104,17 @@ def test_up_without_a_url_runs_every_worker_on_an_embedded_valkey(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``llmtap up --burst`` with LLMTAP_REDIS_URL unset starts a Valkey, prints its URL and
-    the export line (``--port 0``: any free port, so the test never takes 6379)."""
+    the export line (``--port 0``: any free port, so the test never takes 6379). Without
+    LLMTAP_OTLP_ENDPOINT, every worker but the OTLP exporter runs."""
     monkeypatch.delenv("LLMTAP_REDIS_URL", raising=False)
+    monkeypatch.delenv("LLMTAP_OTLP_ENDPOINT", raising=False)
     assert commands.main(["up", "--burst", "--port", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"llmtap: {', '.join(WORKERS)} on redis://127.0.0.1:")
+    running = [name for name in WORKERS if name != "otel"]
+    assert lines[0].startswith(f"llmtap: {', '.join(running)} on redis://127.0.0.1:")
     url = lines[0].rpartition(" on ")[2]
     assert lines[2] == f"export LLMTAP_REDIS_URL={url}"
-    assert lines[3:] == [f"llmtap: {name}: 0 events, 0 to DLQ" for name in WORKERS]
+    assert lines[3:] == [f"llmtap: {name}: 0 events, 0 to DLQ" for name in running]
 
 
 def test_worker_prints_the_url_without_its_password(

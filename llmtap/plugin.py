@@ -13,11 +13,13 @@ entry-point group ``llmtap.workers``; everything it writes must lie under
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from llmtap import events, keys, notify
+from llmtap import aggregates, events, keys, notify
+from llmtap.analyzers import sketch
 from llmtap.analyzers.rules.model import fingerprint
 from llmtap.consumers.runtime.commit import Writes
 from llmtap.consumers.runtime.config import Retention
@@ -33,6 +35,7 @@ __all__ = [
     "Worker",
     "WorkerContext",
     "Writes",
+    "add_sketch",
     "confine",
     "notification",
 ]
@@ -115,6 +118,30 @@ class BaseAnalyzer:
     def clear(self) -> None:
         """Forget everything folded."""
         self.out = Writes()
+
+
+def add_sketch(
+    writes: Writes,
+    key: str,
+    metric: str,
+    values: Sequence[float],
+    weights: Sequence[float] | None = None,
+) -> None:
+    """Add ``values`` (weights default to 1) to the mergeable sketch ``metric`` of hash
+    ``key``, in the latency hashes' format (``<metric>:<bin>``, ``:n``, ``:w``, ``:sum``,
+    ``:min``, ``:max``) that :func:`llmtap.read.ranges.merge_timings` reads back."""
+    if not values:
+        return
+    w = [1.0] * len(values) if weights is None else list(weights)
+    field = aggregates.timing_field
+    ints, floats = writes.ints[key], writes.floats[key]
+    ints[field(metric, "n")] += len(values)
+    floats[field(metric, "w")] += math.fsum(w)
+    floats[field(metric, "sum")] += math.fsum(v * x for v, x in zip(values, w, strict=True))
+    for index, weight in sketch.accumulate(values, w).items():
+        floats[field(metric, index)] += weight
+    writes.set_min(key, field(metric, "min"), min(values))
+    writes.set_max(key, field(metric, "max"), max(values))
 
 
 def notification(

@@ -18,7 +18,6 @@ from typing import Final
 
 from llmtap import events, keys
 from llmtap.plugin import BaseAnalyzer, Retention, Worker, WorkerContext
-
 from llmtap_cost_by_tag import NAME
 
 UNTAGGED: Final = "_untagged"

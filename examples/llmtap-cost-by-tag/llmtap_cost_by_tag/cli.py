@@ -12,7 +12,6 @@ import redis
 
 from llmtap.embedded import default_redis_url
 from llmtap.settings import Settings, redact_url
-
 from llmtap_cost_by_tag.read import cost_by_tag
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import redis
 
 from llmtap.read import ranges
-
 from llmtap_cost_by_tag.analyzer import METRICS, cost_key
 
 

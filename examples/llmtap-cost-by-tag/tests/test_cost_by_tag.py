@@ -9,15 +9,15 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 import redis
+from llmtap_cost_by_tag.analyzer import WORKER, CostByTag
+from llmtap_cost_by_tag.read import cost_by_tag
+
 from llmtap import events, keys
 from llmtap.consumers import registry, service
 from llmtap.consumers.runtime.config import RuntimeConfig
 from llmtap.embedded import EmbeddedValkey
 from llmtap.plugin import Retention, Writes
 from llmtap.testing import Workload
-
-from llmtap_cost_by_tag.analyzer import WORKER, CostByTag
-from llmtap_cost_by_tag.read import cost_by_tag
 
 START = 1_767_225_600.0  # 2026-01-01T00:00Z
 

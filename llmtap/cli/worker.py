@@ -195,7 +195,6 @@ async def _run_one(
     except Exception as exc:  # plugin code may raise anything: it must not stop the others
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         log.error("plugin %s stopped: %s: %s", name, type(exc).__name__, reason)
-        print(f"llmtap: plugin {name} stopped: {reason}", file=sys.stderr, flush=True)
         return service.WorkerStats(name, "-", ctx.runtime.engine, 0, 0, 0, 0, 0, 0, 0, 0.0)
 
 

@@ -93,7 +93,8 @@ class Worker:
 class BaseAnalyzer:
     """A convenient base: fold into ``self.out`` and the runtime commits it.
 
-    Subclasses set ``group`` (or let :func:`confine` give the worker's), override
+    Subclasses set ``group`` (llmtap runs a plugin with its Worker's group whatever the
+    analyzer says; set it anyway for code that drives the analyzer directly), override
     ``add_call`` (and ``add_rollup`` with ``wants_rollups = True``) and write into
     ``self.out``, a fresh :class:`Writes` after every ``clear``.
     """

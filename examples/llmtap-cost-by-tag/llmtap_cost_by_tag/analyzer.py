@@ -49,6 +49,7 @@ def top_key(day: str) -> str:
 class CostByTag(BaseAnalyzer):
     """Folds call events into per-tag counters (rollups carry no tags, so they are skipped)."""
 
+    group = NAME
     wants_calls = True
     wants_rollups = False
 
@@ -56,6 +57,8 @@ class CostByTag(BaseAnalyzer):
         super().__init__()
         self.retention = retention
         self._tops: dict[str, dict[str, float]] = {}
+        # minute start -> its (key, ttl) in each granularity: keys.bucket is strftime, slow
+        self._keys: dict[int, list[tuple[str, int]]] = {}
 
     def add_call(self, event: events.CallEvent) -> None:
         """Count one call event under each of its tags in its minute, hour and day."""
@@ -67,15 +70,27 @@ class CostByTag(BaseAnalyzer):
         else:
             values["cost_nanousd"] = round(cost * _NANO)
             values["est_cost_nanousd"] = round(cost * _NANO / event.sample_rate)
-        for granularity in keys.GRANULARITIES:
-            key = cost_key(granularity, keys.bucket(granularity, event.start_time))
-            fields = self.out.ints[key]
+        ints, ttls = self.out.ints, self.out.ttl
+        for key, ttl in self._bucket_keys(event.start_time):
+            fields = ints[key]
             for label in labels:
                 for metric, value in values.items():
                     fields[field(label, metric)] += value
-            self.out.ttl[key] = self.retention.ttl(granularity)
+            ttls[key] = ttl
         if cost is not None and event.tags:
             self._offer(event, cost)
+
+    def _bucket_keys(self, ts: float) -> list[tuple[str, int]]:
+        minute = keys.bucket_start("m", ts)
+        found = self._keys.get(minute)
+        if found is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            found = self._keys[minute] = [
+                (cost_key(g, keys.bucket(g, minute)), self.retention.ttl(g))
+                for g in keys.GRANULARITIES
+            ]
+        return found
 
     def _offer(self, event: events.CallEvent, cost: float) -> None:
         day = keys.bucket("d", event.start_time)

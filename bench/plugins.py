@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import msgspec
 import redis
 import redis.asyncio as aredis
+from llmtap_cost_by_tag.analyzer import WORKER
 
 from llmtap import events, keys
 from llmtap.analyzers.pricing import CallUsage, CostCalculator
@@ -37,7 +38,6 @@ from llmtap.embedded import EmbeddedValkey
 from llmtap.plugin import Worker
 from llmtap.settings import Settings
 from llmtap.testing import Workload
-from llmtap_cost_by_tag.analyzer import WORKER
 
 PLUGIN = "cost-by-tag"
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 import redis.asyncio as aredis
 
-from llmtap import events, keys, notify
+from llmtap import events, keys, notify, webhooks
 from llmtap.consumers import registry
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
@@ -25,8 +26,9 @@ from llmtap.plugin import (
 )
 from llmtap.read import ranges
 from llmtap.settings import Settings
-from llmtap.testing import Workload
-from tests.consumer_helpers import config
+from llmtap.testing import LocalReceiver, Workload
+from tests.alert_helpers import deliver, webhook
+from tests.consumer_helpers import burst, config
 
 START = 1_767_225_600.0
 
@@ -121,6 +123,27 @@ def test_notifications_are_enqueued_once_with_the_commit(r: redis.Redis, redis_u
     assert set(keys_sent) == failed
     assert all(m.kind == "alert" and m.payload["rule"] == "notes:failed" for m in messages)
     assert int(r.hget(keys.plugin_key("notes", "calls"), "n") or 0) == workload.truth.call_events
+
+
+def test_a_plugin_notification_reaches_a_signed_webhook(
+    r: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin run by the runtime enqueues its alert; the notifier delivers it, signed, in the
+    webhook schema v1, once."""
+    call = Workload(4).call(START)
+    failed = msgspec.structs.replace(call, success=False, call_id="c-failed")
+    r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(failed)})
+    worker = confine(Worker.plugin("notes", "notes", lambda ctx: Notifier()))
+    monkeypatch.setitem(registry.WORKERS, "notes", worker)  # so run_burst finds it by name
+    assert burst(redis_url, ["notes"])["notes"].processed == 1
+    with LocalReceiver(secret="s3cret") as rx:
+        deliver(redis_url, [webhook("ops", rx.url)])
+    (got,) = rx.accepted
+    message = webhooks.verify("s3cret", got.headers, got.body)
+    (alert,) = message["alerts"]
+    assert alert["rule"] == "notes:failed" and alert["kind"] == "plugin"
+    assert alert["idempotency_key"] == "notes:c-failed" and alert["status"] == "firing"
+    assert alert["labels"] == {"model": failed.model_name}
 
 
 def test_ranges_sum_and_merge_what_a_plugin_wrote(r: redis.Redis) -> None:

@@ -64,7 +64,8 @@ class Worker:
     """A worker kind: its name, consumer group, one-line summary and analyzer factory.
 
     ``build(ctx)`` runs once per committed unit, so it only assembles what ``ctx`` holds (the
-    settings, the retention TTLs, the environment snapshot). ``group`` defaults to ``name``.
+    settings, the retention TTLs, the environment snapshot). :meth:`plugin` sets ``group`` to
+    ``name`` unless told otherwise.
     ``sidecar`` (a coroutine beside the consumer) and ``runner`` (run instead of a consumer)
     are for built-in workers: a plugin that declares them is refused.
     """

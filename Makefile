@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/llmtap-cost-by-tag/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The example plugin, installed as a real package: the plugin tests find it by entry point.
+	$(BIN)/python -m pip install --quiet -e examples/llmtap-cost-by-tag
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,9 +25,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check llmtap tests bench
-	$(BIN)/ruff format --check llmtap tests bench
+	$(BIN)/ruff check llmtap tests bench examples
+	$(BIN)/ruff format --check llmtap tests bench examples
 	$(BIN)/mypy
+	$(BIN)/mypy examples/llmtap-cost-by-tag/llmtap_cost_by_tag
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

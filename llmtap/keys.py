@@ -6,6 +6,7 @@ whenever a name or a field's meaning changes. No other module builds a key by ha
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Final
 
@@ -232,3 +233,53 @@ def notify_done(receiver: str) -> str:
 def notify_stats(receiver: str) -> str:
     """Return the delivery counters hash of one receiver."""
     return f"{NOTIFY_STATS_PREFIX}:{receiver}"
+
+
+# --- Plugin analyzers (layout version 1): each plugin owns the keys under its own prefix ---
+
+# Everything a plugin worker writes lives under ``llmtap:x:<plugin>:`` (the runtime refuses a
+# commit that writes elsewhere); its consumer group's counters and heartbeats live where every
+# group's do (``stats``, ``heartbeat``). See docs/plugins.md.
+PLUGIN_PREFIX: Final = f"{PREFIX}:x"
+# A plugin name: lower-case letters, digits and dashes, starting with a letter (so it can be a
+# key segment, a consumer group, a CLI word and a compose service name).
+PLUGIN_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,39}")
+
+
+def check_plugin_name(name: str) -> str:
+    """Return ``name`` if it can name a plugin; raise ValueError saying what a name may hold."""
+    if not isinstance(name, str) or PLUGIN_NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"plugin name {name!r}: use 1-40 lower-case letters, digits and dashes, "
+            "starting with a letter"
+        )
+    return name
+
+
+def plugin_prefix(plugin: str) -> str:
+    """Return the prefix every key of ``plugin`` starts with: ``llmtap:x:<plugin>:``."""
+    return f"{PLUGIN_PREFIX}:{check_plugin_name(plugin)}:"
+
+
+def plugin_key(plugin: str, *parts: str) -> str:
+    """Return the key ``llmtap:x:<plugin>:<part>:<part>...``.
+
+    Raises ValueError for a bad plugin name or an empty part.
+    """
+    if not parts or not all(isinstance(p, str) and p for p in parts):
+        raise ValueError(f"plugin key parts must be non-empty strings, not {parts!r}")
+    return plugin_prefix(plugin) + ":".join(parts)
+
+
+def plugin_bucket(plugin: str, kind: str, granularity: str, bucket_name: str) -> str:
+    """Return a plugin's time-bucketed key ``llmtap:x:<plugin>:<kind>:{g}:{bucket}`` (the same
+    bucket names and granularities as the built-in aggregates, so the range readers of
+    :mod:`llmtap.read.ranges` cover it)."""
+    if granularity not in BUCKET_SECONDS:
+        raise KeyError(f"granularity {granularity!r}: accepted: {', '.join(GRANULARITIES)}")
+    return plugin_key(plugin, kind, granularity, bucket_name)
+
+
+def owned_by(plugin: str, key: str) -> bool:
+    """True when ``key`` lies under ``plugin``'s prefix."""
+    return key.startswith(plugin_prefix(plugin))

@@ -204,6 +204,14 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "JSON file of per provider/model rates that win over the catalogue",
     ),
     Var(
+        "LLMTAP_COST_MODEL",
+        "cost_model",
+        _parse_optional_str,
+        None,
+        "custom cost model that prices calls before the catalogue: module:callable, or the "
+        "name of an llmtap.cost_models entry point (docs/plugins.md)",
+    ),
+    Var(
         "LLMTAP_OLLAMA_USD_PER_HOUR",
         "ollama_usd_per_hour",
         number(float, 0.0),
@@ -300,6 +308,7 @@ class Settings:
     slow_call_s: float = 10.0
     expensive_call_usd: float = 0.10
     prices_file: str | None = None
+    cost_model: str | None = None
     ollama_usd_per_hour: float = 0.0
     settings_poll_s: float = 5.0
     exit_flush_s: float = 2.0

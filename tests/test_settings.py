@@ -38,6 +38,7 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "LLMTAP_SLOW_CALL_S": ("slow_call_s", 10.0),
     "LLMTAP_EXPENSIVE_CALL_USD": ("expensive_call_usd", 0.10),
     "LLMTAP_PRICES_FILE": ("prices_file", None),
+    "LLMTAP_COST_MODEL": ("cost_model", None),
     "LLMTAP_OLLAMA_USD_PER_HOUR": ("ollama_usd_per_hour", 0.0),
     "LLMTAP_SETTINGS_POLL_S": ("settings_poll_s", 5.0),
     "LLMTAP_EXIT_FLUSH_S": ("exit_flush_s", 2.0),

@@ -22,6 +22,14 @@ Token semantics (OpenAI style, the same as genai-prices' ``Usage``, so the resul
   only in such units is treated as unknown. A catalogue model listed without any price (free
   tiers, subscriptions) costs 0.
 
+A custom cost model (:class:`CostModel`, named by ``LLMTAP_COST_MODEL`` and resolved by
+:mod:`llmtap.producers.prices`) prices a call from its :class:`CallUsage` before the catalogue:
+its answer wins, ``None`` falls back to the catalogue (or, with ``fallback = False``, leaves the
+call unpriced). A model that raises or answers something that is not a finite USD amount >= 0
+never reaches the caller: the call is unpriced (visible as ``unpriced_calls``), the failure is
+counted in :attr:`CostCalculator.model_errors` and reported once through ``on_model_error``.
+The pricing version names the model (``...+model-<name>``).
+
 Prices that depend on the request time (a new price from a start date, or deepseek's
 time-of-day discount) are read once, at the instant given as ``at``, and kept for the
 calculator's life: build a new calculator to pick up a price change.
@@ -29,22 +37,32 @@ calculator's life: build a new calculator to pick up a price change.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 import genai_prices
 from genai_prices import data_snapshot
 from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
-__all__ = ["CostCalculator", "Overrides", "PricingError", "Rates", "parse_overrides"]
+__all__ = [
+    "CallUsage",
+    "CostCalculator",
+    "CostModel",
+    "Overrides",
+    "PricingError",
+    "Rates",
+    "model_name",
+    "parse_overrides",
+]
 
 #: Entries kept in the per-calculator cache; beyond it lookups are compiled but not stored, so a
 #: stream of made-up model names cannot grow memory without bound.
@@ -149,6 +167,59 @@ class Overrides:
     digest: str = ""
 
 
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~1 us more to build per call
+class CallUsage:
+    """What a custom cost model prices: the call's backend, model, token counts (the module
+    docstring's semantics) and duration, and :meth:`catalogue_usd`, the price the catalogue
+    (and the prices file) would give, computed only when asked for."""
+
+    backend: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    duration_s: float | None = None
+    _catalogue: Callable[[CallUsage], float | None] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def catalogue_usd(self) -> float | None:
+        """Return the catalogue's price of this call in USD, or None when it has none."""
+        return None if self._catalogue is None else self._catalogue(self)
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """A custom cost model: called with each call's usage, returns USD or None.
+
+    Optional attributes: ``name`` (goes into the pricing version; default: the callable's
+    qualified name) and ``fallback`` (default True: None means "ask the catalogue"; False:
+    None means unpriced, the catalogue is never used).
+    """
+
+    def __call__(self, usage: CallUsage) -> float | None: ...
+
+
+_MODEL_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def model_name(model: CostModel) -> str:
+    """Return the name a model puts into the pricing version (``[A-Za-z0-9._-]``, 64 chars)."""
+    raw = getattr(model, "name", None) or getattr(model, "__qualname__", None)
+    name = _MODEL_NAME.sub("-", str(raw or type(model).__name__)).strip("-")
+    return name[:64] or "model"
+
+
+class _Failed(Exception):
+    """A cost model's answer that is not a USD amount (reported like an exception)."""
+
+
+def _no_report(message: str) -> None:
+    """Report nothing (the default for a calculator without a reporter)."""
+
+
 class CostCalculator:
     """Prices LLM calls from the genai-prices catalogue plus optional override rates.
 
@@ -159,7 +230,9 @@ class CostCalculator:
     (0 per token, or ``ollama_usd_per_hour`` times the call's duration). Any other backend is
     tried as a genai-prices provider id, then by genai-prices' guess from the model name.
 
-    ``overrides`` (see :func:`parse_overrides`) win over the catalogue. ``at`` fixes the
+    ``overrides`` (see :func:`parse_overrides`) win over the catalogue; ``model`` (a
+    :class:`CostModel`) wins over both, see the module docstring. ``on_model_error`` gets one
+    line the first time the model fails. ``at`` fixes the
     instant whose catalogue prices are used. ``catalogue`` is the genai-prices data (default:
     the snapshot genai-prices holds in memory, bundled or auto-updated). The lookup cache is a
     plain dict, so one calculator can be shared between threads (a race compiles twice).
@@ -173,6 +246,8 @@ class CostCalculator:
         *,
         at: datetime,
         catalogue: DataSnapshot | None = None,
+        model: CostModel | None = None,
+        on_model_error: Callable[[str], None] = _no_report,
     ) -> None:
         self._snapshot = catalogue if catalogue is not None else data_snapshot.get_snapshot()
         self._at = at
@@ -185,6 +260,13 @@ class CostCalculator:
         if overrides is not None:
             self._overrides = overrides.rates
             self.version += f"+overrides-{overrides.digest}"
+        self._model = model
+        self._fallback = bool(getattr(model, "fallback", True))
+        self._report = on_model_error
+        #: Calls the model failed to price (it raised, or answered no valid amount).
+        self.model_errors = 0
+        if model is not None:
+            self.version += f"+model-{model_name(model)}"
 
     def cost(
         self,
@@ -200,8 +282,21 @@ class CostCalculator:
         """Return the call's cost in USD, or ``None`` when the model has no known price.
 
         Never raises: unusable input (an unhashable name, a non-numeric or overflowing count)
-        gives ``None``.
+        gives ``None``, and so does a custom model that fails (counted in ``model_errors``).
         """
+        if self._model is not None:
+            usage = CallUsage(
+                backend,
+                model,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+                reasoning_tokens,
+                duration_s,
+                self._catalogue_cost,
+            )
+            return self._modelled(usage)
         try:
             rates = self._cache[(backend, model)]
         except KeyError:
@@ -218,6 +313,53 @@ class CostCalculator:
                 cache_write_tokens,
                 reasoning_tokens,
                 duration_s,
+            )
+        except (TypeError, ArithmeticError):
+            return None
+
+    def _modelled(self, usage: CallUsage) -> float | None:
+        """Price with the custom model; None falls back to the catalogue (when allowed)."""
+        model = self._model
+        assert model is not None
+        try:
+            usd = model(usage)
+            if usd is None:
+                return self._catalogue_cost(usage) if self._fallback else None
+            if isinstance(usd, bool) or not isinstance(usd, int | float):
+                raise _Failed(f"answered {type(usd).__name__}, not a USD amount")
+            value = float(usd)
+            if not math.isfinite(value) or value < 0:
+                raise _Failed(f"answered {value!r}, not a finite USD amount >= 0")
+        except Exception as exc:  # the user's model may raise anything: contain it
+            self.model_errors += 1
+            if self.model_errors == 1:
+                self._report_failure(exc)
+            return None
+        return value
+
+    def _report_failure(self, exc: Exception) -> None:
+        with contextlib.suppress(Exception):  # nor may a failing reporter reach the call
+            name = model_name(self._model) if self._model is not None else "model"
+            text = str(exc).splitlines()[0][:200] if str(exc) else ""
+            kind = "" if isinstance(exc, _Failed) else f"{type(exc).__name__}: "
+            self._report(
+                f"cost model {name} failed ({kind}{text}); such calls are unpriced and "
+                "counted (reported once)"
+            )
+
+    def _catalogue_cost(self, usage: CallUsage) -> float | None:
+        """Return the catalogue's (and prices file's) price of ``usage``, or None."""
+        rates = self.rates(usage.backend, usage.model)
+        if rates is None:
+            return None
+        try:
+            return rates.cost(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+                usage.duration_s,
             )
         except (TypeError, ArithmeticError):
             return None

@@ -1,11 +1,15 @@
 """The ``llmtap worker`` and ``llmtap up`` commands.
 
-``llmtap worker NAME`` runs one worker (see :data:`registry.WORKERS`), ``llmtap worker health
-NAME`` exits 0 when the group has a fresh heartbeat and 1 otherwise, ``llmtap worker stats``
-prints counters, lag and the DLQ size, and ``llmtap up`` runs every worker in one process on
-``--url``/LLMTAP_REDIS_URL, or on an embedded Valkey when neither is given: on port 6379 when it
-is free (the default every client tries), else on a free port, recorded in
-:func:`llmtap.embedded.up_file` where the other commands and the wrapper look.
+``llmtap worker NAME`` runs one worker (a built-in of :data:`registry.WORKERS` or an installed
+plugin of the ``llmtap.workers`` entry-point group), ``llmtap worker --list`` lists them (and
+the plugins that cannot load, one line each), ``llmtap worker health NAME`` exits 0 when the
+group has a fresh heartbeat and 1 otherwise, ``llmtap worker stats`` prints counters, lag and
+the DLQ size, and ``llmtap up`` runs every built-in worker (plus the plugins named with
+``--with``, or all of them with ``--with all``) in one process on ``--url``/LLMTAP_REDIS_URL,
+or on an embedded Valkey when neither is given: on port 6379 when it is free (the default
+every client tries), else on a free port, recorded in :func:`llmtap.embedded.up_file` where
+the other commands and the wrapper look. A plugin that cannot load, or fails while running,
+is reported in one line and the other workers go on.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
@@ -23,14 +28,16 @@ from typing import Any
 import redis
 
 from llmtap.cli import common, extras
-from llmtap.consumers import service
+from llmtap.consumers import registry, service
 from llmtap.consumers.registry import WORKERS, spec
 from llmtap.consumers.runtime.config import ENGINES, RuntimeConfig
 from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.embedded import DEFAULT_PORT, EmbeddedValkey, remove_up_file, write_up_file
+from llmtap.plugin import PluginError
 from llmtap.read import health
 from llmtap.settings import Settings, redact_url
 
+log = logging.getLogger(__name__)
 STATS_COLUMNS: tuple[str, ...] = ("group", "processed", "lag", "pending", "consumers")
 STATS_COLUMNS += ("live_consumers", "dlq", "reclaimed", "duplicates", "conflicts")
 
@@ -38,13 +45,20 @@ STATS_COLUMNS += ("live_consumers", "dlq", "reclaimed", "duplicates", "conflicts
 def add_parsers(subparsers: Any) -> None:
     """Register ``worker`` (with ``health`` and ``stats``) and ``up``."""
     worker = subparsers.add_parser("worker", help="run or inspect one stream worker")
-    actions = worker.add_subparsers(dest="worker_command", required=True, metavar="NAME")
+    worker.add_argument("--list", action="store_true", help="list the workers and plugins")
+    worker.set_defaults(func=_list)
+    actions = worker.add_subparsers(dest="worker_command", metavar="NAME")
+    plugins = registry.plugin_names()  # entry-point names only: nothing is imported here
     for name, item in WORKERS.items():
         run = actions.add_parser(name, help=f"run the {name} worker: {item.summary}")
         _add_run_options(run)
         run.set_defaults(func=lambda args, name=name: _run([name], args, embedded=False))
+    for name in plugins:
+        run = actions.add_parser(name, help=f"run the {name} plugin worker")
+        _add_run_options(run)
+        run.set_defaults(func=lambda args, name=name: _run([name], args, embedded=False))
     check = actions.add_parser("health", help="exit 0 if the worker's group has a live consumer")
-    check.add_argument("name", choices=sorted(WORKERS), metavar="NAME")
+    check.add_argument("name", choices=sorted([*WORKERS, *plugins]), metavar="NAME")
     check.add_argument("--max-age", type=float, help="seconds (default: the heartbeat TTL)")
     check.add_argument("--this-host", action="store_true", help="only consumers of this host")
     _add_url(check)
@@ -61,11 +75,19 @@ def add_parsers(subparsers: Any) -> None:
         default=DEFAULT_PORT,
         help=f"embedded Valkey's port when it is free (default {DEFAULT_PORT}; 0: any free port)",
     )
+    up.add_argument(
+        "--with",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also run this installed plugin worker (repeatable; 'all': every one installed)",
+    )
     up.set_defaults(func=lambda args: _run(up_workers(os.environ), args, embedded=True))
 
 
 def up_workers(environ: Mapping[str, str]) -> list[str]:
-    """Return the workers ``llmtap up`` runs: all of them, the OTLP exporter only when
+    """Return the built-in workers ``llmtap up`` runs: all of them, the OTLP exporter only when
     LLMTAP_OTLP_ENDPOINT says where to export."""
     return [name for name in WORKERS if name != "otel" or environ.get("LLMTAP_OTLP_ENDPOINT")]
 
@@ -82,6 +104,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _run(names: Sequence[str], args: argparse.Namespace, *, embedded: bool) -> int:
     extras.require("workers", "up" if args.command == "up" else f"worker {names[0]}")
+    names, failed = _loadable([*names, *_wanted_plugins(args)])
+    if not names:
+        return 2
     environ = dict(os.environ)  # read once: everything below gets this snapshot
     settings = Settings.from_env(environ)
     runtime = RuntimeConfig.from_env(environ)
@@ -106,7 +131,25 @@ def _run(names: Sequence[str], args: argparse.Namespace, *, embedded: bool) -> i
             server.stop()
     for stats in results:
         print(f"llmtap: {stats.worker}: {stats.processed} events, {stats.dead_letters} to DLQ")
-    return 0
+    return 1 if failed and args.command != "up" else 0
+
+
+def _wanted_plugins(args: argparse.Namespace) -> list[str]:
+    wanted: list[str] = getattr(args, "plugins", [])
+    if "all" in wanted:
+        return registry.plugin_names()
+    return wanted
+
+
+def _loadable(names: Sequence[str]) -> tuple[list[str], bool]:
+    """Return the names that can run and whether any could not: each plugin that cannot load
+    is reported in one line on stderr, and the others run."""
+    plugins = [name for name in names if registry.is_plugin(name)]
+    found = registry.discover(plugins)
+    for problem in found.problems:
+        print(f"llmtap: {problem.line()}; not started", file=sys.stderr, flush=True)
+    good = [name for name in dict.fromkeys(names) if name in found.workers]
+    return good, bool(found.problems)
 
 
 def _announce(server: EmbeddedValkey, wanted: int, environ: dict[str, str]) -> None:
@@ -134,7 +177,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(service.run(ctx, n, stop, burst=burst)) for n in names]
+    tasks = [asyncio.create_task(_run_one(ctx, n, stop, burst=burst)) for n in names]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -147,13 +190,48 @@ async def _serve(
         raise
 
 
+async def _run_one(
+    ctx: WorkerContext, name: str, stop: asyncio.Event, *, burst: bool
+) -> service.WorkerStats:
+    """Run one worker; a plugin that fails is reported in one line and stops alone."""
+    if not registry.is_plugin(name):
+        return await service.run(ctx, name, stop, burst=burst)
+    try:
+        return await service.run(ctx, name, stop, burst=burst)
+    except Exception as exc:  # plugin code may raise anything: it must not stop the others
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        log.error("plugin %s stopped: %s: %s", name, type(exc).__name__, reason)
+        return service.WorkerStats(name, "-", ctx.runtime.engine, 0, 0, 0, 0, 0, 0, 0, 0.0)
+
+
+def _list(args: argparse.Namespace) -> int:
+    if not args.list:
+        print("llmtap worker: name a worker, or --list (see --help)", file=sys.stderr)
+        return 2
+    found = registry.discover()
+    rows = [["worker", "group", "kind", "summary"]]
+    for name, item in found.workers.items():
+        rows.append([name, item.group, "plugin" if name in found.plugins else "built-in",
+                     item.summary])  # fmt: skip
+    for problem in found.problems:
+        rows.append([problem.name, "-", "broken", problem.reason])
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join([*(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3]]))
+    return 0
+
+
 def _health(args: argparse.Namespace) -> int:
     client = common.client_for(args)
     max_age = args.max_age or RuntimeConfig.from_env(os.environ).heartbeat_ttl_s
     try:
-        result = health.check(
-            client, spec(args.name).group, max_age_s=max_age, this_host=args.this_host
-        )
+        group = spec(args.name).group
+    except PluginError as exc:
+        client.close()
+        print(f"unhealthy: {exc}")
+        return 1
+    try:
+        result = health.check(client, group, max_age_s=max_age, this_host=args.this_host)
     except redis.RedisError as exc:
         print(f"unhealthy: {common.redis_problem(args.server_url, exc)}")
         return 1
@@ -168,7 +246,10 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         report = {
             **health.stream_stats(client),
-            "groups": [health.group_stats(client, item.group) for item in WORKERS.values()],
+            "groups": [
+                health.group_stats(client, item.group)
+                for item in registry.discover().workers.values()
+            ],
         }
     except redis.RedisError as exc:
         print(f"llmtap: {common.redis_problem(args.server_url, exc)}", file=sys.stderr)

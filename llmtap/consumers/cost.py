@@ -15,8 +15,7 @@ from collections import Counter
 from typing import Final
 
 from llmtap import aggregates, events, keys
-from llmtap.consumers.runtime.commit import Writes
-from llmtap.consumers.runtime.config import Retention
+from llmtap.plugin import Retention, Writes
 
 # Integer metrics of a rollup row, in the order they are kept in memory.
 METRICS: Final = aggregates.ROLLUP_METRICS

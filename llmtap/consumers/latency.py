@@ -20,8 +20,7 @@ import numpy.typing as npt
 from llmtap import aggregates, events, keys
 from llmtap.aggregates import TimingFields
 from llmtap.analyzers import sketch
-from llmtap.consumers.runtime.commit import Writes
-from llmtap.consumers.runtime.config import Retention
+from llmtap.plugin import Retention, Writes
 
 TIMINGS: Final = aggregates.TIMINGS
 _MINUTE: Final = keys.BUCKET_SECONDS["m"]

@@ -1,37 +1,28 @@
-"""Every worker kind that reads the events stream, by name: its group and how to build it.
+"""Every worker kind, by name: the built-in ones here, plugins from the ``llmtap.workers``
+entry-point group, each a :class:`llmtap.plugin.Worker` (the one public declaration).
 
-Adding a worker (alerts, sessions, notifier, reports) is one entry here plus its module.
+Adding a built-in worker is one entry in :data:`WORKERS` plus its module. A plugin is found by
+its entry point's name without importing it (:func:`plugin_names`), and loaded only when it is
+run or listed; a plugin that fails to load, is not a ``Worker``, or takes a built-in's name is
+reported as one :class:`Problem` and never stops the other workers.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
 
 from llmtap import keys
 from llmtap.consumers.runtime.consumer import Processor
 from llmtap.consumers.runtime.context import WorkerContext
+from llmtap.plugin import ENTRY_POINT_GROUP, PluginError, Task, Worker, confine
 
-# A coroutine given the context, the stop event and burst mode.
-Task = Callable[[WorkerContext, asyncio.Event, bool], Awaitable[None]]
+__all__ = ["WORKERS", "Catalogue", "Problem", "Task", "WorkerSpec", "discover", "spec"]
 
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """A worker kind: its name, consumer group, one-line summary and processor factory.
-
-    ``build(ctx)`` runs once per committed unit, so it only assembles what ``ctx`` holds.
-    """
-
-    name: str
-    group: str
-    summary: str
-    build: Callable[[WorkerContext], Processor]
-    # A coroutine run beside the consumer until stop (the alerts worker's tick).
-    sidecar: Task | None = None
-    # A worker that does not read the events stream runs this instead of a consumer.
-    runner: Task | None = None
+# The built-in entries below use the same public declaration plugins use.
+WorkerSpec = Worker
 
 
 def _cost(ctx: WorkerContext) -> Processor:
@@ -131,9 +122,118 @@ WORKERS: dict[str, WorkerSpec] = {
 }
 
 
-def spec(name: str) -> WorkerSpec:
-    """Return the worker called ``name``; raise KeyError naming the known ones."""
+@dataclass(frozen=True)
+class Problem:
+    """A plugin that cannot run, and why (one line, naming it)."""
+
+    name: str
+    reason: str
+
+    def line(self) -> str:
+        """Return the one line that reports this plugin."""
+        return f"plugin {self.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The workers that can run (built-ins first, then plugins) and the plugins that cannot."""
+
+    workers: dict[str, Worker]
+    plugins: tuple[str, ...]
+    problems: tuple[Problem, ...]
+
+
+def _entry_points() -> dict[str, list[metadata.EntryPoint]]:
+    found: dict[str, list[metadata.EntryPoint]] = {}
+    for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(point.name, []).append(point)
+    return found
+
+
+def plugin_names() -> list[str]:
+    """Return the names of the installed plugin workers (entry points; nothing is imported)."""
+    return sorted(name for name in _entry_points() if name not in WORKERS)
+
+
+def is_plugin(name: str) -> bool:
+    """True when ``name`` is not a built-in worker."""
+    return name not in WORKERS
+
+
+def load_plugin(name: str, points: list[metadata.EntryPoint] | None = None) -> Worker:
+    """Import plugin ``name`` and return its confined worker.
+
+    Raises KeyError when no plugin has that name, PluginError (one line, naming it) when it
+    clashes with a built-in or another plugin, fails to import, or is not a Worker.
+    """
+    if name in WORKERS:
+        raise PluginError(f"plugin {name}: the name of a built-in worker (built-in kept)")
+    points = _entry_points().get(name, []) if points is None else points
+    if not points:
+        raise KeyError(f"unknown worker {name!r}; known: {', '.join(known())}")
+    if len({point.value for point in points}) > 1:
+        raise PluginError(f"plugin {name}: published twice ({', '.join(p.value for p in points)})")
+    worker = _import(name, points[0])
+    if worker.name != name:
+        raise PluginError(f"plugin {name}: its Worker is named {worker.name!r}")
+    if worker.group in keys.WORKER_GROUPS:
+        raise PluginError(f"plugin {name}: group {worker.group!r} belongs to a built-in worker")
+    return confine(worker)
+
+
+def _import(name: str, point: metadata.EntryPoint) -> Worker:
+    try:
+        found = point.load()
+        worker = found if isinstance(found, Worker) or not callable(found) else found()
+    except Exception as exc:  # a plugin's import may raise anything: report it, by name
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        raise PluginError(f"plugin {name}: cannot load {point.value}: {reason}") from None
+    if not isinstance(worker, Worker):
+        raise PluginError(
+            f"plugin {name}: {point.value} is a {type(worker).__name__}, not a llmtap.plugin.Worker"
+        )
+    return worker
+
+
+def discover(names: Iterable[str] | None = None) -> Catalogue:
+    """Return the built-in workers plus the plugins named (default: every installed one).
+
+    A plugin that cannot load is a Problem in the result, never an exception; an unknown
+    name is a Problem too.
+    """
+    points = _entry_points()
+    wanted = sorted(points) if names is None else list(dict.fromkeys(names))
+    workers = dict(WORKERS)
+    plugins: list[str] = []
+    problems: list[Problem] = []
+    for name in wanted:
+        if name in WORKERS:
+            if name in points:
+                problems.append(Problem(name, "the name of a built-in worker (built-in kept)"))
+            continue
+        try:
+            workers[name] = load_plugin(name, points.get(name, []))
+        except PluginError as exc:
+            problems.append(Problem(name, str(exc).removeprefix(f"plugin {name}: ")))
+        except KeyError:
+            problems.append(Problem(name, "no such worker is installed"))
+        else:
+            plugins.append(name)
+    return Catalogue(workers, tuple(plugins), tuple(problems))
+
+
+def known() -> list[str]:
+    """Return every worker name: the built-ins, then the installed plugins."""
+    return [*WORKERS, *plugin_names()]
+
+
+def spec(name: str) -> Worker:
+    """Return the worker called ``name`` (a plugin is loaded now).
+
+    Raises KeyError naming the known ones, and PluginError for a plugin that cannot run.
+    """
     try:
         return WORKERS[name]
     except KeyError:
-        raise KeyError(f"unknown worker {name!r}; known: {', '.join(WORKERS)}") from None
+        pass
+    return load_plugin(name)

@@ -15,8 +15,7 @@ import heapq
 from typing import Final
 
 from llmtap import aggregates, events, keys
-from llmtap.consumers.runtime.commit import Writes
-from llmtap.consumers.runtime.config import Retention
+from llmtap.plugin import Retention, Writes
 
 ROLLUP_METRICS: Final = aggregates.SESSION_METRICS
 _DAY: Final = keys.BUCKET_SECONDS["d"]

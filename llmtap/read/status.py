@@ -110,6 +110,16 @@ def producer_statistics(client: redis.Redis) -> dict[str, int]:
     return _sum_statistics(producers(client))
 
 
+def _other_groups(client: redis.Redis, known: Mapping[str, Any]) -> list[str]:
+    """Return the groups on the events stream that are not built-in workers' (plugins')."""
+    try:
+        groups = client.xinfo_groups(keys.EVENTS)
+    except redis.ResponseError:  # no stream yet
+        return []
+    names = (aggregates.text(g["name"]) for g in groups)
+    return sorted(name for name in names if name not in known)
+
+
 def pipeline_health(client: redis.Redis) -> dict[str, Any]:
     """Return the stream and DLQ lengths and, per worker group, lag, pending and live workers."""
     workers: dict[str, dict[str, Any]] = {}
@@ -118,6 +128,9 @@ def pipeline_health(client: redis.Redis) -> dict[str, Any]:
         workers[group] = {k: stats[k] for k in _GROUP_FIELDS}
     for group in keys.OFF_STREAM_GROUPS:
         workers[group] = {"live_consumers": len(health.heartbeats(client, group))}
+    for group in _other_groups(client, workers):  # plugin workers (docs/plugins.md)
+        stats = health.group_stats(client, group)
+        workers[group] = {k: stats[k] for k in _GROUP_FIELDS}
     return {
         **health.stream_stats(client),
         "workers": workers,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any
 
 import pytest
@@ -32,10 +31,10 @@ from tests.consumer_helpers import (
     config,
     day_totals,
     latency_events,
-    pack,
     stats,
     truth_totals,
 )
+from tests.contract_helpers import garbage
 from tests.factories import rollup_event, rollup_row
 
 ENGINES = ("loop", "faststream")
@@ -68,45 +67,13 @@ def test_restart_resumes_without_reprocessing(r: redis.Redis, redis_url: str, en
     assert stats(r, keys.GROUP_COST)["processed"] == 5_000
 
 
-def _garbage() -> list[dict[bytes, bytes]]:
-    """One entry per kind of bad input; each holds exactly one bad event."""
-    good = events.encode(Workload(99).call(1_767_225_600.0))
-    call = msgspec_map(good)
-    bad_maps: list[dict[str, object]] = [
-        {**call, "input_tokens": "ten"},
-        {k: v for k, v in call.items() if k != "backend"},
-        {**call, "latency": math.nan},
-        {**call, "output_tokens": -5},
-        {**call, "call_id": "x" * 100_000},
-        {**call, "v": 2},
-        {**call, "t": "bogus"},
-        {**call, "sample_rate": 0.0},
-    ]
-    entries = [{keys.FIELD_EVENT: pack(m)} for m in bad_maps]
-    entries += [
-        {keys.FIELD_EVENT: b"\xc1\xff not msgpack"},
-        {b"x": b"no e or b field"},
-        {keys.FIELD_BATCH: b"\x93\x01"},  # truncated array
-        {keys.FIELD_BATCH: pack([call, bad_maps[0], call])},  # two good calls, one bad
-    ]
-    return entries
-
-
-def msgspec_map(raw: bytes) -> dict[str, object]:
-    """Decode a msgpack map into a plain dict (test-side only)."""
-    import msgspec
-
-    value: dict[str, object] = msgspec.msgpack.decode(raw)
-    return value
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 def test_garbage_goes_to_the_dlq_and_good_events_count_exactly(
     r: redis.Redis, redis_url: str, engine: str
 ) -> None:
     """10k bad entries of every kind are dead-lettered with reasons; good ones count exactly."""
     workload = Workload(3)
-    kinds = _garbage()
+    kinds = garbage()
     pipe = r.pipeline(transaction=False)
     good_entries = list(workload.entries(4_000))
     bad = 0

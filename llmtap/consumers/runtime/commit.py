@@ -90,6 +90,8 @@ class Writes:
     ``top``: key -> (N, member -> score), trimmed to the N highest. ``latest``: key -> (seq,
     field -> value), written only when ``seq`` is newer. ``ttl``: key -> seconds.
     ``alerts``: alert steps, applied in order by the ``alerts`` :class:`ScriptPart`.
+    ``notify``: outbox messages (the stream fields of :func:`llmtap.notify.encode_message`),
+    appended to ``llmtap:notify`` in the same commit, so each is enqueued exactly once.
     """
 
     ints: defaultdict[str, defaultdict[str, int]] = field(
@@ -105,6 +107,7 @@ class Writes:
     latest: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
     ttl: dict[str, int] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    notify: list[dict[str, str]] = field(default_factory=list)
 
     def set_min(self, key: str, name: str, value: float) -> None:
         """Keep ``value`` in ``mins`` if it is the lowest seen for (key, name)."""
@@ -145,6 +148,8 @@ class Commit:
     dlq_maxlen: int
     stats_key: str
     counters: dict[str, int]
+    notify_stream: str = "llmtap:notify"
+    notify_maxlen: int = 100_000
 
     def args(self) -> list[str | bytes]:
         """Return the script's ARGV: the JSON document, then the raw bytes of each dead letter."""
@@ -165,6 +170,9 @@ class Commit:
             "latest": w.latest,
             "ttl": w.ttl,
             "alerts": w.alerts,
+            "notify": w.notify,
+            "notify_stream": self.notify_stream,
+            "notify_maxlen": self.notify_maxlen,
             "dlq": [self._letter_fields(letter) for letter in self.dead_letters],
             "dlq_stream": self.dlq,
             "dlq_maxlen": self.dlq_maxlen,

@@ -407,6 +407,8 @@ class Consumer:
             dlq_maxlen=self.config.dlq_maxlen,
             stats_key=keys.stats(self.group),
             counters=unit.counters(),
+            notify_stream=keys.NOTIFY,
+            notify_maxlen=keys.NOTIFY_MAXLEN,
         )
 
     def _rebuild(

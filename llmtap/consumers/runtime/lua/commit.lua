@@ -107,6 +107,16 @@ for i, rec in ipairs(u.dlq) do
   redis.call('XADD', u.dlq_stream, 'MAXLEN', '~', u.dlq_maxlen, '*', unpack(rec))
 end
 
+-- outbox messages: enqueued with the XACK, so a message is sent once per committed event
+for _, msg in ipairs(u.notify) do
+  local flat = {}
+  for f, v in pairs(msg) do
+    flat[#flat + 1] = f
+    flat[#flat + 1] = v
+  end
+  redis.call('XADD', u.notify_stream, 'MAXLEN', '~', u.notify_maxlen, '*', unpack(flat))
+end
+
 for f, v in pairs(u.counters) do redis.call('HINCRBY', u.stats, f, v) end
 
 -- steps: each script part's function runs on every item of its list, in order (per-call

@@ -1,0 +1,98 @@
+"""Range readers for any time-bucketed aggregate, the built-in ones and plugins' alike.
+
+A plugin that writes one hash per (granularity, bucket), as the built-in workers do (see
+:func:`llmtap.keys.plugin_bucket`), reads a time range back with these: the range is covered
+with the fewest buckets (whole UTC days, then hours, then minutes at the edges, as
+:func:`llmtap.read.query.cover` does), the hashes are fetched in one pipeline and summed
+(integers exactly), and sketches written in the latency hashes' format are merged bin by bin.
+``key_of(granularity, bucket_name)`` names the hash of one bucket; ``until`` is passed in
+(there is no hidden clock).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+
+import redis
+
+from llmtap import aggregates
+from llmtap.aggregates import TimingFields
+from llmtap.analyzers import sketch
+from llmtap.keys import bucket
+from llmtap.read.query import cover
+
+__all__ = [
+    "QUANTILES",
+    "bucket_names",
+    "hashes",
+    "merge_timings",
+    "quantiles",
+    "sum_floats",
+    "sum_ints",
+]
+
+QUANTILES: Final = (0.5, 0.95, 0.99)
+KeyOf = Callable[[str, str], str]
+
+
+def bucket_names(since: float, until: float) -> list[tuple[str, str]]:
+    """Return the (granularity, bucket name) pairs covering ``[since, until)`` exactly (the
+    range widened to whole minutes). Raises ValueError if ``until < since``."""
+    return [(g, bucket(g, start)) for g, start in cover(since, until)]
+
+
+def hashes(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> list[dict[str, str]]:
+    """Return the hash of every bucket covering the range (one pipeline; missing: empty)."""
+    pipe = client.pipeline(transaction=False)
+    for granularity, name in bucket_names(since, until):
+        pipe.hgetall(key_of(granularity, name))
+    return [
+        {aggregates.text(k): aggregates.text(v) for k, v in reply.items()}
+        for reply in pipe.execute()
+    ]
+
+
+def sum_ints(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> dict[str, int]:
+    """Return field -> the exact sum over the range of integer hashes (HINCRBY counters)."""
+    out: defaultdict[str, int] = defaultdict(int)
+    for fields in hashes(client, key_of, since, until):
+        for name, value in fields.items():
+            out[name] += int(value)
+    return dict(out)
+
+
+def sum_floats(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> dict[str, float]:
+    """Return field -> the sum over the range of numeric hashes (float increments)."""
+    out: defaultdict[str, float] = defaultdict(float)
+    for fields in hashes(client, key_of, since, until):
+        for name, value in fields.items():
+            out[name] += float(value)
+    return dict(out)
+
+
+def merge_timings(fields: Sequence[Mapping[str, str]], metric: str) -> TimingFields:
+    """Return ``metric``'s sketch and stats merged over hashes in the latency format
+    (``<metric>:<bin>``, ``:n``, ``:w``, ``:sum``, ``:min``, ``:max``; see
+    :func:`llmtap.plugin.add_sketch`): counts and weights add, extremes combine."""
+    parts = [aggregates.decode_timing(one, metric) for one in fields]
+    return TimingFields(
+        n=sum(p.n for p in parts),
+        w=math.fsum(p.w for p in parts),
+        total=math.fsum(p.total for p in parts),
+        low=min((p.low for p in parts), default=math.inf),
+        high=max((p.high for p in parts), default=-math.inf),
+        bins=sketch.merge(*(p.bins for p in parts)),
+    )
+
+
+def quantiles(merged: TimingFields, qs: Sequence[float] = QUANTILES) -> dict[str, float | None]:
+    """Return ``{"p50": ..., "p95": ..., "p99": ...}`` (1% relative accuracy; None if empty),
+    clamped to the observed minimum and maximum."""
+    out: dict[str, float | None] = {}
+    for q, value in zip(qs, sketch.quantiles(merged.bins, qs), strict=True):
+        label = f"p{q * 100:g}"
+        out[label] = None if value is None else min(max(value, merged.low), merged.high)
+    return out

@@ -21,6 +21,7 @@ import redis
 from llmtap import cli, keys
 from llmtap.cli import common
 from llmtap.cli.main import build_parser
+from llmtap.consumers import registry
 from llmtap.consumers.registry import WORKERS
 from llmtap.embedded import (
     DEFAULT_URL,
@@ -126,7 +127,7 @@ def is_runner(path: tuple[str, ...]) -> bool:
     or answer 503 / tool errors while Redis is away): they are bounded instead."""
     if path in (("up",), ("serve",), ("metrics",), ("mcp",)):
         return True
-    return path[0] == "worker" and path[1] in WORKERS
+    return path[0] == "worker" and (path[1] in WORKERS or path[1] in registry.plugin_names())
 
 
 def clean_env(tmp: Path, **extra: str) -> dict[str, str]:

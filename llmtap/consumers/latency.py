@@ -39,7 +39,9 @@ def summarize(values: FloatArray, weights: FloatArray) -> TimingFields | None:
     return TimingFields(
         n=int(v.size),
         w=float(w.sum()),
-        total=float(np.dot(v, w)),
+        # Not np.dot: it goes to multithreaded BLAS, whose threads cost milliseconds per call
+        # on a loaded machine (measured 15 ms against 18 µs for this, over 15k values).
+        total=float((v * w).sum()),
         low=float(v.min()),
         high=float(v.max()),
         bins=sketch.accumulate(v, w),

@@ -5,6 +5,7 @@ publisher writes them, ~10% rollups), then drains it with: the raw loop (XREADGR
 + XACK, no decoding), and each worker in burst mode with each engine (the plain redis-py loop
 and FastStream), exactly once (Lua commit). Each measure is repeated; medians count, and a
 ratio is taken within each run (worker and raw loop measured back to back) before its median.
+The ``*_cpu_*`` keys compare process CPU per event (worker against loop) the same way.
 Prints progress, then one JSON object on its last line.
 
     python bench/consumers.py [--events 200000] [--repeat 3] [--engines loop,faststream]
@@ -60,23 +61,28 @@ def reset_group(client: redis.Redis, group: str) -> None:
         client.delete(key)
 
 
-def measure_raw(url: str, client: redis.Redis, events: int, run: int) -> float:
-    """Return the raw loop's events/s over the whole stream."""
+def measure_raw(url: str, client: redis.Redis, events: int, run: int) -> tuple[float, float]:
+    """Return the raw loop's (events/s, process CPU ns per event) over the whole stream."""
     group = f"bench-raw-{run}"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time_ns()
     asyncio.run(raw_loop(url, group))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time_ns() - cpu
     client.xgroup_destroy(keys.EVENTS, group)
-    return events / seconds
+    return events / seconds, cpu / events
 
 
-def measure_worker(ctx: WorkerContext, client: redis.Redis, name: str, events: int) -> float:
-    """Return one worker's events/s over the whole stream, exactly once; check its count."""
+def measure_worker(
+    ctx: WorkerContext, client: redis.Redis, name: str, events: int
+) -> tuple[float, float]:
+    """Return one worker's (events/s, process CPU ns per event) over the whole stream, exactly
+    once; check its count. CPU counts this process only (the worker runs in it), not Redis."""
+    cpu = time.process_time_ns()
     stats = asyncio.run(service.drain(ctx, [name]))[name]
+    cpu = time.process_time_ns() - cpu
     if stats.processed != events:
         raise SystemExit(f"{name} processed {stats.processed} of {events} events")
     reset_group(client, registry.spec(name).group)
-    return events / stats.seconds
+    return events / stats.seconds, cpu / events
 
 
 def main() -> int:
@@ -95,14 +101,17 @@ def main() -> int:
         print(f"wrote {args.events} events in {entries} entries", file=sys.stderr)
         runs: list[dict[str, float]] = []
         for run in range(args.repeat):
-            rates = {"raw": measure_raw(server.url, client, args.events, run)}
+            rates: dict[str, float] = {}
+            rates["raw"], rates["cpu:raw"] = measure_raw(server.url, client, args.events, run)
             print(f"run {run}: raw loop {rates['raw']:,.0f} events/s", file=sys.stderr)
             for engine in engines:
                 config = RuntimeConfig(engine=engine, read_count=args.read_count)
                 ctx = service.context_from_env(server.url, config=config)
                 for name in WORKERS:
                     label = f"{engine}:{name}"
-                    rates[label] = measure_worker(ctx, client, name, args.events)
+                    rates[label], rates[f"cpu:{label}"] = measure_worker(
+                        ctx, client, name, args.events
+                    )
                     print(f"run {run}: {label} {rates[label]:,.0f} events/s", file=sys.stderr)
             runs.append(rates)
         client.close()
@@ -137,6 +146,16 @@ def report(
         for name in WORKERS:
             out[f"{engine}_{name}_events_per_s"] = rate(f"{engine}:{name}")
             out[f"{engine}_{name}_ratio"] = ratio(f"{engine}:{name}")
+    # The same comparison in process CPU per event (this process: the loop or the worker), which
+    # a shared machine's load disturbs less than wall-clock rates: raw CPU / worker CPU.
+    out["raw_loop_cpu_ns_per_event"] = rate("cpu:raw")
+    for engine in engines:
+        for name in WORKERS:
+            label = f"cpu:{engine}:{name}"
+            out[f"{engine}_{name}_cpu_ns_per_event"] = rate(label)
+            out[f"{engine}_{name}_cpu_ratio"] = round(
+                statistics.median(run["cpu:raw"] / run[label] for run in runs), 3
+            )
     out.update(
         events=args.events,
         entries=entries,

@@ -12,6 +12,14 @@ baseline from the same run (the machine is shared and noisy):
   no-op exporter;
 - publish_events_per_s: events the publisher moves from its outbox into the stream;
   raw_xadd_events_per_s: a plain redis-py pipelined XADD loop of the same blobs;
+- total_sampled_cpu_ns / total_unsampled_cpu_ns: process CPU (``time.process_time_ns``, every
+  thread: the caller's and the publisher's) per call over N wrapped calls minus the same loop
+  of bare calls, in chunks after each of which the publisher drains (so it keeps up);
+  otel_total_cpu_ns is an OTel SDK span (10 attributes, BatchSpanProcessor) measured the same
+  way, exporter flush included; total_over_otel = total_sampled_cpu_ns / otel_total_cpu_ns;
+- capacity_calls_per_s: wrapped calls at sampling 1.0 in a tight loop, until every event is in
+  the stream, with no drop (the run fails if one is dropped);
+- stream_bytes_per_event: ``MEMORY USAGE`` of the stream after that run over its events;
 - first_call_ms / warm_call_ms: the first profiled call of a fresh process (which starts the
   producer) and a later call in the same process, medians over a few processes;
   first_over_warm_ms is their difference (target: at most 1 ms).
@@ -104,6 +112,106 @@ def wrapper_overhead(url: str, rate: float) -> tuple[float, float]:
     calls = profiler.stats()["total_calls"] - calls0
     profiler.close()
     return caller, cpu / calls
+
+
+TOTAL_CALLS = 50_000
+TOTAL_CHUNK = 500  # calls between two drains of the publisher (pacing)
+TOTAL_ROUNDS = 5
+
+
+def process_cpu_ns(fn: Callable[[], Any], settle: Callable[[], None], n: int) -> int:
+    """Process CPU ns (all threads) over ``n`` calls of ``fn``, ``settle`` after each chunk."""
+    cpu0 = time.process_time_ns()
+    for _ in range(n // TOTAL_CHUNK):
+        for _ in range(TOTAL_CHUNK):
+            fn()
+        settle()
+    return time.process_time_ns() - cpu0
+
+
+def total_cpu_per_call(
+    candidate: Callable[[], Any], settle: Callable[[], None], n: int = TOTAL_CALLS
+) -> float:
+    """Median over rounds of (candidate - bare) process CPU ns per call, same pacing for both."""
+    diffs = []
+    for _ in range(TOTAL_ROUNDS):
+        wrapped = process_cpu_ns(candidate, settle, n)
+        baseline = process_cpu_ns(bare, settle, n)
+        diffs.append((wrapped - baseline) / n)
+    return statistics.median(diffs)
+
+
+def idle(profiler: Profiler) -> Callable[[], None]:
+    """Return a callable that waits until the publisher has processed and written everything."""
+    publisher = profiler.publisher
+
+    def wait() -> None:
+        while not publisher.idle():
+            time.sleep(0.0005)
+
+    return wait
+
+
+def total_overhead(url: str, rate: float) -> float:
+    """Return the process CPU ns per wrapped call at sampling ``rate`` (publisher included)."""
+    settings = Settings(sampling_rate=rate, queue_size=10_000_000, rollup_interval_s=3600)
+    profiler = Profiler(settings, redis_url=url).start()
+    wrapped = profiler.wrap(bare, backend="openai", model="gpt-4o-mini", session="bench")
+    for _ in range(20):
+        per_call_ns(wrapped)
+    profiler.flush(timeout=60)
+    total = total_cpu_per_call(wrapped, idle(profiler))
+    assert profiler.stats()["dropped_events"] == 0
+    profiler.close()
+    return total
+
+
+def capacity(url: str, n: int = 300_000) -> tuple[float, float]:
+    """Return (calls/s at sampling 1.0 until all are in the stream, stream bytes per event)."""
+    client = redis.Redis.from_url(url)
+    client.delete(keys.EVENTS)
+    settings = Settings(sampling_rate=1.0, queue_size=n + 1, rollup_interval_s=3600)
+    profiler = Profiler(settings, redis_url=url).start(warm=True)
+    wrapped = profiler.wrap(bare, backend="openai", model="gpt-4o-mini", session="bench")
+    wrapped()
+    profiler.flush(timeout=60)
+    client.delete(keys.EVENTS)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        wrapped()
+    wait = idle(profiler)
+    wait()
+    seconds = time.perf_counter() - t0
+    stats = profiler.stats()
+    profiler.close()
+    if stats["dropped_events"]:
+        raise SystemExit(f"capacity run dropped {stats['dropped_events']} events")
+    size = int(client.memory_usage(keys.EVENTS, samples=0) or 0)
+    client.close()
+    return n / seconds, size / n
+
+
+def otel_total_cpu_ns() -> float:
+    """Process CPU ns per call of an OTel SDK span (10 attributes, BatchSpanProcessor)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class NoOpExporter(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
+    tracer = provider.get_tracer("bench")
+    attrs = {f"gen_ai.attr_{i}": i for i in range(10)}
+
+    def traced() -> Any:
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes=attrs):
+            return bare()
+
+    total = total_cpu_per_call(traced, lambda: provider.force_flush())
+    provider.shutdown()
+    return total
 
 
 def otel_span_ns() -> float:
@@ -224,10 +332,25 @@ def main() -> None:
         print(json.dumps({"first_call_ms": round(first, 3), "warm_call_ms": round(warm, 4),
                           "first_over_warm_ms": round(first - warm, 3)}))  # fmt: skip
         return
+    if sys.argv[1:2] == ["--total"]:  # only the process-CPU, capacity and memory measures
+        with EmbeddedValkey() as server:
+            quick = {
+                "total_sampled_cpu_ns": round(total_overhead(server.url, 1.0)),
+                "total_unsampled_cpu_ns": round(total_overhead(server.url, 0.0)),
+            }
+            calls_per_s, bytes_per_event = capacity(server.url)
+        quick.update(capacity_calls_per_s=round(calls_per_s),
+                     stream_bytes_per_event=round(bytes_per_event, 1))  # fmt: skip
+        print(json.dumps(quick))
+        return
     with EmbeddedValkey() as server:
         sampled, bg_sampled = wrapper_overhead(server.url, 1.0)
         unsampled, bg_unsampled = wrapper_overhead(server.url, 0.0)
         otel = otel_span_ns()
+        total_sampled = total_overhead(server.url, 1.0)
+        total_unsampled = total_overhead(server.url, 0.0)
+        otel_total = otel_total_cpu_ns()
+        calls_per_s, bytes_per_event = capacity(server.url)
         publish, raw = publish_rates(server.url)
         first, warm = first_call_ms(server.url)
     result = {
@@ -237,6 +360,12 @@ def main() -> None:
         "background_unsampled_ns": round(bg_unsampled),
         "otel_span_ns": round(otel),
         "otel_over_sampled": round(otel / max(sampled, 1.0), 1),
+        "total_sampled_cpu_ns": round(total_sampled),
+        "total_unsampled_cpu_ns": round(total_unsampled),
+        "otel_total_cpu_ns": round(otel_total),
+        "total_over_otel": round(total_sampled / otel_total, 3),
+        "capacity_calls_per_s": round(calls_per_s),
+        "stream_bytes_per_event": round(bytes_per_event, 1),
         "publish_events_per_s": round(publish),
         "raw_xadd_events_per_s": round(raw),
         "publish_over_raw": round(publish / raw, 3),

@@ -34,6 +34,7 @@ STRUCTS = {
     "rollup": events.RollupEvent,
     "rollup_row": events.RollupRow,
     "producer_stats": events.ProducerStats,
+    "call_base": events.CallBase,
 }
 
 
@@ -78,7 +79,7 @@ def test_schema_names_the_codec_fields(schema: dict[str, Any], name: str) -> Non
 def test_events_the_python_producers_write_validate(
     schema: dict[str, Any], redis_url: str, r: redis.Redis
 ) -> None:
-    """Call and rollup events in `e` and `b` entries, from the wrapper and the codec, validate."""
+    """Call and rollup events in `e` and `b` entries, and the wrapper's call groups, validate."""
     Workload(3, batch_size=5).write(r, 300)
     r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(factories.call_event(ttft=0.2))})
     r.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(factories.rollup_event())})
@@ -98,7 +99,7 @@ def test_events_the_python_producers_write_validate(
             _validator(schema, "batch").validate(value)
             seen.update((field, item["t"]) for item in value)
     e, b = keys.FIELD_EVENT, keys.FIELD_BATCH
-    assert {(e, "call"), (e, "rollup"), (b, "call"), (b, "rollup")} <= seen
+    assert {(e, "call"), (e, "rollup"), (b, "call"), (b, "rollup"), (b, "calls")} <= seen
 
 
 def test_an_event_without_latency_validates_and_decodes(schema: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from llmtap import events, keys
 from llmtap.events import RollupEvent
-from llmtap.producers.recorder import Record, Recorder
+from llmtap.producers.recorder import CompactCall, Record, Recorder
 from llmtap.retry import RetryPolicy, backoff
 from llmtap.settings import Settings, SettingsError, redact_url
 
@@ -50,6 +50,28 @@ def connect(url: str, timeout: float = 1.0) -> redis.Redis:
     )
 
 
+def _entry(chunk: list[bytes | CompactCall]) -> dict[bytes, bytes]:
+    """Return the fields of one stream entry: ``e`` for a lone event, else a ``b`` array in
+    which compact calls sharing a base become one group each."""
+    first = chunk[0]
+    if len(chunk) == 1 and isinstance(first, bytes):
+        return {keys.FIELD_EVENT: first}
+    items: list[bytes] = []
+    groups: dict[bytes, list[tuple[Any, ...]]] = {}
+    for item in chunk:
+        if isinstance(item, bytes):
+            items.append(item)
+        else:
+            base, row = item
+            rows = groups.get(base)
+            if rows is None:
+                groups[base] = [row]
+            else:
+                rows.append(row)
+    items.extend(events.encode_group(base, rows) for base, rows in groups.items())
+    return {keys.FIELD_BATCH: events.join_batch(items)}
+
+
 class Publisher:
     """Owns the record queue, the outbox of events and the thread that moves them to Redis."""
 
@@ -63,7 +85,8 @@ class Publisher:
     ) -> None:
         self.recorder = recorder
         self.records: deque[Record] = deque()
-        self.outbox: deque[bytes] = deque()  # encoded call events
+        # Encoded call events, and kept plain calls in compact form (packed into groups).
+        self.outbox: deque[bytes | CompactCall] = deque()
         self._base_settings = base_settings
         self._client_factory = client_factory
         self._client: redis.Redis | None = None
@@ -186,15 +209,19 @@ class Publisher:
         if not records:
             return False
         limit = rec.settings.queue_size
+        outbox, process, pop, encode = self.outbox, rec.process, records.popleft, events.encode
+        call_type = events.CallEvent
         with rec.lock:
             for _ in range(min(len(records), DRAIN_CHUNK)):
-                event = rec.process(records.popleft())
+                event = process(pop())
                 if event is None:
                     continue
-                if len(self.outbox) >= limit:
+                if len(outbox) >= limit:
                     rec.stats.dropped_events += 1
+                elif type(event) is call_type:
+                    outbox.append(encode(event))
                 else:
-                    self.outbox.append(events.encode(event))
+                    outbox.append(event)  # type: ignore[arg-type]
         return True
 
     def cut_rollup(self, now: float) -> bool:
@@ -234,23 +261,20 @@ class Publisher:
         self.published_entries += entries
         return True
 
-    def _write(self, client: redis.Redis, rollup: RollupEvent | None, batch: list[bytes]) -> int:
+    def _write(
+        self, client: redis.Redis, rollup: RollupEvent | None, batch: list[bytes | CompactCall]
+    ) -> int:
         maxlen = self.recorder.settings.stream_maxlen
         size = self.recorder.settings.batch_size
+        stream = keys.EVENTS  # the one stream key every entry of this producer goes to
         pipe = client.pipeline(transaction=False)
         entries = 0
         if rollup is not None:
-            pipe.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(rollup)},
+            pipe.xadd(stream, {keys.FIELD_EVENT: events.encode(rollup)},
                       maxlen=maxlen, approximate=True)  # fmt: skip
             entries += 1
         for i in range(0, len(batch), size):
-            chunk = batch[i : i + size]
-            field = (
-                {keys.FIELD_EVENT: chunk[0]}
-                if len(chunk) == 1
-                else {keys.FIELD_BATCH: events.join_batch(chunk)}
-            )
-            pipe.xadd(keys.EVENTS, field, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(stream, _entry(batch[i : i + size]), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
             entries += 1
         if entries:
             pipe.execute()

@@ -16,19 +16,37 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from llmtap.analyzers.pricing import CostCalculator
-from llmtap.events import VERSION, CallEvent, ProducerStats, RollupEvent, RollupRow
-from llmtap.producers.usage import Usage, extract_model, extract_processing_time, extract_usage
+from llmtap.events import (
+    VERSION,
+    CallBase,
+    CallEvent,
+    ProducerStats,
+    RollupEvent,
+    RollupRow,
+    encode_base,
+)
+from llmtap.producers.usage import (
+    Counts,
+    Usage,
+    extract_model,
+    extract_processing_time,
+    extract_usage,
+    openai_dict_counts,
+)
 from llmtap.settings import Settings
 
 NANO: float = 1e9
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CallSpec:
-    """What the caller said about a wrapped function or block; the same for every call."""
+    """What the caller said about a wrapped function or block; the same for every call.
+
+    Compared and hashed by identity: the recorder keys its cache of encoded bases by spec.
+    """
 
     backend: str = "unknown"
     model: str | None = None
@@ -70,6 +88,11 @@ Record: TypeAlias = tuple[
 ]
 
 _ident = threading.get_ident
+
+#: A kept call in compact form: (its group's encoded base, its row in ``events.ROW_FIELDS``
+#: order). The publisher packs rows of the same base into one ``t = "calls"`` group.
+CompactCall: TypeAlias = tuple[bytes, tuple[Any, ...]]
+MAX_BASES = 4096  # distinct encoded bases kept; past it the cache starts over
 
 
 def finished(
@@ -125,10 +148,33 @@ def _model_arg(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _plain_model(spec: CallSpec, model_arg: Any, result: Any) -> str:
+    """The model of a call: its arguments', the response's, the spec's, or ``unknown`` (the
+    order :meth:`Recorder.measure` uses), with the common shapes read first."""
+    model = model_arg.get("model") if type(model_arg) is dict else model_arg
+    if type(model) is str and model:
+        return model
+    model = _model_arg(model_arg)
+    if model is not None:
+        return model
+    found = result.get("model") if type(result) is dict else None
+    if type(found) is str and found:
+        return found
+    return extract_model(result) or spec.model or "unknown"
+
+
 def _stream_requested(value: Any) -> bool:
     """True when the wrapped call's keyword arguments ask for a stream (``stream=True``): the
     call is a streamed call even when it failed before returning its stream."""
     return type(value) is dict and value.get("stream") is True
+
+
+_NO_COUNTS: Final = (0, 0, 0, 0, 0)
+
+
+def _counts(u: Usage) -> Counts:
+    return (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+            u.reasoning_tokens)  # fmt: skip
 
 
 def new_producer_id() -> str:
@@ -148,20 +194,57 @@ class Counters:
     def add(self, m: Measured) -> None:
         """Count one call."""
         key = (m.backend, m.model, m.session, m.tenant)
+        self.add_counts(key, m.usage, m.success, m.cost, m.cost_tracked)
+
+    def add_counts(
+        self,
+        key: tuple[str, str, str | None, str | None],
+        u: Usage,
+        success: bool,
+        cost: float | None,
+        cost_tracked: bool,
+    ) -> None:
+        """Count one call of (backend, model, session, tenant) ``key``."""
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [0] * 9
-        u = m.usage
         row[0] += 1
-        row[1] += not m.success
+        if not success:
+            row[1] += 1
         row[2] += u.input_tokens
         row[3] += u.output_tokens
         row[4] += u.cache_read_tokens
         row[5] += u.cache_write_tokens
         row[6] += u.reasoning_tokens
-        if m.cost is not None:
-            row[7] += round(m.cost * NANO)
-        elif m.cost_tracked:
+        if cost is not None:
+            row[7] += round(cost * NANO)
+        elif cost_tracked:
+            row[8] += 1
+
+    def add_plain(
+        self,
+        key: tuple[str, str, str | None, str | None],
+        counts: Counts,
+        cost: float | None,
+        cost_tracked: bool,
+    ) -> None:
+        """Count one successful call from its token counts (the publisher's hot path)."""
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [0] * 9
+        input_tokens, output_tokens, cache_read, cache_write, reasoning = counts
+        row[0] += 1
+        row[2] += input_tokens
+        row[3] += output_tokens
+        if cache_read:
+            row[4] += cache_read
+        if cache_write:
+            row[5] += cache_write
+        if reasoning:
+            row[6] += reasoning
+        if cost is not None:
+            row[7] += round(cost * NANO)
+        elif cost_tracked:
             row[8] += 1
 
     def to_rows(self) -> list[RollupRow]:
@@ -242,6 +325,7 @@ class Recorder:
         self._id_prefix = uuid.uuid4().hex[:16]  # call ids: this prefix plus a counter
         self._ids = itertools.count(1)
         self.counters = Counters(self.wall(clock_anchor[1]))
+        self._bases: dict[tuple[Any, ...], bytes] = {}
 
     def wall(self, perf: float) -> float:
         """Convert a perf_counter reading to a Unix timestamp."""
@@ -282,10 +366,15 @@ class Recorder:
         )
         self._cost_on = self._tokens_on and settings.track_costs
 
-    def process(self, record: Record) -> CallEvent | None:
-        """Count one record; return its call event if it is kept, else None."""
+    def process(self, record: Record) -> CallEvent | CompactCall | None:
+        """Count one record; return its call event if it is kept, else None.
+
+        A plain successful call (no details, no breaker) comes back in compact form.
+        """
+        spec, model_arg, t0, t1, result, exc, ttft, details, thread = record
+        if details is None and exc is None and ttft is None and not spec.breaker_triggered:
+            return self._process_plain(spec, model_arg, t0, t1, result, thread)
         measured = self.measure(record)
-        _spec, _model, t0, t1, _result, _exc, _ttft, details, _thread = record
         if details is None or details.counted:
             self._count(measured)
         reason, rate = self.keep(measured, t1 - t0)
@@ -293,6 +382,74 @@ class Recorder:
             return None
         self.stats.profiled_calls += 1
         return self.build_event(record, measured, reason, rate)
+
+    def _process_plain(
+        self, spec: CallSpec, model_arg: Any, t0: float, t1: float, result: Any, thread: int
+    ) -> CompactCall | None:
+        """The common case of :meth:`process`, without the intermediate objects."""
+        model = _plain_model(spec, model_arg, result)
+        counts = self._plain_counts(result) if self._tokens_on else _NO_COUNTS
+        latency = t1 - t0
+        cost_on, backend, calculator = self._cost_on, spec.backend, self._calculator
+        cost = None
+        if cost_on and calculator is not None:
+            cost = calculator.cost(backend, model, *counts, latency)
+        stats = self.stats
+        stats.total_calls += 1
+        if cost is None and cost_on:
+            stats.unpriced_calls += 1
+        self.counters.add_plain((backend, model, spec.session, spec.tenant), counts, cost, cost_on)
+        kept = self._plain_keep(latency, cost)
+        if kept is None:
+            return None
+        stats.profiled_calls += 1
+        processing = extract_processing_time(result) if self._settings.track_network else None
+        key = (spec, model, thread, *kept, cost is None, _stream_requested(model_arg))
+        base = self._bases.get(key) or self._base(key)
+        return base, (
+            f"{self._id_prefix}{next(self._ids):x}", self._wall0 + (t0 - self._pc0), latency,
+            *counts, cost, None, None if processing is None else max(latency - processing, 0.0),
+            processing,
+        )  # fmt: skip
+
+    def _plain_counts(self, result: Any) -> Counts:
+        if type(result) is dict:
+            block = result.get("usage")
+            if type(block) is dict and "prompt_tokens" in block:
+                return openai_dict_counts(block)
+        usage = result if isinstance(result, Usage) else extract_usage(result)
+        return _NO_COUNTS if usage is None else _counts(usage)
+
+    def _plain_keep(self, latency: float, cost: float | None) -> tuple[str, float] | None:
+        """:meth:`keep` for a successful call without a breaker event."""
+        s = self._settings
+        rate = s.sampling_rate
+        if rate <= 0.0:
+            return None
+        if latency > s.slow_call_s:
+            return "slow", 1.0
+        if cost is not None and cost > s.expensive_call_usd:
+            return "expensive", 1.0
+        if rate >= 1.0 or self._random() < rate:
+            return "sampled", rate
+        return None
+
+    def _base(self, key: tuple[Any, ...]) -> bytes:
+        """Encode and cache the shared fields of the plain calls with this key."""
+        spec, model, thread, reason, rate, unpriced, streaming = key
+        if len(self._bases) >= MAX_BASES:
+            self._bases.clear()
+        base = self._bases[key] = encode_base(
+            CallBase(
+                producer_id=self.producer_id, backend=spec.backend, model_name=model,
+                success=True, sample_rate=rate, reason=reason, session_id=spec.session,
+                tenant=spec.tenant, thread_name=self._thread_name(thread),
+                pricing_version="" if unpriced else self._version(),
+                retry_count=spec.retry_count, circuit_breaker_state=spec.breaker_state,
+                streaming=streaming, tags=spec.tags,
+            )
+        )  # fmt: skip
+        return base
 
     def _count(self, measured: Measured) -> None:
         stats = self.stats

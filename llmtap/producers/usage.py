@@ -63,21 +63,39 @@ def _positive(value: Any) -> int:
     return int(value) if (kind is int or kind is float) and value > 0 else 0
 
 
+#: Token counts as a plain tuple: (input, output, cache_read, cache_write, reasoning).
+Counts = tuple[int, int, int, int, int]
+
+
+def openai_dict_counts(usage: dict[str, Any]) -> Counts:
+    """Return the counts of an OpenAI chat ``usage`` dict (a plain JSON body) as a tuple.
+
+    The hot path of the publisher thread: no :class:`Usage` built, positive ints (the usual
+    values) taken as they are and anything else through :func:`_positive` (same result).
+    """
+    get = usage.get
+    prompt, completion = get("prompt_tokens"), get("completion_tokens")
+    prompt_details = get("prompt_tokens_details")
+    completion_details = get("completion_tokens_details")
+    cached = _positive(prompt_details.get("cached_tokens")) if type(prompt_details) is dict else 0
+    if not cached:
+        cache_read = get("cache_read_input_tokens")
+        cached = 0 if cache_read is None else _positive(cache_read)
+    cache_write = get("cache_creation_input_tokens")
+    return (
+        prompt if type(prompt) is int and prompt > 0 else _positive(prompt),
+        completion if type(completion) is int and completion > 0 else _positive(completion),
+        cached,
+        0 if cache_write is None else _positive(cache_write),
+        _positive(completion_details.get("reasoning_tokens"))
+        if type(completion_details) is dict
+        else 0,
+    )
+
+
 def _openai_chat_dict(usage: dict[str, Any]) -> Usage:
     """The common case of :func:`_openai_chat`, a plain JSON body, without the generic reads."""
-    prompt_details = usage.get("prompt_tokens_details")
-    completion_details = usage.get("completion_tokens_details")
-    cached = prompt_details.get("cached_tokens") if type(prompt_details) is dict else None
-    reasoning = (
-        completion_details.get("reasoning_tokens") if type(completion_details) is dict else None
-    )
-    return Usage(
-        _positive(usage.get("prompt_tokens")),
-        _positive(usage.get("completion_tokens")),
-        _positive(cached) or _positive(usage.get("cache_read_input_tokens")),
-        _positive(usage.get("cache_creation_input_tokens")),
-        _positive(reasoning),
-    )
+    return Usage(*openai_dict_counts(usage))
 
 
 def _openai_chat(usage: Any) -> Usage:
@@ -187,6 +205,10 @@ def _header(headers: Any, name: str) -> Any:
     return getter(name) if callable(getter) else None
 
 
+# The keys :func:`extract_processing_time` reads in a plain dict response.
+_TIMING_KEYS: Final = frozenset({"total_duration", "metrics", "headers", "ResponseMetadata"})
+
+
 def extract_processing_time(response: Any) -> float | None:
     """Return the server-side processing time in seconds a response reports, or None.
 
@@ -194,7 +216,8 @@ def extract_processing_time(response: Any) -> float | None:
     ``x-amzn-bedrock-invocation-latency`` header or Converse ``metrics.latencyMs``, and Ollama's
     ``total_duration`` in nanoseconds.
     """
-    if type(response) in _SCALARS:
+    kind = type(response)
+    if kind in _SCALARS or (kind is dict and _TIMING_KEYS.isdisjoint(response)):
         return None
     ns = field(response, "total_duration")
     if isinstance(ns, int) and ns > 0:

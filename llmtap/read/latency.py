@@ -1,0 +1,177 @@
+"""The latency sketches of a range, merged with numpy: each latency hash is decoded once into
+(field code, value) arrays, and each grouping (per model, per backend, everything) is merged from
+them with one ``numpy.bincount``.
+
+A bincount adds the values of a slot in input order, as the per-dict merge did, so merged
+weights, counts and sums are the same floats as adding the hashes one by one in that order; the
+quantiles come from :func:`llmtap.analyzers.sketch.dense_quantiles` (same rule as
+:func:`~llmtap.analyzers.sketch.quantiles`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from llmtap import aggregates
+from llmtap.aggregates import TIMINGS, TPS, TPS_STATS, Raw
+from llmtap.analyzers import sketch
+from llmtap.read.fetch import Hash
+
+Pair = tuple[str, str]  # (backend, model)
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+# Field codes: the dense sketch slots of each timing, then each timing's n, w and sum, then
+# tokens/s n, w and sum (all additive); then each timing's min, then its max.
+_SUMMED: Final = ("n", "w", "sum")
+_STATS: Final = len(TIMINGS) * sketch.DENSE_SIZE
+_TPS: Final = _STATS + len(_SUMMED) * len(TIMINGS)
+ADDITIVE: Final = _TPS + len(TPS_STATS)
+_MIN: Final = ADDITIVE
+_MAX: Final = ADDITIVE + len(TIMINGS)
+_IGNORED: Final = -1
+_MEMO_LIMIT: Final = 100_000  # distinct field names remembered (the layout has about 4.5k)
+
+
+def field_code(name: Raw) -> int:
+    """Return the code of a latency-hash field (-1 for a field the layout does not define).
+
+    Raises ValueError for a sketch bin outside the sketch's range.
+    """
+    parsed = aggregates.parse_latency_field(name)
+    if parsed is None:
+        return _IGNORED
+    timing, stat = parsed
+    if timing == TPS:
+        return _TPS + TPS_STATS.index(str(stat))
+    t = TIMINGS.index(timing)
+    if isinstance(stat, int):
+        return t * sketch.DENSE_SIZE + sketch.dense_slot(stat)
+    if stat in ("min", "max"):
+        return (_MIN if stat == "min" else _MAX) + t
+    return _STATS + len(_SUMMED) * t + _SUMMED.index(stat)
+
+
+class _Codes(dict[Raw, int]):
+    """Field name -> code, computed on first sight (a pure memo: the layout never changes)."""
+
+    def __missing__(self, name: Raw) -> int:
+        if len(self) > _MEMO_LIMIT:
+            self.clear()
+        code = self[name] = field_code(name)
+        return code
+
+
+_CODES: Final = _Codes()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Latency hashes decoded: per field its code, value and the index of its hash."""
+
+    pairs: list[Pair]
+    codes: IntArray
+    values: FloatArray
+    owner: IntArray
+
+
+def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
+    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays."""
+    names: list[Raw] = []
+    values: list[Raw] = []
+    sizes = []
+    for reply in replies:
+        names.extend(reply.keys())
+        values.extend(reply.values())
+        sizes.append(len(reply))
+    codes = np.array(list(map(_CODES.__getitem__, names)), dtype=np.int64)
+    numbers = np.array(list(map(float, values)), dtype=np.float64)
+    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return Decoded(list(pairs), codes, numbers, owner)
+
+
+def group_key(pair: Pair, by: str) -> Pair:
+    """Return the group of a (backend, model) under ``by``: itself, (backend, ``*``) or
+    (``*``, ``*``)."""
+    if by == "model":
+        return pair
+    return (pair[0], "*") if by == "backend" else ("*", "*")
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The sketches of each group merged: additive fields summed, min and max per timing."""
+
+    groups: list[Pair]
+    sums: FloatArray  # (groups, ADDITIVE)
+    lows: FloatArray  # (groups, timings)
+    highs: FloatArray
+
+    def rows(self, qs: Sequence[float], timing: str) -> list[dict[str, Any]]:
+        """Return, per group with events of ``timing`` (sorted), the row of
+        :func:`llmtap.read.query.latency_percentiles` (without backend and model)."""
+        t = TIMINGS.index(timing)
+        out = []
+        for g, _ in enumerate(self.groups):
+            row = self._row(g, t, qs)
+            if row is not None:
+                out.append(row)
+        return out
+
+    def _row(self, g: int, t: int, qs: Sequence[float]) -> dict[str, Any] | None:
+        stats = self.sums[g, _STATS + len(_SUMMED) * t : _STATS + len(_SUMMED) * (t + 1)]
+        count = int(stats[0])
+        if not count:
+            return None
+        weight, total = float(stats[1]), float(stats[2])
+        tps_sum, tps_w = float(self.sums[g, _TPS + 2]), float(self.sums[g, _TPS + 1])
+        bins = self.sums[g, t * sketch.DENSE_SIZE : (t + 1) * sketch.DENSE_SIZE]
+        row: dict[str, Any] = {
+            "count": count,
+            "weighted_count": weight,
+            "mean": total / weight if weight else None,
+            "min": float(self.lows[g, t]),
+            "max": float(self.highs[g, t]),
+            "generation_tokens_per_s": tps_sum / tps_w if tps_w else None,
+        }
+        values = sketch.dense_quantiles(bins, qs)
+        row.update({label(q): v for q, v in zip(qs, values, strict=True)})
+        return {"group": self.groups[g], **row}
+
+
+def label(q: float) -> str:
+    """Return the row key of quantile ``q``: ``p50``, ``p99.9``."""
+    return f"p{q * 100:g}"
+
+
+def merge(decoded: Decoded, by: str) -> Merged:
+    """Merge the decoded hashes per group of ``by`` (see :func:`group_key`)."""
+    keys = [group_key(pair, by) for pair in decoded.pairs]
+    groups = sorted(set(keys))
+    index = {g: i for i, g in enumerate(groups)}
+    of_hash = np.array([index[k] for k in keys], dtype=np.int64)
+    group = of_hash[decoded.owner]
+    codes, values = decoded.codes, decoded.values
+    summed = (codes >= 0) & (codes < ADDITIVE)
+    flat = group[summed] * ADDITIVE + codes[summed]
+    size = len(groups) * ADDITIVE
+    sums = np.bincount(flat, weights=values[summed], minlength=size).reshape(-1, ADDITIVE)
+    return Merged(groups, sums, *_extremes(group, codes, values, len(groups)))
+
+
+def _extremes(
+    group: IntArray, codes: IntArray, values: FloatArray, n_groups: int
+) -> tuple[FloatArray, FloatArray]:
+    n = len(TIMINGS)
+    lows = np.full((n_groups, n), np.inf)
+    highs = np.full((n_groups, n), -np.inf)
+    low = (codes >= _MIN) & (codes < _MIN + n)
+    np.minimum.at(lows, (group[low], codes[low] - _MIN), values[low])
+    high = codes >= _MAX
+    np.maximum.at(highs, (group[high], codes[high] - _MAX), values[high])
+    return lows, highs

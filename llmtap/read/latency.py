@@ -160,7 +160,8 @@ def merge(decoded: Decoded, by: str) -> Merged:
     summed = (codes >= 0) & (codes < ADDITIVE)
     flat = group[summed] * ADDITIVE + codes[summed]
     size = len(groups) * ADDITIVE
-    sums = np.bincount(flat, weights=values[summed], minlength=size).reshape(-1, ADDITIVE)
+    counted = np.bincount(flat, weights=values[summed], minlength=size)
+    sums: FloatArray = counted.astype(np.float64, copy=False).reshape(-1, ADDITIVE)
     return Merged(groups, sums, *_extremes(group, codes, values, len(groups)))
 
 

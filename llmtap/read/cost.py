@@ -12,6 +12,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.analyzers import burn
 from llmtap.read import query
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import DAY, HOUR
 
@@ -25,9 +26,12 @@ def cost_analysis(
     until: float,
     monthly_budget_usd: float | None = None,
     top_n: int = 10,
+    *,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
-    """Return ``get_cost_analysis_data``'s structure for the range ``[since, until)``."""
-    return analysis_of(Snapshot.read(client, since, until), monthly_budget_usd, top_n)
+    """Return ``get_cost_analysis_data``'s structure for the range ``[since, until)`` (closed
+    buckets from ``cache`` when given)."""
+    return analysis_of(Snapshot.read(client, since, until, cache), monthly_budget_usd, top_n)
 
 
 def analysis_of(

@@ -12,18 +12,24 @@ from llmtap.analyzers import burn
 from llmtap.read import query
 from llmtap.read.admin import effective_settings
 from llmtap.read.alerts import alerts_summary
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import HOUR, fraction, iso
 from llmtap.settings import Settings
 
 
 def dashboard(
-    client: redis.Redis, hours_back: float, until: float, settings: Settings | None = None
+    client: redis.Redis,
+    hours_back: float,
+    until: float,
+    settings: Settings | None = None,
+    *,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return ``get_performance_dashboard``'s sections for the ``hours_back`` before ``until``
-    (without cache statistics)."""
+    (without cache statistics; closed buckets from ``cache`` when given)."""
     since = until - hours_back * HOUR
-    snap = Snapshot.read(client, since, until)
+    snap = Snapshot.read(client, since, until, cache)
     total = query.total_of(snap)
     overall = next(iter(query.latency_rows_of(snap, "all")), None)
     return {

@@ -11,6 +11,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.analyzers import anomaly, insights
 from llmtap.read import query
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.context import context_windows
 from llmtap.read.cost import hourly_totals
 from llmtap.read.fetch import fetch
@@ -23,12 +24,14 @@ def optimization_insights(
     since: float,
     until: float,
     windows: Mapping[str, int] | None = None,
+    *,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return ``get_optimization_insights``'s structure for the range ``[since, until)``.
 
     ``windows`` (model name -> tokens) override the context windows looked up.
     """
-    return insights_of(Snapshot.read(client, since, until), windows)
+    return insights_of(Snapshot.read(client, since, until, cache), windows)
 
 
 def insights_of(snap: Snapshot, windows: Mapping[str, int] | None = None) -> dict[str, Any]:

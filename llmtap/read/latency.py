@@ -80,8 +80,37 @@ class Decoded:
     owner: IntArray
 
 
+Part = tuple[IntArray, FloatArray]  # one hash decoded: its field codes and values
+
+
 def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
     """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays."""
+    codes, values, sizes = _arrays(replies)
+    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return Decoded(list(pairs), codes, values, owner)
+
+
+def decode_parts(replies: Sequence[Hash]) -> list[Part]:
+    """Return each latency hash decoded on its own (the unit a cache keeps)."""
+    if not replies:
+        return []
+    codes, values, sizes = _arrays(replies)
+    cuts = np.cumsum(sizes)[:-1]
+    return list(zip(np.split(codes, cuts), np.split(values, cuts), strict=True))
+
+
+def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
+    """Return the hashes decoded by :func:`decode_parts` (of ``pairs``, in merge order)."""
+    if not parts:
+        return decode(pairs, [])
+    sizes = [len(c) for c, _ in parts]
+    owner = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
+    codes = np.concatenate([c for c, _ in parts])
+    values = np.concatenate([v for _, v in parts])
+    return Decoded(list(pairs), codes, values, owner)
+
+
+def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, list[int]]:
     names: list[Raw] = []
     values: list[Raw] = []
     sizes = []
@@ -91,8 +120,7 @@ def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
         sizes.append(len(reply))
     codes = np.array(list(map(_CODES.__getitem__, names)), dtype=np.int64)
     numbers = np.array(list(map(float, values)), dtype=np.float64)
-    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
-    return Decoded(list(pairs), codes, numbers, owner)
+    return codes, numbers, sizes
 
 
 def group_key(pair: Pair, by: str) -> Pair:

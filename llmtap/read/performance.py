@@ -12,14 +12,18 @@ from typing import Any
 import redis
 
 from llmtap.read import query
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.query import latency_rows_of
 from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import HOUR
 
 
-def performance_analysis(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
-    """Return ``get_performance_analysis``'s structure for the range ``[since, until)``."""
-    return analysis_of(Snapshot.read(client, since, until))
+def performance_analysis(
+    client: redis.Redis, since: float, until: float, *, cache: BucketCache | None = None
+) -> dict[str, Any]:
+    """Return ``get_performance_analysis``'s structure for the range ``[since, until)``
+    (closed buckets from ``cache`` when given)."""
+    return analysis_of(Snapshot.read(client, since, until, cache))
 
 
 def analysis_of(snap: Snapshot) -> dict[str, Any]:

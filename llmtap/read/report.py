@@ -14,6 +14,7 @@ from llmtap.analyzers import report
 from llmtap.read import cost, insights, performance
 from llmtap.read.admin import effective_settings
 from llmtap.read.alerts import alerts_summary
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.snapshot import Snapshot
 from llmtap.settings import Settings
 
@@ -25,10 +26,12 @@ def get_report_data(
     *,
     settings: Settings | None = None,
     monthly_budget_usd: float | None = None,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
-    """Return the report model for ``[since, until)`` (see :func:`report.build_report`)."""
+    """Return the report model for ``[since, until)`` (see :func:`report.build_report`;
+    closed buckets from ``cache`` when given)."""
     current = effective_settings(client, settings)
-    snap = Snapshot.read(client, since, until)
+    snap = Snapshot.read(client, since, until, cache)
     return report.build_report(
         since=since,
         until=until,
@@ -48,10 +51,12 @@ def export_report(
     format: str,
     output_path: str | None = None,
     settings: Settings | None = None,
+    *,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Render the report of ``[since, until)`` as ``format`` and, with ``output_path``, write it
     there; return ``export_performance_report``'s answer. Raises ValueError for a bad format."""
-    model = get_report_data(client, since, until, settings=settings)
+    model = get_report_data(client, since, until, settings=settings, cache=cache)
     content = report.render(model, format)
     if output_path is not None:
         Path(output_path).write_text(content, encoding="utf-8")

@@ -2,14 +2,15 @@
 cost and usage hashes summed, and their latency sketches merged (read on first use, once).
 
 A request builds one :class:`Snapshot` and hands it to every view it shows (the report builds
-cost, performance and insights from the same one), so no bucket is read or merged twice.
+cost, performance and insights from the same one), so no bucket is read or merged twice. With a
+:class:`~llmtap.read.bucketcache.BucketCache`, closed buckets come from the cache.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -17,6 +18,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.aggregates import USAGE_METRICS
 from llmtap.read import latency
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.fetch import Hash, fetch
 
 Bucket = tuple[str, int]
@@ -57,8 +59,10 @@ class Snapshot:
         buckets: Sequence[Bucket],
         counts: tuple[dict[str, int], dict[str, int]],
         index: Sequence[Sequence[aggregates.Raw]],
+        cache: BucketCache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
         self.since = since
         self.until = until
         self.buckets = list(buckets)
@@ -69,17 +73,25 @@ class Snapshot:
         self._merged: dict[str, latency.Merged] = {}
 
     @classmethod
-    def read(cls, client: redis.Redis, since: float, until: float) -> Snapshot:
-        """Read the cost and usage hashes and latency indexes of the range in one round trip.
+    def read(
+        cls, client: redis.Redis, since: float, until: float, cache: BucketCache | None = None
+    ) -> Snapshot:
+        """Read the cost and usage hashes and latency indexes of the range in one round trip
+        (with ``cache``, only those of buckets it does not hold closed).
 
         Raises ValueError if ``until < since``; Redis errors propagate.
         """
         buckets = cover(since, until)
+        closed = [cache is not None and cache.closed(g, start) for g, start in buckets]
         names = bucket_names(buckets)
-        hashes = [k for g, name in names for k in (keys.cost(g, name), keys.usage(g, name))]
-        replies = fetch(client, hashes, [keys.latency_index(g, name) for g, name in names])
-        counts = sum_counts(replies.hashes)
-        return cls(client, since, until, buckets, counts, replies.sets)
+        hashes = [
+            (k, shut)
+            for (g, name), shut in zip(names, closed, strict=True)
+            for k in (keys.cost(g, name), keys.usage(g, name))
+        ]
+        sets = [(keys.latency_index(g, n), c) for (g, n), c in zip(names, closed, strict=True)]
+        counts, index = _read_through(client, cache, hashes, sets, _decode_counts)
+        return cls(client, since, until, buckets, sum_counts(counts), index, cache)
 
     @property
     def minutes(self) -> float:
@@ -103,13 +115,53 @@ class Snapshot:
     def _latency(self) -> latency.Decoded:
         if self._decoded is None:
             pairs, names = [], []
-            for (g, name), members in zip(bucket_names(self.buckets), self._index, strict=True):
+            cache = self.cache
+            for (g, start), members in zip(self.buckets, self._index, strict=True):
+                name, shut = keys.bucket(g, start), cache is not None and cache.closed(g, start)
                 for member in members:
                     pair = aggregates.decode_latency_member(member)
                     pairs.append(pair)
-                    names.append(keys.latency(g, name, *pair))
-            self._decoded = latency.decode(pairs, fetch(self.client, names).hashes)
+                    names.append((keys.latency(g, name, *pair), shut))
+            if cache is None:
+                hashes = fetch(self.client, [k for k, _ in names]).hashes
+                self._decoded = latency.decode(pairs, hashes)
+            else:
+                parts, _ = _read_through(self.client, cache, names, [], latency.decode_parts)
+                self._decoded = latency.join(pairs, parts)
         return self._decoded
+
+
+Named = Sequence[tuple[str, bool]]  # key names, and whether a cache may keep each
+
+
+def _read_through(
+    client: redis.Redis,
+    cache: BucketCache | None,
+    hashes: Named,
+    sets: Named,
+    decode: Callable[[Sequence[Hash]], Sequence[Any]],
+) -> tuple[list[Any], list[list[aggregates.Raw]]]:
+    """Return the decoded hashes and the set members of the keys named, taking those a cache
+    holds from it and reading every other one in one :func:`fetch` (keeping the closed ones)."""
+    found_hashes = [cache.get(k) if cache and keep else None for k, keep in hashes]
+    found_sets = [cache.get(k) if cache and keep else None for k, keep in sets]
+    want_h = [i for i, v in enumerate(found_hashes) if v is None]
+    want_s = [i for i, v in enumerate(found_sets) if v is None]
+    replies = fetch(client, [hashes[i][0] for i in want_h], [sets[i][0] for i in want_s])
+    for wanted, named, found, got in (
+        (want_h, hashes, found_hashes, decode(replies.hashes)),
+        (want_s, sets, found_sets, replies.sets),
+    ):
+        for i, value in zip(wanted, got, strict=True):
+            found[i] = value
+            key, keep = named[i]
+            if cache is not None and keep:
+                cache.put(key, value)
+    return found_hashes, found_sets  # type: ignore[return-value]
+
+
+def _decode_counts(replies: Sequence[Hash]) -> list[dict[str, int]]:
+    return [aggregates.decode_counts(reply) for reply in replies]
 
 
 def bucket_names(buckets: Sequence[Bucket]) -> list[tuple[str, str]]:
@@ -117,13 +169,16 @@ def bucket_names(buckets: Sequence[Bucket]) -> list[tuple[str, str]]:
     return [(g, keys.bucket(g, start)) for g, start in buckets]
 
 
-def sum_counts(replies: Sequence[Hash]) -> tuple[dict[str, int], dict[str, int]]:
-    """Return the cost hashes (even replies) and usage hashes (odd) summed field by field."""
+def sum_counts(
+    decoded: Sequence[Mapping[str, int]],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Return the decoded cost hashes (even items) and usage hashes (odd) summed field by
+    field."""
     costs: defaultdict[str, int] = defaultdict(int)
     usage: defaultdict[str, int] = defaultdict(int)
-    for i, reply in enumerate(replies):
+    for i, fields in enumerate(decoded):
         target = costs if i % 2 == 0 else usage
-        for field, value in aggregates.decode_counts(reply).items():
+        for field, value in fields.items():
             target[field] += value
     return dict(costs), dict(usage)
 

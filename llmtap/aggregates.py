@@ -146,6 +146,25 @@ def decode_tps(fields: Mapping[str, str]) -> tuple[float, float]:
     )
 
 
+TIMING_STATS: Final = ("n", "w", "sum", "min", "max")
+TPS_STATS: Final = ("n", "w", "sum")
+
+
+def parse_latency_field(name: Raw) -> tuple[str, str | int] | None:
+    """Return (timing or ``tps``, statistic name or sketch bin index) of a latency-hash field,
+    None for a field this layout does not define (:func:`decode_timing` ignores those too)."""
+    timing, sep, suffix = text(name).partition(":")
+    if not sep:
+        return None
+    if timing == TPS:
+        return (TPS, suffix) if suffix in TPS_STATS else None
+    if timing not in TIMINGS:
+        return None
+    if suffix in TIMING_STATS:
+        return timing, suffix
+    return (timing, int(suffix)) if suffix.lstrip("-").isdigit() else None
+
+
 def latency_member(backend: str, model: str) -> str:
     """Return the latency-index member naming one (backend, model)."""
     return json.dumps([backend, model])

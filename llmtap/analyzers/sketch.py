@@ -149,3 +149,51 @@ def quantile(bins: Mapping[int, float], q: float) -> float | None:
     Raises ValueError for ``q`` outside [0, 1] and for the bad weights :func:`quantiles` rejects.
     """
     return quantiles(bins, [q])[0]
+
+
+# --- dense sketches (the read side's vectorised merge) -----------------------------------------
+# A dense sketch is one float64 array of DENSE_SIZE slots: slot 0 is the zero bin, slot
+# ``1 + i - MIN_INDEX`` the log bin ``i`` (the slots :func:`accumulate` counts in). Many stored
+# sketches merge into dense ones with one ``numpy.bincount``, which adds the weights of a slot in
+# input order, exactly as :func:`merge` does, so the merged weights are bit-for-bit the same.
+
+DENSE_SIZE: Final[int] = MAX_INDEX - MIN_INDEX + 2
+
+
+def dense_slot(i: int) -> int:
+    """Return the dense slot of bin index ``i``.
+
+    Raises ValueError if ``i`` is neither ZERO_INDEX nor in [MIN_INDEX, MAX_INDEX].
+    """
+    if i == ZERO_INDEX:
+        return 0
+    if not MIN_INDEX <= i <= MAX_INDEX:
+        raise ValueError(f"bin index {i} is outside [{MIN_INDEX}, {MAX_INDEX}]")
+    return 1 + i - MIN_INDEX
+
+
+def dense_bin(slot: int) -> int:
+    """Return the bin index of a dense slot (the inverse of :func:`dense_slot`)."""
+    return ZERO_INDEX if slot == 0 else slot - 1 + MIN_INDEX
+
+
+def dense_quantiles(weights: npt.NDArray[np.float64], qs: Sequence[float]) -> list[float | None]:
+    """Return the value at each quantile of a dense sketch: the same rule, and the same
+    answers, as :func:`quantiles` of the sparse sketch holding the same bins.
+
+    Raises ValueError for a quantile outside [0, 1], or a negative, NaN or infinite weight.
+    """
+    for q in qs:
+        if not 0.0 <= q <= 1.0:  # also rejects NaN
+            raise ValueError(f"quantile {q!r} is not between 0 and 1")
+    present = np.flatnonzero(weights)
+    if not present.size:
+        return [None for _ in qs]
+    kept = weights[present]
+    if not bool(np.all((kept > 0.0) & (kept < math.inf))):
+        raise ValueError("sketch weights must be finite and non-negative")
+    cumulative = np.cumsum(kept)  # sequential, like itertools.accumulate
+    total = float(cumulative[-1])
+    last = present.size - 1
+    ranks = np.searchsorted(cumulative, [q * (total - 1.0) for q in qs], side="right")
+    return [bin_value(dense_bin(int(present[min(int(rank), last)]))) for rank in ranks]

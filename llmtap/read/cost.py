@@ -12,6 +12,8 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.analyzers import burn
 from llmtap.read import query
+from llmtap.read.bucketcache import BucketCache
+from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import DAY, HOUR
 
 SESSION_ROWS: Final = 100  # cost_by_session lists the costliest sessions only
@@ -24,11 +26,22 @@ def cost_analysis(
     until: float,
     monthly_budget_usd: float | None = None,
     top_n: int = 10,
+    *,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
-    """Return ``get_cost_analysis_data``'s structure for the range ``[since, until)``."""
-    total = query.total(client, since, until)
-    by_model = query.cost_by(client, "model", since, until)
-    sessions = _cost_rows(query.cost_by(client, "session", since, until))
+    """Return ``get_cost_analysis_data``'s structure for the range ``[since, until)`` (closed
+    buckets from ``cache`` when given)."""
+    return analysis_of(Snapshot.read(client, since, until, cache), monthly_budget_usd, top_n)
+
+
+def analysis_of(
+    snap: Snapshot, monthly_budget_usd: float | None = None, top_n: int = 10
+) -> dict[str, Any]:
+    """:func:`cost_analysis` from a snapshot (plus the day totals and top calls it reads)."""
+    client, since, until = snap.client, snap.since, snap.until
+    total = query.total_of(snap)
+    by_model = snap.cost_by("model")
+    sessions = _cost_rows(snap.cost_by("session"))
     hours = (until - since) / HOUR
     return {
         "timeframe_hours": hours,
@@ -37,9 +50,9 @@ def cost_analysis(
         "total_calls": total["calls"],
         "unpriced_calls": total["unpriced_calls"],
         "avg_cost_per_call_usd": total["cost_usd"] / total["calls"] if total["calls"] else 0.0,
-        "cost_by_backend": _cost_rows(query.cost_by(client, "backend", since, until)),
+        "cost_by_backend": _cost_rows(snap.cost_by("backend")),
         "cost_by_model": _cost_rows(by_model),
-        "cost_by_tenant": _cost_rows(query.cost_by(client, "tenant", since, until)),
+        "cost_by_tenant": _cost_rows(snap.cost_by("tenant")),
         "cost_by_session": dict(list(sessions.items())[:SESSION_ROWS]),
         "sessions_total": len(sessions),
         "cost_per_1k_tokens_by_model": {m: _per_1k(row) for m, row in by_model.items()},
@@ -115,7 +128,12 @@ def top_sessions(
     client: redis.Redis, since: float, until: float, n: int = 10
 ) -> list[dict[str, Any]]:
     """Return the ``n`` most expensive sessions of the range (exact, from rollups)."""
-    rows = query.cost_by(client, "session", since, until)
+    return top_sessions_of(Snapshot.read(client, since, until), n)
+
+
+def top_sessions_of(snap: Snapshot, n: int = 10) -> list[dict[str, Any]]:
+    """:func:`top_sessions` from a snapshot."""
+    rows = snap.cost_by("session")
     ordered = sorted(rows.items(), key=lambda item: (-item[1]["cost_nanousd"], item[0]))[:n]
     return [
         {"session_id": s, "cost_usd": r["cost_usd"], "calls": r["calls"], "errors": r["errors"]}

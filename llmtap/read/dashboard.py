@@ -1,5 +1,5 @@
 """The performance dashboard: one window's metadata, cost, performance, efficiency and alerts,
-in the sections of the original profiler's dashboard."""
+in the sections of the original profiler's dashboard, from one read of the window's buckets."""
 
 from __future__ import annotations
 
@@ -12,43 +12,49 @@ from llmtap.analyzers import burn
 from llmtap.read import query
 from llmtap.read.admin import effective_settings
 from llmtap.read.alerts import alerts_summary
+from llmtap.read.bucketcache import BucketCache
+from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import HOUR, fraction, iso
 from llmtap.settings import Settings
 
 
 def dashboard(
-    client: redis.Redis, hours_back: float, until: float, settings: Settings | None = None
+    client: redis.Redis,
+    hours_back: float,
+    until: float,
+    settings: Settings | None = None,
+    *,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return ``get_performance_dashboard``'s sections for the ``hours_back`` before ``until``
-    (without cache statistics)."""
+    (without cache statistics; closed buckets from ``cache`` when given)."""
     since = until - hours_back * HOUR
-    total = query.total(client, since, until)
-    overall = next(iter(query.latency_rows(client, since, until, "all")), None)
+    snap = Snapshot.read(client, since, until, cache)
+    total = query.total_of(snap)
+    overall = next(iter(query.latency_rows_of(snap, "all")), None)
     return {
         "dashboard_metadata": {
             "generated_at": iso(until),
             "timeframe_hours": hours_back,
             "total_metrics_analyzed": overall["count"] if overall else 0,
         },
-        "cost_analysis": _cost(client, since, until, total),
+        "cost_analysis": _cost(snap, total),
         "performance": _performance(total, overall, (until - since) / 60),
         "efficiency": _efficiency(total, overall),
         "alerts": alerts_summary(client, since, until, effective_settings(client, settings)),
     }
 
 
-def _cost(
-    client: redis.Redis, since: float, until: float, total: Mapping[str, Any]
-) -> dict[str, Any]:
-    by_backend = query.cost_by(client, "backend", since, until)
-    by_model = query.cost_by(client, "model", since, until)
+def _cost(snap: Snapshot, total: Mapping[str, Any]) -> dict[str, Any]:
+    by_backend = snap.cost_by("backend")
+    by_model = snap.cost_by("model")
     return {
         "total_cost_usd": total["cost_usd"],
         "total_calls": total["calls"],
         "avg_cost_per_call_usd": total["cost_usd"] / total["calls"] if total["calls"] else 0.0,
         "cost_by_backend": {b: row["cost_usd"] for b, row in by_backend.items()},
         "cost_by_model": {m: row["cost_usd"] for m, row in by_model.items()},
-        "burn_rate": burn.burn_rate(total["cost_usd"], (until - since) / HOUR),
+        "burn_rate": burn.burn_rate(total["cost_usd"], (snap.until - snap.since) / HOUR),
     }
 
 

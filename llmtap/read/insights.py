@@ -3,7 +3,7 @@ details, repeated prompts), their recommendations, and the anomalies of the last
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -11,8 +11,11 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.analyzers import anomaly, insights
 from llmtap.read import query
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.context import context_windows
 from llmtap.read.cost import hourly_totals
+from llmtap.read.fetch import fetch
+from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import DAY, HOUR, iso
 
 
@@ -21,17 +24,25 @@ def optimization_insights(
     since: float,
     until: float,
     windows: Mapping[str, int] | None = None,
+    *,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return ``get_optimization_insights``'s structure for the range ``[since, until)``.
 
     ``windows`` (model name -> tokens) override the context windows looked up.
     """
-    recommendations = insights.recommend(insight_inputs(client, since, until, windows))
+    return insights_of(Snapshot.read(client, since, until, cache), windows)
+
+
+def insights_of(snap: Snapshot, windows: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """:func:`optimization_insights` from a snapshot (plus the call details and the hours
+    behind the anomalies, which it reads)."""
+    recommendations = insights.recommend(inputs_of(snap, windows))
     return {
-        "timeframe_hours": (until - since) / HOUR,
-        "generated_at": iso(until),
+        "timeframe_hours": (snap.until - snap.since) / HOUR,
+        "generated_at": iso(snap.until),
         "recommendations": recommendations,
-        "anomalies": anomalies(client, until),
+        "anomalies": anomalies(snap.client, snap.until),
         "total_potential_saving_usd": sum(r["estimated_saving_usd"] or 0 for r in recommendations),
     }
 
@@ -41,7 +52,12 @@ def insight_inputs(
 ) -> insights.InsightInputs:
     """Gather the usage, latency, call details, prompt statistics and the known context windows
     (see :mod:`llmtap.read.context`) the rules read."""
-    latency = query.latency_rows(client, since, until, "model")
+    return inputs_of(Snapshot.read(client, since, until), windows)
+
+
+def inputs_of(snap: Snapshot, windows: Mapping[str, int] | None = None) -> insights.InsightInputs:
+    """:func:`insight_inputs` from a snapshot."""
+    latency = query.latency_rows_of(snap, "model")
     backend_of = {row["model"]: row["backend"] for row in latency}
     usage = [
         insights.ModelUsage(
@@ -53,14 +69,14 @@ def insight_inputs(
             input_tokens=row["input_tokens"],
             output_tokens=row["output_tokens"],
         )
-        for model, row in query.cost_by(client, "model", since, until).items()
+        for model, row in snap.cost_by("model").items()
     ]
     lat = [
         insights.ModelLatency(r["backend"], r["model"], r["p95"], r["mean"], r["weighted_count"])
         for r in latency
         if r["mean"] is not None
     ]
-    details, prompts = call_details(client, since, until)
+    details, prompts = call_details(snap.client, snap.since, snap.until)
     models = [(backend_of.get(d.model, ""), d.model) for d in details]
     return insights.InsightInputs(
         usage=usage,
@@ -109,9 +125,29 @@ def anomalies(client: redis.Redis, now: float, hours: int = 24) -> list[dict[str
     end = keys.bucket_start("h", now)
     starts = [end - (hours + 1 - i) * HOUR for i in range(hours + 1)]
     cost = hourly_totals(client, starts)
-    latency = []
-    for start in starts:
-        rows = query.latency_percentiles(client, start, start + HOUR, (0.5,), by="all")
-        latency.append(rows[0]["mean"] if rows and rows[0]["mean"] is not None else 0.0)
-    found = anomaly.scan({"cost_usd_per_hour": cost, "mean_latency_s": latency})
+    found = anomaly.scan(
+        {"cost_usd_per_hour": cost, "mean_latency_s": hourly_latency_means(client, starts)}
+    )
     return [a.as_dict() for a in found]
+
+
+def hourly_latency_means(client: redis.Redis, starts: Sequence[int]) -> list[float]:
+    """Return the mean latency of all calls of each UTC hour starting at ``starts`` (0 where
+    none), from the hour sketches' weighted sums: two round trips for every hour."""
+    names = [keys.bucket("h", start) for start in starts]
+    indexes = fetch(client, sets=[keys.latency_index("h", name) for name in names]).sets
+    fields = [aggregates.timing_field("latency", stat) for stat in ("n", "w", "sum")]
+    pipe = client.pipeline(transaction=False)
+    for name, members in zip(names, indexes, strict=True):
+        for member in members:
+            pipe.hmget(keys.latency("h", name, *aggregates.decode_latency_member(member)), fields)
+    replies = iter(pipe.execute())
+    out = []
+    for members in indexes:
+        count, weight, total = 0, 0.0, 0.0
+        for n, w, s in (next(replies) for _ in members):
+            count += int(n or 0)
+            weight += float(w or 0.0)
+            total += float(s or 0.0)
+        out.append(total / weight if count and weight else 0.0)
+    return out

@@ -1,5 +1,9 @@
 """Performance over a range: latency percentiles per backend and model (merged sketches), a
-backend comparison, exact throughput, error rates, the network/processing split and TTFT."""
+backend comparison, exact throughput, error rates, the network/processing split and TTFT.
+
+Every section comes from one :class:`~llmtap.read.snapshot.Snapshot` of the range: its buckets
+are read once and its sketches merged once per grouping.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,41 @@ from typing import Any
 import redis
 
 from llmtap.read import query
-from llmtap.read.query import latency_rows
+from llmtap.read.bucketcache import BucketCache
+from llmtap.read.query import latency_rows_of
+from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import HOUR
 
 
-def performance_analysis(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
-    """Return ``get_performance_analysis``'s structure for the range ``[since, until)``."""
+def performance_analysis(
+    client: redis.Redis, since: float, until: float, *, cache: BucketCache | None = None
+) -> dict[str, Any]:
+    """Return ``get_performance_analysis``'s structure for the range ``[since, until)``
+    (closed buckets from ``cache`` when given)."""
+    return analysis_of(Snapshot.read(client, since, until, cache))
+
+
+def analysis_of(snap: Snapshot) -> dict[str, Any]:
+    """:func:`performance_analysis` from a snapshot."""
     return {
-        "timeframe_hours": (until - since) / HOUR,
-        "latency": latency_rows(client, since, until, "model"),
-        "overall": next(iter(latency_rows(client, since, until, "all")), None),
-        "backend_comparison": backend_comparison(client, since, until),
-        "throughput": throughput(client, since, until),
-        "error_rates": query.error_rate(client, since, until),
-        "network_vs_processing": network_split(client, since, until),
-        "time_to_first_token": latency_rows(client, since, until, "model", "ttft"),
+        "timeframe_hours": (snap.until - snap.since) / HOUR,
+        "latency": latency_rows_of(snap, "model"),
+        "overall": next(iter(latency_rows_of(snap, "all")), None),
+        "backend_comparison": _backend_comparison(snap),
+        "throughput": _throughput(snap),
+        "error_rates": query.error_rate_of(snap),
+        "network_vs_processing": _network_split(snap),
+        "time_to_first_token": latency_rows_of(snap, "model", "ttft"),
     }
 
 
 def backend_comparison(client: redis.Redis, since: float, until: float) -> list[dict[str, Any]]:
     """Return each backend's merged percentiles, fastest p95 first, with its ratio to it."""
-    rows = sorted(latency_rows(client, since, until, "backend"), key=lambda r: r["p95"])
+    return _backend_comparison(Snapshot.read(client, since, until))
+
+
+def _backend_comparison(snap: Snapshot) -> list[dict[str, Any]]:
+    rows = sorted(latency_rows_of(snap, "backend"), key=lambda r: r["p95"])
     fastest = rows[0]["p95"] if rows else None
     for row in rows:
         del row["model"]
@@ -38,10 +56,14 @@ def backend_comparison(client: redis.Redis, since: float, until: float) -> list[
 
 def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
     """Return exact calls per minute and tokens per second, and the mean generation speed."""
-    flow = query.throughput(client, since, until)
-    total = query.total(client, since, until)
+    return _throughput(Snapshot.read(client, since, until))
+
+
+def _throughput(snap: Snapshot) -> dict[str, Any]:
+    flow = query.throughput_of(snap)
+    total = query.total_of(snap)
     seconds = flow["minutes"] * 60
-    overall = latency_rows(client, since, until, "all")
+    overall = latency_rows_of(snap, "all")
     tokens = total["input_tokens"] + total["output_tokens"]
     return {
         "calls": flow["calls"],
@@ -55,8 +77,12 @@ def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any
 
 def network_split(client: redis.Redis, since: float, until: float) -> list[dict[str, Any]]:
     """Return per (backend, model) the mean network and processing time and the network share."""
-    network = _means(client, since, until, "network")
-    processing = _means(client, since, until, "processing")
+    return _network_split(Snapshot.read(client, since, until))
+
+
+def _network_split(snap: Snapshot) -> list[dict[str, Any]]:
+    network = _means(snap, "network")
+    processing = _means(snap, "processing")
     out = []
     for backend, model in sorted(network.keys() | processing.keys()):
         net, proc = network.get((backend, model)), processing.get((backend, model))
@@ -73,8 +99,6 @@ def network_split(client: redis.Redis, since: float, until: float) -> list[dict[
     return out
 
 
-def _means(
-    client: redis.Redis, since: float, until: float, timing: str
-) -> dict[tuple[str, str], float | None]:
-    rows = latency_rows(client, since, until, "model", timing)
+def _means(snap: Snapshot, timing: str) -> dict[tuple[str, str], float | None]:
+    rows = latency_rows_of(snap, "model", timing)
     return {(r["backend"], r["model"]): r["mean"] for r in rows}

@@ -6,49 +6,40 @@ the fewest buckets: whole UTC days, then whole hours, then minutes at the edges 
 :func:`cover`). Buckets older than their retention are gone, so a range that reaches past the
 minute retention (2 days by default) counts only the hours and days at its old edge.
 Costs are stored in integer nano-USD and returned both exact (``cost_nanousd``) and in USD.
+
+Each function reads its range once (:class:`~llmtap.read.snapshot.Snapshot`); the ``*_of``
+functions answer from a snapshot already read, so a view showing several answers of one range
+reads it once.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import redis
 
-from llmtap import aggregates, keys
-from llmtap.aggregates import DIMENSIONS, TIMINGS, USAGE_METRICS
-from llmtap.analyzers import sketch
+from llmtap import aggregates
+from llmtap.aggregates import DIMENSIONS, TIMINGS
+from llmtap.read.snapshot import Bucket, Snapshot, cover, empty_row
+
+__all__ = [
+    "LATENCY_GROUPINGS",
+    "QUANTILES",
+    "Bucket",
+    "cost_by",
+    "cover",
+    "error_rate",
+    "latency_percentiles",
+    "latency_rows",
+    "throughput",
+    "total",
+]
 
 LATENCY_GROUPINGS: Final = ("model", "backend", "all")
 QUANTILES: Final = (0.5, 0.95, 0.99)  # the percentiles the tool functions report
 
-Bucket = tuple[str, int]
 T = TypeVar("T")
-
-
-def cover(since: float, until: float) -> list[Bucket]:
-    """Return the (granularity, bucket start) pairs that exactly cover the widened range.
-
-    ``since`` is rounded down and ``until`` up to whole minutes; at each step the largest
-    aligned bucket that fits is taken. Raises ValueError if ``until < since``.
-    """
-    if until < since:
-        raise ValueError("until is before since")
-    start = math.floor(since / 60) * 60
-    end = math.ceil(until / 60) * 60
-    out: list[Bucket] = []
-    t = start
-    while t < end:
-        granularity = next(
-            g
-            for g in ("d", "h", "m")
-            if t % keys.BUCKET_SECONDS[g] == 0 and t + keys.BUCKET_SECONDS[g] <= end
-        )
-        out.append((granularity, t))
-        t += keys.BUCKET_SECONDS[granularity]
-    return out
 
 
 def cost_by(
@@ -59,38 +50,37 @@ def cost_by(
     Each row: ``cost_nanousd`` (exact), ``cost_usd``, and every usage metric (calls, errors,
     tokens by kind, unpriced calls). Raises ValueError for an unknown dimension.
     """
-    if dimension not in DIMENSIONS:
-        raise ValueError(f"unknown dimension {dimension!r}; known: {', '.join(DIMENSIONS)}")
-    costs, usage = _sum_cost_and_usage(client, cover(since, until))
-    rows: defaultdict[str, dict[str, Any]] = defaultdict(_empty_row)
-    for field, value in costs.items():
-        kind, name = aggregates.split_dimension(field)
-        if kind == dimension:
-            rows[name]["cost_nanousd"] += value
-    for field, value in usage.items():
-        dim, metric = aggregates.split_usage_field(field)
-        kind, name = aggregates.split_dimension(dim)
-        if kind == dimension:
-            row = rows[name]
-            row[metric] = row.get(metric, 0) + value
-    for row in rows.values():
-        row["cost_usd"] = aggregates.usd(row["cost_nanousd"])
-    return dict(rows)
+    _check_dimension(dimension)
+    return Snapshot.read(client, since, until).cost_by(dimension)
+
+
+def cost_by_of(snap: Snapshot, dimension: str) -> dict[str, dict[str, Any]]:
+    """:func:`cost_by` from a snapshot. Raises ValueError for an unknown dimension."""
+    _check_dimension(dimension)
+    return snap.cost_by(dimension)
 
 
 def total(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
     """Return the ``total`` row of :func:`cost_by` (zeros when nothing was counted)."""
-    row = cost_by(client, aggregates.TOTAL, since, until).get(aggregates.TOTAL)
-    return row if row is not None else {"cost_usd": 0.0, **_empty_row()}
+    return total_of(Snapshot.read(client, since, until))
+
+
+def total_of(snap: Snapshot) -> dict[str, Any]:
+    """:func:`total` from a snapshot."""
+    row = snap.cost_by(aggregates.TOTAL).get(aggregates.TOTAL)
+    return row if row is not None else {"cost_usd": 0.0, **empty_row()}
 
 
 def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
     """Return exact calls (from rollups) over the range, per minute, in total and per model."""
-    buckets = cover(since, until)
-    minutes = sum(keys.BUCKET_SECONDS[g] for g, _ in buckets) / 60
-    _, usage = _sum_cost_and_usage(client, buckets)
-    calls = usage.get(aggregates.usage_field(aggregates.TOTAL, "calls"), 0)
-    by_model = _split(_metric(usage, "calls"), "model")
+    return throughput_of(Snapshot.read(client, since, until))
+
+
+def throughput_of(snap: Snapshot) -> dict[str, Any]:
+    """:func:`throughput` from a snapshot."""
+    minutes = snap.minutes
+    calls = snap.usage.get(aggregates.usage_field(aggregates.TOTAL, "calls"), 0)
+    by_model = _split(_metric(snap.usage, "calls"), "model")
     return {
         "calls": calls,
         "minutes": minutes,
@@ -101,8 +91,12 @@ def throughput(client: redis.Redis, since: float, until: float) -> dict[str, Any
 
 def error_rate(client: redis.Redis, since: float, until: float) -> dict[str, Any]:
     """Return calls, errors and their ratio over the range: total, per backend, per model."""
-    _, usage = _sum_cost_and_usage(client, cover(since, until))
-    calls, errors = _metric(usage, "calls"), _metric(usage, "errors")
+    return error_rate_of(Snapshot.read(client, since, until))
+
+
+def error_rate_of(snap: Snapshot) -> dict[str, Any]:
+    """:func:`error_rate` from a snapshot."""
+    calls, errors = _metric(snap.usage, "calls"), _metric(snap.usage, "errors")
     rows = {dim: _rate(calls.get(dim, 0), errors.get(dim, 0)) for dim in calls}
     return {
         **rows.get(aggregates.TOTAL, _rate(0, 0)),
@@ -126,18 +120,23 @@ def latency_percentiles(
     ``by="backend"`` merges the models of each backend (model ``*``), ``by="all"`` everything
     (backend and model ``*``). Raises ValueError for an unknown timing or grouping.
     """
-    if timing not in TIMINGS:
-        raise ValueError(f"unknown timing {timing!r}; known: {', '.join(TIMINGS)}")
-    if by not in LATENCY_GROUPINGS:
-        raise ValueError(f"unknown grouping {by!r}; known: {', '.join(LATENCY_GROUPINGS)}")
-    merged: dict[tuple[str, str], _Timing] = {}
-    for pair, fields in _latency_hashes(client, cover(since, until)):
-        merged.setdefault(_group_key(pair, by), _Timing()).add(fields, timing)
-    return [
-        {"backend": backend, "model": model, **merged[backend, model].row(qs)}
-        for backend, model in sorted(merged)
-        if merged[backend, model].count
-    ]
+    _check_latency(timing, by)
+    return latency_percentiles_of(Snapshot.read(client, since, until), qs, timing, by)
+
+
+def latency_percentiles_of(
+    snap: Snapshot,
+    qs: Sequence[float] = (0.5, 0.9, 0.95, 0.99),
+    timing: str = "latency",
+    by: str = "model",
+) -> list[dict[str, Any]]:
+    """:func:`latency_percentiles` from a snapshot (its sketches are merged once per ``by``)."""
+    _check_latency(timing, by)
+    out = []
+    for row in snap.merged(by).rows(qs, timing):
+        backend, model = row.pop("group")
+        out.append({"backend": backend, "model": model, **row})
+    return out
 
 
 def latency_rows(
@@ -145,67 +144,30 @@ def latency_rows(
 ) -> list[dict[str, Any]]:
     """Return :func:`latency_percentiles` at QUANTILES, with None for the infinite min/max of
     an empty timing (JSON has no infinity)."""
-    rows = latency_percentiles(client, since, until, QUANTILES, timing, by)
-    return [_finite(row) for row in rows]
+    return latency_rows_of(Snapshot.read(client, since, until), by, timing)
+
+
+def latency_rows_of(snap: Snapshot, by: str, timing: str = "latency") -> list[dict[str, Any]]:
+    """:func:`latency_rows` from a snapshot."""
+    return [_finite(row) for row in latency_percentiles_of(snap, QUANTILES, timing, by)]
+
+
+def _check_dimension(dimension: str) -> None:
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}; known: {', '.join(DIMENSIONS)}")
+
+
+def _check_latency(timing: str, by: str) -> None:
+    if timing not in TIMINGS:
+        raise ValueError(f"unknown timing {timing!r}; known: {', '.join(TIMINGS)}")
+    if by not in LATENCY_GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}; known: {', '.join(LATENCY_GROUPINGS)}")
 
 
 def _finite(row: dict[str, Any]) -> dict[str, Any]:
     return {
         k: (None if isinstance(v, float) and abs(v) == float("inf") else v) for k, v in row.items()
     }
-
-
-class _Timing:
-    """One timing of one (backend, model), merged over buckets."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.weight = 0.0
-        self.total = 0.0
-        self.low = math.inf
-        self.high = -math.inf
-        self.bins: list[dict[int, float]] = []
-        self.tps = [0.0, 0.0]  # weighted sum, weighted count
-
-    def add(self, fields: Mapping[str, str], timing: str) -> None:
-        decoded = aggregates.decode_timing(fields, timing)
-        self.bins.append(decoded.bins)
-        self.count += decoded.n
-        self.weight += decoded.w
-        self.total += decoded.total
-        self.low = min(self.low, decoded.low)
-        self.high = max(self.high, decoded.high)
-        tps_sum, tps_w = aggregates.decode_tps(fields)
-        self.tps[0] += tps_sum
-        self.tps[1] += tps_w
-
-    def row(self, qs: Sequence[float]) -> dict[str, Any]:
-        merged = sketch.merge(*self.bins)
-        values = sketch.quantiles(merged, qs)
-        out: dict[str, Any] = {
-            "count": self.count,
-            "weighted_count": self.weight,
-            "mean": self.total / self.weight if self.weight else None,
-            "min": self.low,
-            "max": self.high,
-            "generation_tokens_per_s": self.tps[0] / self.tps[1] if self.tps[1] else None,
-        }
-        out.update({_label(q): value for q, value in zip(qs, values, strict=True)})
-        return out
-
-
-def _group_key(pair: tuple[str, str], by: str) -> tuple[str, str]:
-    if by == "model":
-        return pair
-    return (pair[0], "*") if by == "backend" else ("*", "*")
-
-
-def _label(q: float) -> str:
-    return f"p{q * 100:g}"
-
-
-def _empty_row() -> dict[str, Any]:
-    return {"cost_nanousd": 0, **dict.fromkeys(USAGE_METRICS, 0)}
 
 
 def _metric(usage: Mapping[str, int], metric: str) -> dict[str, int]:
@@ -230,44 +192,3 @@ def _split(rows: Mapping[str, T], kind: str) -> dict[str, T]:
         if found == kind:
             out[name] = row
     return out
-
-
-def _names(buckets: Iterable[Bucket]) -> list[tuple[str, str]]:
-    return [(g, keys.bucket(g, start)) for g, start in buckets]
-
-
-def _sum_cost_and_usage(
-    client: redis.Redis, buckets: Sequence[Bucket]
-) -> tuple[dict[str, int], dict[str, int]]:
-    pipe = client.pipeline(transaction=False)
-    for granularity, name in _names(buckets):
-        pipe.hgetall(keys.cost(granularity, name))
-        pipe.hgetall(keys.usage(granularity, name))
-    replies = pipe.execute()
-    costs: defaultdict[str, int] = defaultdict(int)
-    usage: defaultdict[str, int] = defaultdict(int)
-    for i, reply in enumerate(replies):
-        target = costs if i % 2 == 0 else usage
-        for field, value in aggregates.decode_counts(reply).items():
-            target[field] += value
-    return dict(costs), dict(usage)
-
-
-def _latency_hashes(
-    client: redis.Redis, buckets: Sequence[Bucket]
-) -> list[tuple[tuple[str, str], dict[str, str]]]:
-    names = _names(buckets)
-    pipe = client.pipeline(transaction=False)
-    for granularity, name in names:
-        pipe.smembers(keys.latency_index(granularity, name))
-    wanted: list[tuple[str, str, str, str]] = []
-    for (granularity, name), members in zip(names, pipe.execute(), strict=True):
-        for member in members:
-            backend, model = aggregates.decode_latency_member(member)
-            wanted.append((granularity, name, backend, model))
-    for granularity, name, backend, model in wanted:
-        pipe.hgetall(keys.latency(granularity, name, backend, model))
-    return [
-        ((backend, model), {aggregates.text(k): aggregates.text(v) for k, v in reply.items()})
-        for (_, _, backend, model), reply in zip(wanted, pipe.execute(), strict=True)
-    ]

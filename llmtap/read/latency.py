@@ -1,0 +1,217 @@
+"""The latency sketches of a range, merged with numpy: each latency hash is decoded once into
+(field code, value) arrays, and each grouping (per model, per backend, everything) is merged from
+them with one ``numpy.bincount``.
+
+A bincount adds the values of a slot in input order, as the per-dict merge did, so merged
+weights, counts and sums are the same floats as adding the hashes one by one in that order; the
+quantiles come from :func:`llmtap.analyzers.sketch.dense_quantiles` (same rule as
+:func:`~llmtap.analyzers.sketch.quantiles`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from llmtap import aggregates
+from llmtap.aggregates import TIMINGS, TPS, TPS_STATS, Raw
+from llmtap.analyzers import sketch
+from llmtap.read.fetch import Hash
+
+Pair = tuple[str, str]  # (backend, model)
+T = TypeVar("T")
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+# Field codes: the dense sketch slots of each timing, then each timing's n, w and sum, then
+# tokens/s n, w and sum (all additive); then each timing's min, then its max.
+_SUMMED: Final = ("n", "w", "sum")
+_STATS: Final = len(TIMINGS) * sketch.DENSE_SIZE
+_TPS: Final = _STATS + len(_SUMMED) * len(TIMINGS)
+ADDITIVE: Final = _TPS + len(TPS_STATS)
+_MIN: Final = ADDITIVE
+_MAX: Final = ADDITIVE + len(TIMINGS)
+_IGNORED: Final = -1
+_MEMO_LIMIT: Final = 100_000  # distinct field names, or values, remembered
+
+
+def field_code(name: Raw) -> int:
+    """Return the code of a latency-hash field (-1 for a field the layout does not define).
+
+    Raises ValueError for a sketch bin outside the sketch's range.
+    """
+    parsed = aggregates.parse_latency_field(name)
+    if parsed is None:
+        return _IGNORED
+    timing, stat = parsed
+    if timing == TPS:
+        return _TPS + TPS_STATS.index(str(stat))
+    t = TIMINGS.index(timing)
+    if isinstance(stat, int):
+        return t * sketch.DENSE_SIZE + sketch.dense_slot(stat)
+    if stat in ("min", "max"):
+        return (_MIN if stat == "min" else _MAX) + t
+    return _STATS + len(_SUMMED) * t + _SUMMED.index(stat)
+
+
+class _Memo(dict[Raw, T]):
+    """A pure function's answers by argument, computed on first sight and forgotten in bulk
+    beyond ``limit`` entries. Field names repeat across hashes (about 4.5k in the layout) and so
+    do values (most bins hold small whole weights: a 24 h read has about 8k distinct values in
+    300k), so a dict lookup in C replaces most parsing, with the very same results."""
+
+    def __init__(self, compute: Callable[[Raw], T], limit: int) -> None:
+        super().__init__()
+        self.compute = compute
+        self.limit = limit
+
+    def __missing__(self, key: Raw) -> T:
+        if len(self) > self.limit:
+            self.clear()
+        value = self[key] = self.compute(key)
+        return value
+
+
+_CODES: Final = _Memo(field_code, _MEMO_LIMIT)
+_FLOATS: Final = _Memo(float, _MEMO_LIMIT)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Latency hashes decoded: per field its code, value and the index of its hash."""
+
+    pairs: list[Pair]
+    codes: IntArray
+    values: FloatArray
+    owner: IntArray
+
+
+Part = tuple[IntArray, FloatArray]  # one hash decoded: its field codes and values
+
+
+def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
+    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays."""
+    codes, values, sizes = _arrays(replies)
+    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return Decoded(list(pairs), codes, values, owner)
+
+
+def decode_parts(replies: Sequence[Hash]) -> list[Part]:
+    """Return each latency hash decoded on its own (the unit a cache keeps)."""
+    if not replies:
+        return []
+    codes, values, sizes = _arrays(replies)
+    cuts = np.cumsum(sizes)[:-1]
+    return list(zip(np.split(codes, cuts), np.split(values, cuts), strict=True))
+
+
+def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
+    """Return the hashes decoded by :func:`decode_parts` (of ``pairs``, in merge order)."""
+    if not parts:
+        return decode(pairs, [])
+    sizes = [len(c) for c, _ in parts]
+    owner = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
+    codes = np.concatenate([c for c, _ in parts])
+    values = np.concatenate([v for _, v in parts])
+    return Decoded(list(pairs), codes, values, owner)
+
+
+def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, list[int]]:
+    names: list[Raw] = []
+    values: list[Raw] = []
+    sizes = []
+    for reply in replies:
+        names.extend(reply.keys())
+        values.extend(reply.values())
+        sizes.append(len(reply))
+    n = len(names)
+    codes = np.fromiter(map(_CODES.__getitem__, names), dtype=np.int64, count=n)
+    numbers = np.fromiter(map(_FLOATS.__getitem__, values), dtype=np.float64, count=n)
+    return codes, numbers, sizes
+
+
+def group_key(pair: Pair, by: str) -> Pair:
+    """Return the group of a (backend, model) under ``by``: itself, (backend, ``*``) or
+    (``*``, ``*``)."""
+    if by == "model":
+        return pair
+    return (pair[0], "*") if by == "backend" else ("*", "*")
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The sketches of each group merged: additive fields summed, min and max per timing."""
+
+    groups: list[Pair]
+    sums: FloatArray  # (groups, ADDITIVE)
+    lows: FloatArray  # (groups, timings)
+    highs: FloatArray
+
+    def rows(self, qs: Sequence[float], timing: str) -> list[dict[str, Any]]:
+        """Return, per group with events of ``timing`` (sorted), the row of
+        :func:`llmtap.read.query.latency_percentiles` (without backend and model)."""
+        t = TIMINGS.index(timing)
+        out = []
+        for g, _ in enumerate(self.groups):
+            row = self._row(g, t, qs)
+            if row is not None:
+                out.append(row)
+        return out
+
+    def _row(self, g: int, t: int, qs: Sequence[float]) -> dict[str, Any] | None:
+        stats = self.sums[g, _STATS + len(_SUMMED) * t : _STATS + len(_SUMMED) * (t + 1)]
+        count = int(stats[0])
+        if not count:
+            return None
+        weight, total = float(stats[1]), float(stats[2])
+        tps_sum, tps_w = float(self.sums[g, _TPS + 2]), float(self.sums[g, _TPS + 1])
+        bins = self.sums[g, t * sketch.DENSE_SIZE : (t + 1) * sketch.DENSE_SIZE]
+        row: dict[str, Any] = {
+            "count": count,
+            "weighted_count": weight,
+            "mean": total / weight if weight else None,
+            "min": float(self.lows[g, t]),
+            "max": float(self.highs[g, t]),
+            "generation_tokens_per_s": tps_sum / tps_w if tps_w else None,
+        }
+        values = sketch.dense_quantiles(bins, qs)
+        row.update({label(q): v for q, v in zip(qs, values, strict=True)})
+        return {"group": self.groups[g], **row}
+
+
+def label(q: float) -> str:
+    """Return the row key of quantile ``q``: ``p50``, ``p99.9``."""
+    return f"p{q * 100:g}"
+
+
+def merge(decoded: Decoded, by: str) -> Merged:
+    """Merge the decoded hashes per group of ``by`` (see :func:`group_key`)."""
+    keys = [group_key(pair, by) for pair in decoded.pairs]
+    groups = sorted(set(keys))
+    index = {g: i for i, g in enumerate(groups)}
+    of_hash = np.array([index[k] for k in keys], dtype=np.int64)
+    group = of_hash[decoded.owner]
+    codes, values = decoded.codes, decoded.values
+    summed = (codes >= 0) & (codes < ADDITIVE)
+    flat = group[summed] * ADDITIVE + codes[summed]
+    size = len(groups) * ADDITIVE
+    counted = np.bincount(flat, weights=values[summed], minlength=size)
+    sums: FloatArray = counted.astype(np.float64, copy=False).reshape(-1, ADDITIVE)
+    return Merged(groups, sums, *_extremes(group, codes, values, len(groups)))
+
+
+def _extremes(
+    group: IntArray, codes: IntArray, values: FloatArray, n_groups: int
+) -> tuple[FloatArray, FloatArray]:
+    n = len(TIMINGS)
+    lows = np.full((n_groups, n), np.inf)
+    highs = np.full((n_groups, n), -np.inf)
+    low = (codes >= _MIN) & (codes < _MIN + n)
+    np.minimum.at(lows, (group[low], codes[low] - _MIN), values[low])
+    high = codes >= _MAX
+    np.maximum.at(highs, (group[high], codes[high] - _MAX), values[high])
+    return lows, highs

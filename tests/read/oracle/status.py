@@ -1,0 +1,125 @@
+"""Profiling status: the settings in force, what each producer reports it runs with, the
+producers' exact statistics and the health of the worker groups (stream and dead-letter lengths,
+lag, pending, live consumers)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import redis
+
+from llmtap import aggregates, keys
+from llmtap.read import health
+from llmtap.read.admin import effective_settings
+from llmtap.read.window import fraction, iso
+from llmtap.settings import Settings
+
+_GROUP_FIELDS: Final = ("exists", "processed", "lag", "pending", "live_consumers")
+_FIELDS: Final = (*aggregates.PRODUCER_STATS, *aggregates.PRODUCER_SETTINGS, "window_end")
+
+
+def profiling_status(client: redis.Redis, settings: Settings | None = None) -> dict[str, Any]:
+    """Return the settings producers run with, their statistics and pipeline health.
+
+    ``enabled``, ``level`` and ``sampling_rate`` are what the live producers report when they
+    agree (``settings_source: "producers"``), else the configured settings (the environment
+    plus the runtime-settings hash, ``settings``). ``producers`` lists each live producer;
+    ``settings_disagreements`` names every setting on which producers differ from each other
+    or from the configured value. ``statistics`` sums every live producer's latest rollup
+    statistics (cumulative since each producer started); ``profiling_rate`` is the fraction
+    of calls sent as call events.
+    """
+    current = effective_settings(client, settings)
+    rows = producers(client)
+    configured = configured_values(current)
+    disagreements = settings_disagreements(configured, rows)
+    reported = {s: _agreed(rows, s) for s in aggregates.PRODUCER_SETTINGS}
+    stats = _sum_statistics(rows)
+    return {
+        **{s: configured[s] if reported[s] is None else reported[s] for s in configured},
+        "settings_source": "producers" if all(v is not None for v in reported.values())
+        else "configured",
+        "settings": current.runtime_view(),
+        "settings_disagreements": disagreements,
+        "statistics": {
+            **stats,
+            "profiling_rate": fraction(stats["profiled_calls"], stats["total_calls"]),
+        },
+        "producers": rows,
+        "pipeline": pipeline_health(client),
+    }  # fmt: skip
+
+
+def configured_values(settings: Settings) -> dict[str, Any]:
+    """Return the configured ``enabled``, effective ``level`` and ``sampling_rate``."""
+    return {
+        "enabled": settings.enabled,
+        "level": settings.effective_level,
+        "sampling_rate": settings.sampling_rate,
+    }
+
+
+def producers(client: redis.Redis) -> list[dict[str, Any]]:
+    """Return every live producer: its id, statistics, reported settings (None when it does
+    not report them) and the end of its latest rollup window (ISO-8601), by id."""
+    names = sorted(aggregates.text(n) for n in client.scan_iter(match=keys.producer("*")))
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hmget(name, _FIELDS)
+    n_stats, n_settings = len(aggregates.PRODUCER_STATS), len(aggregates.PRODUCER_SETTINGS)
+    out = []
+    for name, values in zip(names, pipe.execute() if names else [], strict=True):
+        end = values[-1]
+        out.append(
+            {
+                "producer_id": name.removeprefix(keys.producer("")),
+                **aggregates.decode_producer_stats(values[:n_stats]),
+                **aggregates.decode_producer_settings(values[n_stats : n_stats + n_settings]),
+                "last_rollup_at": iso(float(end)) if end is not None else None,
+            }
+        )
+    return out
+
+
+def settings_disagreements(
+    configured: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Return, per setting on which the reporting producers differ from each other or from
+    ``configured``: the setting, the configured value and each producer's value."""
+    out = []
+    for setting in aggregates.PRODUCER_SETTINGS:
+        values = {r["producer_id"]: r[setting] for r in rows if r[setting] is not None}
+        if values and set(values.values()) != {configured[setting]}:
+            out.append({"setting": setting, "configured": configured[setting], "producers": values})
+    return out
+
+
+def _agreed(rows: Sequence[Mapping[str, Any]], setting: str) -> Any:
+    values = {r[setting] for r in rows if r[setting] is not None}
+    return values.pop() if len(values) == 1 else None
+
+
+def _sum_statistics(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    totals = {stat: sum(int(r[stat]) for r in rows) for stat in aggregates.PRODUCER_STATS}
+    return {**totals, "producers": len(rows)}
+
+
+def producer_statistics(client: redis.Redis) -> dict[str, int]:
+    """Return the summed statistics of every producer hash, and how many producers there are."""
+    return _sum_statistics(producers(client))
+
+
+def pipeline_health(client: redis.Redis) -> dict[str, Any]:
+    """Return the stream and DLQ lengths and, per worker group, lag, pending and live workers."""
+    workers: dict[str, dict[str, Any]] = {}
+    for group in keys.EVENT_GROUPS:
+        stats = health.group_stats(client, group)
+        workers[group] = {k: stats[k] for k in _GROUP_FIELDS}
+    for group in keys.OFF_STREAM_GROUPS:
+        workers[group] = {"live_consumers": len(health.heartbeats(client, group))}
+    return {
+        **health.stream_stats(client),
+        "workers": workers,
+        "workers_seen": sum(int(w["live_consumers"]) for w in workers.values()),
+    }

@@ -34,6 +34,13 @@ def add_parsers(subparsers: Any) -> None:
     )
     parser.add_argument("--budget", type=float, help="monthly budget (USD) for the overview")
     parser.add_argument("--cache-ttl", type=float, default=2.0, help="seconds (default 2)")
+    parser.add_argument(
+        "--bucket-cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep decoded closed buckets in memory (a late write into a bucket closed 5+ min"
+        " shows within 15 min; default on)",
+    )
     common.add_url(parser).set_defaults(func=_serve)
 
 
@@ -43,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from llmtap.read.bucketcache import BucketCache
         from llmtap.serve import auth
         from llmtap.serve.app import create_app
         from llmtap.serve.redact import secrets_in
@@ -73,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         cache_ttl_s=args.cache_ttl,
         monthly_budget_usd=args.budget,
         mounts=mounts,
+        buckets=BucketCache() if args.bucket_cache else None,
     )
     where = f"http://{args.host}:{args.port}/"
     print(

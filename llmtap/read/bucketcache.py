@@ -9,6 +9,7 @@ again. Opt-in: the tool functions read uncached unless given a cache.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,7 +23,9 @@ DEFAULT_MAX_ENTRIES: Final = 50_000  # a 7-day range of 6 models needs about 3k
 
 
 class BucketCache:
-    """Key name -> decoded value of closed buckets, least recently used evicted first."""
+    """Key name -> decoded value of closed buckets, least recently used evicted first.
+
+    Safe to share between threads (``llmtap serve`` answers requests from a thread pool)."""
 
     def __init__(
         self,
@@ -41,6 +44,7 @@ class BucketCache:
         self.hits = 0
         self.misses = 0
         self._items: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def closed(self, granularity: str, start: int) -> bool:
         """Return whether the bucket starting at ``start`` ended ``grace_s`` ago or more."""
@@ -48,20 +52,22 @@ class BucketCache:
 
     def get(self, key: str) -> Any | None:
         """Return the value kept for ``key``, None when absent or older than ``max_age_s``."""
-        item = self._items.get(key)
-        if item is None or self.clock() - item[0] > self.max_age_s:
-            self.misses += 1
-            return None
-        self._items.move_to_end(key)
-        self.hits += 1
-        return item[1]
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or self.clock() - item[0] > self.max_age_s:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[1]
 
     def put(self, key: str, value: Any) -> None:
         """Keep ``value`` for ``key``, evicting the least recently used beyond ``max_entries``."""
-        self._items[key] = (self.clock(), value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = (self.clock(), value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)

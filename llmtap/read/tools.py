@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from llmtap.read import admin, cost, dashboard, insights, performance, report, sessions, status
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.window import hours_back as _window
 from llmtap.settings import Settings
 
@@ -53,15 +54,17 @@ def get_performance_dashboard(
     *,
     now: float | None = None,
     settings: Settings | None = None,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return the dashboard: metadata, cost, performance, efficiency and alerts of the window.
 
     ``total_metrics_analyzed`` counts the call events behind the latency numbers; the cost,
     call and token numbers are exact (rollups). Cache statistics are added by
-    :class:`ProfilingTools` (a bare call has no cache: ``{"enabled": false}``).
+    :class:`ProfilingTools` (a bare call has no cache: ``{"enabled": false}``). With ``cache``
+    (here and in the other range tools), closed buckets are read from it, not from Redis.
     """
     _, until = _window(hours_back, now)
-    out = dashboard.dashboard(client, hours_back, until, settings)
+    out = dashboard.dashboard(client, hours_back, until, settings, cache=cache)
     if include_cache_stats:
         out["cache_stats"] = {"enabled": False}
     return out
@@ -74,19 +77,24 @@ def get_cost_analysis_data(
     monthly_budget_usd: float | None = None,
     top_n: int = 10,
     now: float | None = None,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return cost by backend, model, tenant and session, cost per 1k tokens by model, the
     burn rate and month-end projection, and the most expensive operations of the window."""
     since, until = _window(hours_back, now)
-    return cost.cost_analysis(client, since, until, monthly_budget_usd, top_n)
+    return cost.cost_analysis(client, since, until, monthly_budget_usd, top_n, cache=cache)
 
 
 def get_performance_analysis(
-    client: redis.Redis, hours_back: float = 24, *, now: float | None = None
+    client: redis.Redis,
+    hours_back: float = 24,
+    *,
+    now: float | None = None,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return p50/p95/p99 per backend and model, a backend comparison, throughput, error
     rates, the network/processing split and time to first token over the window."""
-    return performance.performance_analysis(client, *_window(hours_back, now))
+    return performance.performance_analysis(client, *_window(hours_back, now), cache=cache)
 
 
 def get_optimization_insights(
@@ -95,6 +103,7 @@ def get_optimization_insights(
     *,
     now: float | None = None,
     context_windows: Mapping[str, int] | None = None,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Return recommendations [{priority, category, recommendation, potential_improvement,
     evidence, estimated_saving_usd, estimated_saving_s}] and the current anomalies.
@@ -103,7 +112,7 @@ def get_optimization_insights(
     (:mod:`llmtap.read.context`); ``context_windows`` (model name -> tokens) override them.
     """
     since, until = _window(hours_back, now)
-    return insights.optimization_insights(client, since, until, context_windows)
+    return insights.optimization_insights(client, since, until, context_windows, cache=cache)
 
 
 def get_session_profiling_analysis(
@@ -147,13 +156,14 @@ def export_performance_report(
     *,
     now: float | None = None,
     settings: Settings | None = None,
+    cache: BucketCache | None = None,
 ) -> dict[str, Any]:
     """Build the report of the last ``hours_back`` hours, render it as ``format`` (md, html,
     json or csv) and, with ``output_path``, write it there. Returns the rendered content,
     its format, the period and the path. Raises ValueError for an unknown format.
     """
     since, until = _window(hours_back, now)
-    return report.export_report(client, since, until, format, output_path, settings)
+    return report.export_report(client, since, until, format, output_path, settings, cache=cache)
 
 
 class ProfilingTools:

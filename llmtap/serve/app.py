@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmtap.read.bucketcache import BucketCache
 from llmtap.serve import auth, openapi
 from llmtap.serve.params import BadArgument, parse_all
 from llmtap.serve.redact import mask
@@ -107,15 +108,17 @@ def create_app(
     clock: Callable[[], float] = time.time,
     monthly_budget_usd: float | None = None,
     mounts: Sequence[AppMount] = (),
+    buckets: BucketCache | None = None,
 ) -> Starlette:
     """Return the app serving the API, the dashboard and ``mounts`` on ``client``.
 
     With ``token``, every ``/api`` request needs ``Authorization: Bearer <token>``; writes
     always need it when it is set. ``secrets`` are masked in every response. CORS is off
     unless ``cors_origins`` names origins; ``allowed_hosts`` (None: any) guards against DNS
-    rebinding of a loopback server.
+    rebinding of a loopback server. ``buckets`` keeps decoded closed buckets for every request
+    (see :mod:`llmtap.read.bucketcache`; None reads everything from Redis each time).
     """
-    ctx = Context(client, settings, clock, monthly_budget_usd)
+    ctx = Context(client, settings, clock, monthly_budget_usd, buckets)
     api = _Api(ctx, token, tuple(secrets), _Cache(cache_ttl_s, clock))
     routes: list[BaseRoute] = [
         Route("/healthz", api.healthz),

@@ -16,6 +16,7 @@ from llmtap import keys, tools
 from llmtap.analyzers.rules import parse_duration
 from llmtap.read import health, silences, status
 from llmtap.read.alerts import alert_state, alert_states
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.window import DAY, HOUR
 from llmtap.serve import series
 from llmtap.serve.params import BadArgument, Param
@@ -38,6 +39,8 @@ class Context:
     settings: Settings | None = None
     clock: Callable[[], float] = time.time
     monthly_budget_usd: float | None = None
+    # Decoded closed buckets shared by every request (llmtap.read.bucketcache), or None.
+    buckets: BucketCache | None = None
 
 
 @dataclass(frozen=True)
@@ -86,24 +89,31 @@ def _status(ctx: Context, args: dict[str, Any]) -> Any:
 
 
 def _dashboard(ctx: Context, args: dict[str, Any]) -> Any:
-    return tools.get_performance_dashboard(
+    out = tools.get_performance_dashboard(
         ctx.client,
         args["hours_back"],
         args["include_cache_stats"],
         now=ctx.clock(),
         settings=ctx.settings,
+        cache=ctx.buckets,
     )
+    if args["include_cache_stats"] and ctx.buckets is not None:
+        b = ctx.buckets
+        out["cache_stats"] = {"enabled": True, "closed_buckets": len(b), "hits": b.hits,
+                              "misses": b.misses}  # fmt: skip
+    return out
 
 
 def _overview(ctx: Context, args: dict[str, Any]) -> Any:
     now = ctx.clock()
     budget = args["monthly_budget_usd"] or ctx.monthly_budget_usd
     dash = tools.get_performance_dashboard(
-        ctx.client, args["hours_back"], False, now=now, settings=ctx.settings
+        ctx.client, args["hours_back"], False, now=now, settings=ctx.settings, cache=ctx.buckets
     )
     today = tools.get_cost_analysis_data(
-        ctx.client, today_hours(now), monthly_budget_usd=budget, top_n=1, now=now
-    )
+        ctx.client, today_hours(now), monthly_budget_usd=budget, top_n=1, now=now,
+        cache=ctx.buckets,
+    )  # fmt: skip
     perf, cost = dash["performance"], dash["cost_analysis"]
     return {
         "generated_at": dash["dashboard_metadata"]["generated_at"],
@@ -146,15 +156,20 @@ def _cost(ctx: Context, args: dict[str, Any]) -> Any:
         monthly_budget_usd=args["monthly_budget_usd"],
         top_n=args["top_n"],
         now=ctx.clock(),
+        cache=ctx.buckets,
     )
 
 
 def _performance(ctx: Context, args: dict[str, Any]) -> Any:
-    return tools.get_performance_analysis(ctx.client, args["hours_back"], now=ctx.clock())
+    return tools.get_performance_analysis(
+        ctx.client, args["hours_back"], now=ctx.clock(), cache=ctx.buckets
+    )
 
 
 def _insights(ctx: Context, args: dict[str, Any]) -> Any:
-    return tools.get_optimization_insights(ctx.client, args["hours_back"], now=ctx.clock())
+    return tools.get_optimization_insights(
+        ctx.client, args["hours_back"], now=ctx.clock(), cache=ctx.buckets
+    )
 
 
 def _session(ctx: Context, args: dict[str, Any]) -> Any:
@@ -164,8 +179,9 @@ def _session(ctx: Context, args: dict[str, Any]) -> Any:
 def _report(ctx: Context, args: dict[str, Any]) -> Any:
     fmt = args["format"]
     got = tools.export_performance_report(
-        ctx.client, args["hours_back"], fmt, now=ctx.clock(), settings=ctx.settings
-    )
+        ctx.client, args["hours_back"], fmt, now=ctx.clock(), settings=ctx.settings,
+        cache=ctx.buckets,
+    )  # fmt: skip
     name = f"llmtap-report-{got['generated_at'].replace(':', '')}.{fmt}"
     return Raw(got["content"], REPORT_TYPES[fmt], name if args["download"] else None)
 
@@ -178,7 +194,7 @@ def _timeseries(ctx: Context, args: dict[str, Any]) -> Any:
 def _alerts(ctx: Context, args: dict[str, Any]) -> Any:
     now = ctx.clock()
     summary = tools.get_performance_dashboard(
-        ctx.client, args["hours_back"], False, now=now, settings=ctx.settings
+        ctx.client, args["hours_back"], False, now=now, settings=ctx.settings, cache=ctx.buckets
     )["alerts"]
     states = alert_states(ctx.client)
     return {

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from llmtap import keys, tools
+from llmtap.read.bucketcache import BucketCache
 from llmtap.read.silences import list_silences
 from llmtap.serve.app import OPENAPI_PATH, create_app
 from llmtap.serve.routes import ENDPOINTS, today_hours
@@ -297,3 +298,29 @@ def test_llmtap_serve_runs_as_a_process_on_loopback(redis_url: str) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"serving http://127.0.0.1:{port}/" in out
+
+
+def test_a_bucket_cache_answers_the_same_and_is_used(r: redis.Redis, seeded: Seeded) -> None:
+    """With a BucketCache (what ``llmtap serve`` runs by default), every range endpoint answers
+    exactly what the uncached tool functions answer, and the second round reads closed buckets
+    from the cache (its hits grow; the dashboard reports them)."""
+    now = seeded.at + 2 * 3600  # the seeded buckets are closed by then
+    buckets = BucketCache()
+    server = ServeThread(create_app(r, clock=lambda: now, cache_ttl_s=0, buckets=buckets)).start()
+    paths = {
+        "/api/v1/performance?hours_back=24": tools.get_performance_analysis(r, 24, now=now),
+        "/api/v1/cost?hours_back=24": tools.get_cost_analysis_data(r, 24, now=now),
+        "/api/v1/insights?hours_back=168": tools.get_optimization_insights(r, 168, now=now),
+    }
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(2):
+                for path, expected in paths.items():
+                    assert client.get(path).json() == as_json(expected), path
+            hits = buckets.hits
+            assert hits > 0 and len(buckets) > 0
+            dash = client.get("/api/v1/dashboard?hours_back=24").json()
+    finally:
+        server.stop()
+    assert dash["cache_stats"]["enabled"] is True
+    assert dash["cache_stats"]["hits"] > hits

@@ -134,11 +134,13 @@ def free_port() -> int:
         return port
 
 
-def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``llmtap serve`` (answer cache off) and wait until /healthz answers."""
+def serve(url: str, bucket_cache: bool) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``llmtap serve`` (answer cache off; its closed-bucket cache as asked) and wait
+    until /healthz answers."""
     port = free_port()
     command = [sys.executable, "-m", "llmtap.cli.main", "serve", "--url", url]
     command += ["--port", str(port), "--cache-ttl", "0"]
+    command += ["--bucket-cache" if bucket_cache else "--no-bucket-cache"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -188,9 +190,11 @@ def percentile(times: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def http_figures(url: str, clients: int, requests: int) -> dict[str, float]:
+def http_figures(
+    url: str, clients: int, requests: int, bucket_cache: bool = False
+) -> dict[str, float]:
     """Return p50/p99 of the dashboard endpoint and of /healthz, and serve's CPU per request."""
-    proc, base = serve(url)
+    proc, base = serve(url, bucket_cache)
     try:
         load(base, "/api/v1/dashboard?hours_back=24", 2, 1)  # warm
         cpu0 = process_cpu(proc.pid)
@@ -238,6 +242,9 @@ def main() -> int:
                 out[f"{name}_cached_ms"] = measure(client, call, args.repeat)["ms"]
         out["cache_entries"] = len(cache)
         out.update(http_figures(server.url, args.clients, args.requests))
+        # What ``llmtap serve`` runs by default: closed buckets shared by every request.
+        cached = http_figures(server.url, args.clients, args.requests, bucket_cache=True)
+        out.update({k.replace("api_", "api_bucket_cache_", 1): v for k, v in cached.items()})
         client.close()
     for name, raw in (("dashboard_24h", "24h"), ("performance_24h", "24h"),
                       ("report_24h", "24h"), ("performance_7d", "7d"),

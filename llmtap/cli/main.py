@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand registered."""
-    from llmtap.cli import alerts, demo, mcp, metrics, read, report, serve, worker
+    from llmtap.cli import alerts, demo, mcp, metrics, plugins, read, report, serve, worker
 
     parser = argparse.ArgumentParser(prog="llmtap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parsers(sub)
     mcp.add_parser(sub)
     metrics.add_parser(sub)
+    plugins.add_parsers(sub)  # last: a plugin read may not take a built-in command's name
     return parser
 
 

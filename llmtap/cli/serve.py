@@ -82,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         monthly_budget_usd=args.budget,
         mounts=mounts,
         buckets=BucketCache() if args.bucket_cache else None,
+        reads=_plugin_reads(),
     )
     where = f"http://{args.host}:{args.port}/"
     print(
@@ -115,3 +116,13 @@ def _metrics(client: Any, token: str | None, settings: Settings, budget: float |
         return []
     config = MetricsConfig.from_settings(settings, budget)
     return [(PATH, MetricsEndpoint(client, config, token), None)]
+
+
+def _plugin_reads() -> list[Any]:
+    """The plugins' read functions (``llmtap.reads``); one line for each that cannot load."""
+    from llmtap.read import plugins
+
+    found = plugins.discover()
+    for problem in found.problems:
+        print(f"llmtap: serve: {problem} (not served)", file=sys.stderr)
+    return list(found.reads)

@@ -28,10 +28,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmtap.read.bucketcache import BucketCache
+from llmtap.read.plugins import PluginRead
 from llmtap.serve import auth, openapi
 from llmtap.serve.params import BadArgument, parse_all
 from llmtap.serve.redact import mask
-from llmtap.serve.routes import ENDPOINTS, Context, Endpoint, Raw
+from llmtap.serve.routes import ENDPOINTS, Context, Endpoint, Raw, plugin_endpoint
 from llmtap.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def create_app(
     monthly_budget_usd: float | None = None,
     mounts: Sequence[AppMount] = (),
     buckets: BucketCache | None = None,
+    reads: Sequence[PluginRead] = (),
 ) -> Starlette:
     """Return the app serving the API, the dashboard and ``mounts`` on ``client``.
 
@@ -117,13 +119,15 @@ def create_app(
     unless ``cors_origins`` names origins; ``allowed_hosts`` (None: any) guards against DNS
     rebinding of a loopback server. ``buckets`` keeps decoded closed buckets for every request
     (see :mod:`llmtap.read.bucketcache`; None reads everything from Redis each time).
+    ``reads`` are plugins' read functions, served at ``/api/v1/x/<name>`` like the tools.
     """
     ctx = Context(client, settings, clock, monthly_budget_usd, buckets)
-    api = _Api(ctx, token, tuple(secrets), _Cache(cache_ttl_s, clock))
+    endpoints = (*ENDPOINTS, *(plugin_endpoint(read) for read in reads))
+    api = _Api(ctx, token, tuple(secrets), _Cache(cache_ttl_s, clock), endpoints)
     routes: list[BaseRoute] = [
         Route("/healthz", api.healthz),
         Route(OPENAPI_PATH, api.openapi),
-        *(Route(e.path, api.endpoint(e), methods=[e.method]) for e in ENDPOINTS),
+        *(Route(e.path, api.endpoint(e), methods=[e.method]) for e in endpoints),
         Route("/api/{rest:path}", api.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/", _index),
         Route("/favicon.ico", _favicon),
@@ -176,12 +180,18 @@ class _Api:
     """The API's request handling: auth, arguments, the worker thread, the cache, errors."""
 
     def __init__(
-        self, ctx: Context, token: str | None, secrets: tuple[str, ...], cache: _Cache
+        self,
+        ctx: Context,
+        token: str | None,
+        secrets: tuple[str, ...],
+        cache: _Cache,
+        endpoints: Sequence[Endpoint] = ENDPOINTS,
     ) -> None:
         self.ctx = ctx
         self.token = token
         self.secrets = secrets
         self.cache = cache
+        self.endpoints = tuple(endpoints)
 
     def json(
         self, value: Any, status: int = 200, headers: dict[str, str] | None = None
@@ -205,7 +215,7 @@ class _Api:
 
     async def openapi(self, request: Request) -> Response:
         """The OpenAPI 3.1 description of the API."""
-        return self.json(openapi.document(ENDPOINTS, OPENAPI_PATH))
+        return self.json(openapi.document(self.endpoints, OPENAPI_PATH))
 
     async def not_found(self, request: Request) -> Response:
         """404 for any other ``/api`` path."""

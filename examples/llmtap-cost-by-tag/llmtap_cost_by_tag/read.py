@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
 from llmtap.read import ranges
+from llmtap.read.plugins import PluginRead, ReadParam
 from llmtap_cost_by_tag.analyzer import METRICS, cost_key
 
 
@@ -33,3 +35,19 @@ def cost_by_tag(
         for label, row in rows.items()
     }
     return dict(sorted(out.items(), key=lambda item: -item[1]["estimated_cost_usd"]))
+
+
+def _read(client: redis.Redis, args: Mapping[str, Any], now: float) -> dict[str, Any]:
+    return cost_by_tag(client, now - args["hours"] * 3600, now, key=args["key"])
+
+
+# `llmtap cost-by-tag --hours 24 --key feature` and `GET /api/v1/x/cost-by-tag?hours=24`.
+READ = PluginRead(
+    "cost-by-tag",
+    "cost per call tag (feature, team, customer) over the last hours",
+    _read,
+    (
+        ReadParam("hours", "number", "how far back, in hours", 24.0, 1 / 60, 24 * 400),
+        ReadParam("key", "string", "only this tag key (e.g. feature)"),
+    ),
+)

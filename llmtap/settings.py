@@ -64,7 +64,7 @@ def _parse_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    schemes = ("redis://", "rediss://", "unix://")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
     if not value.startswith(schemes):
         raise ValueError(f"accepted values: a URL starting with {', '.join(schemes)}")
     return value
@@ -150,7 +150,8 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "redis_url",
         _parse_url,
         None,
-        "redis://, rediss:// (TLS) or unix:// URL; when unset the wrapper and every command use "
+        "redis://, rediss:// (TLS), unix:// or redis+cluster:// (rediss+cluster://: Redis/Valkey "
+        "Cluster) URL; when unset the wrapper and every command use "
         "a running `llmtap up`'s server, else redis://127.0.0.1:6379/0; `llmtap up` starts an "
         "embedded Valkey; `llmtap demo` always does unless given --url",
     ),
@@ -225,6 +226,14 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "longest wait at interpreter exit to flush queued events",
     ),
     Var(
+        "LLMTAP_SHARDS",
+        "shards",
+        number(int, 1, 1024),
+        1,
+        "number of event streams llmtap:{s<k>}:events (Redis/Valkey Cluster); a producer writes "
+        "to the one its producer id hashes to, workers consume them all; the same on every process",
+    ),
+    Var(
         "LLMTAP_PRODUCER_ID",
         "producer_id",
         _parse_optional_str,
@@ -276,6 +285,7 @@ class Settings:
     settings_poll_s: float = 5.0
     exit_flush_s: float = 2.0
     producer_id: str | None = None
+    shards: int = 1
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:

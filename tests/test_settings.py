@@ -42,6 +42,7 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "LLMTAP_SETTINGS_POLL_S": ("settings_poll_s", 5.0),
     "LLMTAP_EXIT_FLUSH_S": ("exit_flush_s", 2.0),
     "LLMTAP_PRODUCER_ID": ("producer_id", None),
+    "LLMTAP_SHARDS": ("shards", 1),
 }
 
 BOOL_VARS = [
@@ -169,6 +170,7 @@ STRING_CASES: list[tuple[str, str, str, str | None]] = [
     ("LLMTAP_PRICES_FILE", "", "prices_file", None),
     ("LLMTAP_PRODUCER_ID", "api-1", "producer_id", "api-1"),
     ("LLMTAP_PRODUCER_ID", "  ", "producer_id", None),
+    ("LLMTAP_SHARDS", "3", "shards", 3),
 ]
 
 
@@ -214,6 +216,8 @@ BAD_CASES: list[tuple[str, str, list[str]]] = [
     ("LLMTAP_QUEUE_SIZE", "many", ["int", "1"]),
     ("LLMTAP_BATCH_SIZE", "0", ["int", "1", "10000"]),
     ("LLMTAP_BATCH_SIZE", "10001", ["int", "1", "10000"]),
+    ("LLMTAP_SHARDS", "0", ["int", "1", "1024"]),
+    ("LLMTAP_SHARDS", "two", ["int", "1", "1024"]),
     ("LLMTAP_ROLLUP_INTERVAL", "0.01", ["float", "0.05", "3600"]),
     ("LLMTAP_ROLLUP_INTERVAL", "3601", ["float", "0.05", "3600"]),
     ("LLMTAP_SLOW_CALL_S", "nan", ["float", "0.0"]),

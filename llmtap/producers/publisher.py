@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from llmtap import events, keys
+from llmtap.connection import sync_client
 from llmtap.events import RollupEvent
 from llmtap.producers.recorder import Record, Recorder
 from llmtap.retry import RetryPolicy, backoff
@@ -41,7 +42,7 @@ def _text(value: bytes | str) -> str:
 
 def connect(url: str, timeout: float = 1.0) -> redis.Redis:
     """Return a client for ``url`` that fails fast instead of retrying inside a call."""
-    return redis.Redis.from_url(
+    return sync_client(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -239,8 +240,10 @@ class Publisher:
         size = self.recorder.settings.batch_size
         pipe = client.pipeline(transaction=False)
         entries = 0
+        rec = self.recorder  # one shard per producer: its rollups meet their dedup marks
+        stream = keys.events_stream(keys.shard_of(rec.producer_id, rec.settings.shards))
         if rollup is not None:
-            pipe.xadd(keys.EVENTS, {keys.FIELD_EVENT: events.encode(rollup)},
+            pipe.xadd(stream, {keys.FIELD_EVENT: events.encode(rollup)},
                       maxlen=maxlen, approximate=True)  # fmt: skip
             entries += 1
         for i in range(0, len(batch), size):
@@ -250,7 +253,7 @@ class Publisher:
                 if len(chunk) == 1
                 else {keys.FIELD_BATCH: events.join_batch(chunk)}
             )
-            pipe.xadd(keys.EVENTS, field, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(stream, field, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
             entries += 1
         if entries:
             pipe.execute()

@@ -20,6 +20,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.aggregates import DIMENSIONS, TIMINGS, USAGE_METRICS
 from llmtap.analyzers import sketch
+from llmtap.read import shards
 
 LATENCY_GROUPINGS: Final = ("model", "backend", "all")
 QUANTILES: Final = (0.5, 0.95, 0.99)  # the percentiles the tool functions report
@@ -239,11 +240,8 @@ def _names(buckets: Iterable[Bucket]) -> list[tuple[str, str]]:
 def _sum_cost_and_usage(
     client: redis.Redis, buckets: Sequence[Bucket]
 ) -> tuple[dict[str, int], dict[str, int]]:
-    pipe = client.pipeline(transaction=False)
-    for granularity, name in _names(buckets):
-        pipe.hgetall(keys.cost(granularity, name))
-        pipe.hgetall(keys.usage(granularity, name))
-    replies = pipe.execute()
+    names = [(keys.cost(g, n), keys.usage(g, n)) for g, n in _names(buckets)]
+    replies = shards.hgetall_many(client, [key for pair in names for key in pair])
     costs: defaultdict[str, int] = defaultdict(int)
     usage: defaultdict[str, int] = defaultdict(int)
     for i, reply in enumerate(replies):
@@ -257,17 +255,14 @@ def _latency_hashes(
     client: redis.Redis, buckets: Sequence[Bucket]
 ) -> list[tuple[tuple[str, str], dict[str, str]]]:
     names = _names(buckets)
-    pipe = client.pipeline(transaction=False)
-    for granularity, name in names:
-        pipe.smembers(keys.latency_index(granularity, name))
+    indexes = shards.smembers_many(client, [keys.latency_index(g, n) for g, n in names])
     wanted: list[tuple[str, str, str, str]] = []
-    for (granularity, name), members in zip(names, pipe.execute(), strict=True):
+    for (granularity, name), members in zip(names, indexes, strict=True):
         for member in members:
             backend, model = aggregates.decode_latency_member(member)
             wanted.append((granularity, name, backend, model))
-    for granularity, name, backend, model in wanted:
-        pipe.hgetall(keys.latency(granularity, name, backend, model))
+    replies = shards.hgetall_many(client, [keys.latency(g, n, b, m) for g, n, b, m in wanted])
     return [
         ((backend, model), {aggregates.text(k): aggregates.text(v) for k, v in reply.items()})
-        for (_, _, backend, model), reply in zip(wanted, pipe.execute(), strict=True)
+        for (_, _, backend, model), reply in zip(wanted, replies, strict=True)
     ]

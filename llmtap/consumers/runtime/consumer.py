@@ -148,13 +148,16 @@ class Consumer:
         processors: ProcessorFactory,
         config: RuntimeConfig,
         *,
-        stream: str = keys.EVENTS,
+        stream: str | None = None,
         name: str | None = None,
         script_parts: Sequence[ScriptPart] | None = None,
+        shard: int = 0,
     ) -> None:
         self.client = client
         self.config = config
-        self.stream = stream
+        # Every key this consumer writes is its shard's (see keys.on_shard): one cluster slot.
+        self.shard = shard
+        self.stream = stream or keys.events_stream(shard)
         self.name = name or consumer_name()
         self.totals = Totals()
         self._processors = processors
@@ -178,7 +181,7 @@ class Consumer:
         """Recreate the group after it vanished (its stream or the group was deleted under
         this consumer): at id 0 with MKSTREAM, logged and counted as ``recreated`` in the
         group's stats hash (once per recreation, whichever replica wins)."""
-        await recreate_group(self.client, self.stream, self.group)
+        await recreate_group(self.client, self.stream, self.group, self.shard)
 
     async def read(self, block_ms: int | None) -> list[Entry]:
         """XREADGROUP up to ``read_count`` new entries, blocking up to ``block_ms`` (None: no)."""
@@ -384,7 +387,7 @@ class Consumer:
         name = self._hour_names.get(hour)
         if name is None:
             name = self._hour_names[hour] = keys.bucket("h", hour)
-        mark_key = keys.dedup(self.group, name)
+        mark_key = keys.on_shard(keys.dedup(self.group, name), self.shard)
         mark = f"{rollup.seq}:{rollup.producer_id}"
         marks = unit.marks[mark_key]
         if mark in marks or (mark_key, mark) in unit.excluded:
@@ -401,11 +404,11 @@ class Consumer:
             ids=unit.ids,
             dedup=dict(unit.marks),
             dedup_ttl_s=self.config.dedup_ttl_s,
-            writes=unit.processor.writes(),
+            writes=unit.processor.writes().on_shard(self.shard),
             dead_letters=[*unit.dead_letters, *unit.dead_entries.values()],
-            dlq=keys.DLQ,
+            dlq=keys.dlq_stream(self.shard),
             dlq_maxlen=self.config.dlq_maxlen,
-            stats_key=keys.stats(self.group),
+            stats_key=keys.on_shard(keys.stats(self.group), self.shard),
             counters=unit.counters(),
         )
 
@@ -447,11 +450,11 @@ async def create_group(client: aredis.Redis, stream: str, group: str) -> bool:
     return True
 
 
-async def recreate_group(client: aredis.Redis, stream: str, group: str) -> None:
+async def recreate_group(client: aredis.Redis, stream: str, group: str, shard: int = 0) -> None:
     """Recreate a group that vanished under a running consumer; log and count it
-    (``recreated`` in ``keys.stats(group)``) when this call is the one that created it."""
+    (``recreated`` in the shard's ``keys.stats(group)``) when this call created it."""
     if await create_group(client, stream, group):
-        await client.hincrby(keys.stats(group), "recreated", 1)
+        await client.hincrby(keys.on_shard(keys.stats(group), shard), "recreated", 1)
         log.warning(
             "group %s on %s was missing (stream or group deleted); recreated at id 0",
             group,

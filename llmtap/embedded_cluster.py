@@ -119,27 +119,29 @@ class EmbeddedCluster:
                 return False
         return True
 
-    def primary_of(self, key: str) -> EmbeddedValkey:
-        """Return the node that serves ``key``'s slot now (after any failover).
+    def primary_port(self, key: str) -> int:
+        """Return the port of the primary a running node says serves ``key``'s slot (before a
+        failover completes, that may be a dead node's port).
 
-        Raises EmbeddedServerError when no running node answers or serves the slot.
+        Raises EmbeddedServerError when no running node answers.
         """
         slot = key_slot(key.encode())
         for port in self.ports:
             with contextlib.closing(redis.Redis(port=port, socket_timeout=2)) as client:
                 try:
-                    ranges = _command(client, "CLUSTER", "SLOTS")
+                    slot_map = _command(client, "CLUSTER", "SLOTS")
                 except redis.RedisError:
                     continue
-            for start, end, primary, *_ in ranges:
+            for start, end, primary, *_ in slot_map:
                 if start <= slot <= end:
-                    return next(n for n in self.nodes if n._server and n.port == int(primary[1]))
-        raise EmbeddedServerError(f"no running node serves {key!r}")
+                    return int(primary[1])
+        raise EmbeddedServerError(f"no running node knows who serves {key!r}")
 
-    def kill(self, node: EmbeddedValkey) -> None:
-        """SIGKILL ``node`` (no shutdown, no save): what a crashed primary looks like."""
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port`` (no shutdown, no save): what a crashed primary does."""
+        node = next(n for n in self.nodes if n._server is not None and n.port == port)
         server = node._server
-        if server is not None and server._process is not None:
+        if server._process is not None:
             server._process.kill()
             server._process.wait()
         node.stop()

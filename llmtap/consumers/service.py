@@ -14,9 +14,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import redis.asyncio as aredis
-
-from llmtap import keys
 from llmtap.connection import async_client, is_cluster
 from llmtap.consumers.registry import Task, spec
 from llmtap.consumers.runtime import connect, engine
@@ -81,20 +78,10 @@ async def run(
     )
     started = time.monotonic()
     try:
-        await record_layout(client, ctx.settings.shards)
         await _drive_with_sidecar(ctx, consumers, worker.sidecar, stop, burst=burst)
     finally:
         await client.aclose()
     return _stats(name, consumers, ctx.runtime.engine, started)
-
-
-async def record_layout(client: aredis.Redis, shards: int) -> None:
-    """Record the key layout version and shard count the workers use (``keys.LAYOUT``), so
-    readers merge every shard without being told how many there are."""
-    await client.hset(
-        keys.LAYOUT,
-        mapping={keys.LAYOUT_VERSION_FIELD: keys.LAYOUT_VERSION, keys.LAYOUT_SHARDS_FIELD: shards},
-    )
 
 
 def _check_engine(ctx: WorkerContext) -> None:

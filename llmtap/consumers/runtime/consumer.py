@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 Entry = tuple[bytes, Mapping[bytes, bytes]]
 # A unit is retried at most this often after conflicts; each retry drops what was lost.
 MAX_COMMIT_ATTEMPTS = 20
+# Raise the layout's shard count to ARGV[1] (never lower it: data on higher shards stays
+# readable after LLMTAP_SHARDS is reduced) and record the layout version ARGV[2].
+RECORD_LAYOUT_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], ARGV[3], ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[2])
+return 1
+"""
 
 
 class Processor(Protocol):
@@ -170,8 +178,10 @@ class Consumer:
         self.last_absorb = 0.0
 
     async def setup(self) -> bool:
-        """Create the group at id 0 with MKSTREAM unless it exists; return True if this call
-        created it. Re-raises any error but "group already exists"."""
+        """Record this shard in the layout (readers merge every shard up to the highest one
+        recorded), then create the group at id 0 with MKSTREAM unless it exists; return True if
+        this call created it. Re-raises any error but "group already exists"."""
+        await self.record_layout()
         created = await create_group(self.client, self.stream, self.group)
         if created:
             log.info("created group %s on %s at id 0", self.group, self.stream)
@@ -288,8 +298,22 @@ class Consumer:
                 if task.cancelled() or task.exception() is not None:
                     self._restore(unit)
 
+    async def record_layout(self) -> None:
+        """Make sure ``keys.LAYOUT`` counts this consumer's shard (a reset deletes it)."""
+        await self.client.eval(
+            RECORD_LAYOUT_LUA,
+            1,
+            keys.LAYOUT,
+            self.shard + 1,
+            keys.LAYOUT_VERSION,
+            keys.LAYOUT_SHARDS_FIELD,
+            keys.LAYOUT_VERSION_FIELD,
+        )
+
     async def heartbeat(self) -> None:
-        """Refresh this consumer's heartbeat key (it expires after ``heartbeat_ttl_s``)."""
+        """Refresh this consumer's heartbeat key (it expires after ``heartbeat_ttl_s``) and
+        the layout record (readers find the shards again soon after a reset)."""
+        await self.record_layout()
         beat = Heartbeat(ts=round(time.time(), 3), pid=os.getpid(), processed=self.totals.processed)
         key = keys.heartbeat(self.group, self.name)
         await self.client.set(key, encode_heartbeat(beat), ex=self.config.heartbeat_ttl_s)

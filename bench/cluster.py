@@ -10,7 +10,10 @@
 3. Failover: real producers (the wrapper) call while the worker processes consume; the primary
    of shard 0 is SIGKILLed; reports the seconds until its replica is promoted, the longest time
    the merged call count did not move, the calls made versus counted, and whether any producer
-   call raised.
+   call raised; once without and once with ``LLMTAP_WAIT_REPLICAS=1`` (a replacement replica
+   joins the promoted primary as soon as it serves, as operations would do).
+4. The cost of WAIT 1: publisher-sized writes (one 100-event entry each) timed without and
+   with a WAIT 1 after each.
 
 Prints progress on stderr and one JSON object on stdout.
 
@@ -38,7 +41,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from llmtap import keys
-from llmtap.connection import sync_client
+from llmtap.connection import sync_client, wait_for_replicas
 from llmtap.consumers import service
 from llmtap.consumers.runtime import consumer as consumer_module
 from llmtap.consumers.runtime.commit import Commit, Committer, Outcome
@@ -247,8 +250,30 @@ def wait_until(condition: Any, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def failover(seconds: float) -> dict[str, Any]:
-    """Kill shard 0's primary while producers call and workers consume; return the figures."""
+def wait_cost(cluster: EmbeddedCluster, writes: int = 2000) -> dict[str, Any]:
+    """Time publisher-sized writes (one entry of 100 events each) without and with WAIT 1."""
+    client = sync_client(cluster.url)
+    workload = Workload(7, batch_size=100)
+    entries = [e for e in workload.entries(100 * writes) if keys.FIELD_BATCH in e][:writes]
+    stream = keys.events_stream(0)
+    out: dict[str, Any] = {"writes": len(entries)}
+    for label, replicas in (("no_wait", 0), ("wait_1", 1)):
+        started = time.perf_counter()
+        for fields in entries:
+            pipe = client.pipeline(transaction=False)
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            pipe.execute()
+            if replicas:
+                wait_for_replicas(client, stream, replicas, 1000)
+        out[f"{label}_us_per_write"] = round((time.perf_counter() - started) / len(entries) * 1e6)
+    out["wait_1_ratio"] = round(out["wait_1_us_per_write"] / out["no_wait_us_per_write"], 2)
+    client.close()
+    return out
+
+
+def failover(seconds: float, wait_replicas: int) -> dict[str, Any]:
+    """Kill shard 0's primary while producers call and workers consume, then add a replica to
+    the promoted primary (ops replacing the node); return the figures."""
     with EmbeddedCluster(3, 1, spread=TAGS) as cluster, tempfile.TemporaryDirectory() as tmp:
         client = sync_client(cluster.url)
         out = Path(tmp) / "workers.log"
@@ -258,7 +283,13 @@ def failover(seconds: float) -> dict[str, Any]:
             pid = next(
                 f"fo{shard}-{i}" for i in range(999) if keys.shard_of(f"fo{shard}-{i}", 3) == shard
             )
-            settings = Settings(sampling_rate=1.0, rollup_interval_s=0.2, shards=3, producer_id=pid)
+            settings = Settings(
+                sampling_rate=1.0,
+                rollup_interval_s=0.2,
+                shards=3,
+                producer_id=pid,
+                wait_replicas=wait_replicas,
+            )
             callers.append(Caller(Profiler(settings, redis_url=cluster.url).start()))
         for caller in callers:
             caller.start()
@@ -280,6 +311,7 @@ def failover(seconds: float) -> dict[str, Any]:
                 and cluster.primary_port(keys.events_stream(0)) != victim
             ):
                 promoted_s = now - killed_at
+                cluster.add_replica(cluster.primary_port(keys.events_stream(0)))
             # The reader sees the outage too; a missing sample is no progress.
             with contextlib.suppress(redis.RedisError, OSError):
                 samples.append((now, calls(client)))
@@ -332,8 +364,12 @@ def main() -> int:
             log(f"throughput with {shards} shard(s), {shards} process(es) per worker...")
             procs.append(processes(cluster, shards, args.events))
         crossslot = crossslot_errors(cluster)
+        log("cost of WAIT 1...")
+        waits = wait_cost(cluster)
     log("failover...")
-    fo = failover(args.failover_s)
+    fo = failover(args.failover_s, 0)
+    log("failover with LLMTAP_WAIT_REPLICAS=1...")
+    fo_wait = failover(args.failover_s, 1)
     base = runs[0]["events_per_s_total"]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
@@ -357,6 +393,8 @@ def main() -> int:
                 "cross_slot_share": SLOT_CHECKS["crossing"] / max(SLOT_CHECKS["commits"], 1),
                 "crossslot_errors": crossslot,
                 "failover": fo,
+                "failover_wait_replicas_1": fo_wait,
+                "wait_cost": waits,
                 "child_processes_cpu_s": round(children.ru_utime + children.ru_stime, 2),
             },
             indent=1,

@@ -46,6 +46,21 @@ def sync_client(url: str, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
+def wait_for_replicas(client: redis.Redis, key: str, replicas: int, timeout_ms: int) -> None:
+    """Block until ``replicas`` replicas of the server holding ``key`` have this connection's
+    writes (WAIT), at most ``timeout_ms``. Raises redis.ConnectionError when fewer confirm:
+    the write may be lost if that server fails now."""
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(key)
+        acked = client.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+    else:
+        acked = client.wait(replicas, timeout_ms)
+    if int(acked) < replicas:
+        raise redis.ConnectionError(f"write confirmed by {acked} of {replicas} replicas")
+
+
 def async_client(url: str, **options: Any) -> aredis.Redis:
     """Return an asyncio client for ``url`` (see :func:`sync_client`); a cluster client reads
     the slot map on its first command."""

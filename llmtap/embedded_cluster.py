@@ -146,6 +146,24 @@ class EmbeddedCluster:
             server._process.wait()
         node.stop()
 
+    def add_replica(self, primary_port: int, timeout: float = 30.0) -> int:
+        """Start a new node as a replica of the primary on ``primary_port`` (replacing a dead
+        node); return its port once its replication link is up."""
+        taken = {p for port in self.ports for p in (port, port + 10000)}
+        node = EmbeddedValkey(_node_port(taken), **self._config).start()
+        self.nodes.append(node)
+        client = redis.Redis(port=node.port, socket_timeout=2)
+        primary = redis.Redis(port=primary_port, socket_timeout=2)
+        try:
+            _command(client, "CLUSTER", "MEET", "127.0.0.1", primary_port)
+            primary_id = _command(primary, "CLUSTER", "MYID").decode()
+            _wait(lambda: _replicate(client, primary_id), timeout)
+            _wait(lambda: client.info("replication").get("master_link_status") == "up", timeout)
+        finally:
+            client.close()
+            primary.close()
+        return node.port
+
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Wait until every running node reports ``cluster_state:ok``."""
         clients = [redis.Redis(port=p, socket_timeout=2) for p in self.ports]

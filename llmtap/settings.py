@@ -234,6 +234,14 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "to the one its producer id hashes to, workers consume them all; the same on every process",
     ),
     Var(
+        "LLMTAP_WAIT_REPLICAS",
+        "wait_replicas",
+        number(int, 0, 16),
+        0,
+        "replicas that must have each producer write (WAIT, at most 1 s) before it counts as "
+        "sent; an unconfirmed rollup is retried, unconfirmed call events are counted dropped",
+    ),
+    Var(
         "LLMTAP_PRODUCER_ID",
         "producer_id",
         _parse_optional_str,
@@ -286,6 +294,7 @@ class Settings:
     exit_flush_s: float = 2.0
     producer_id: str | None = None
     shards: int = 1
+    wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:

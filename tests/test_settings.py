@@ -43,6 +43,7 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "LLMTAP_EXIT_FLUSH_S": ("exit_flush_s", 2.0),
     "LLMTAP_PRODUCER_ID": ("producer_id", None),
     "LLMTAP_SHARDS": ("shards", 1),
+    "LLMTAP_WAIT_REPLICAS": ("wait_replicas", 0),
 }
 
 BOOL_VARS = [
@@ -171,6 +172,7 @@ STRING_CASES: list[tuple[str, str, str, str | None]] = [
     ("LLMTAP_PRODUCER_ID", "api-1", "producer_id", "api-1"),
     ("LLMTAP_PRODUCER_ID", "  ", "producer_id", None),
     ("LLMTAP_SHARDS", "3", "shards", 3),
+    ("LLMTAP_WAIT_REPLICAS", "1", "wait_replicas", 1),
 ]
 
 

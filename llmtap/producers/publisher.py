@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from llmtap import events, keys
-from llmtap.connection import sync_client
+from llmtap.connection import sync_client, wait_for_replicas
 from llmtap.events import RollupEvent
 from llmtap.producers.recorder import Record, Recorder
 from llmtap.retry import RetryPolicy, backoff
@@ -257,6 +257,8 @@ class Publisher:
             entries += 1
         if entries:
             pipe.execute()
+            if rec.settings.wait_replicas:  # durable before it counts as sent (failover)
+                wait_for_replicas(client, stream, rec.settings.wait_replicas, 1000)
         return entries
 
     def _connected(self) -> redis.Redis:

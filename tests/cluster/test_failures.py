@@ -132,12 +132,14 @@ def ask_forever(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("wait_replicas", [0, 1])
 def test_failover_of_a_primary_keeps_totals_and_producers_ride_through(
-    own_cluster: EmbeddedCluster, tmp_path: Path
+    own_cluster: EmbeddedCluster, tmp_path: Path, wait_replicas: int
 ) -> None:
     """A primary SIGKILLed while producers call and workers consume: its replica is promoted,
     no producer raises, and after the drain the merged call count equals the calls made minus
-    the acknowledged writes the dead primary had not replicated (measured, printed)."""
+    the acknowledged writes the dead primary had not replicated (measured, printed): none
+    with LLMTAP_WAIT_REPLICAS=1."""
     cluster = own_cluster
     client = cluster_client(cluster.url)
     log = tmp_path / "workers.log"
@@ -148,7 +150,11 @@ def test_failover_of_a_primary_keeps_totals_and_producers_ride_through(
             f"p{shard}-{i}" for i in range(1000) if keys.shard_of(f"p{shard}-{i}", SHARDS) == shard
         )
         settings = Settings(
-            sampling_rate=1.0, rollup_interval_s=0.2, shards=SHARDS, producer_id=producer_id
+            sampling_rate=1.0,
+            rollup_interval_s=0.2,
+            shards=SHARDS,
+            producer_id=producer_id,
+            wait_replicas=wait_replicas,
         )
         profilers.append(Profiler(settings, redis_url=cluster.url).start())
     stop, errors = threading.Event(), []
@@ -166,6 +172,9 @@ def test_failover_of_a_primary_keeps_totals_and_producers_ride_through(
     wait_for(lambda: cluster.primary_port(keys.events_stream(0)) != victim, 30)
     promoted_s = time.monotonic() - killed_at
     cluster.wait_ok()
+    # Operations replace the dead node: the promoted primary has a replica again (which
+    # LLMTAP_WAIT_REPLICAS=1 needs to confirm anything on that shard).
+    cluster.add_replica(cluster.primary_port(keys.events_stream(0)))
     before = _calls(client)
     wait_for(lambda: _calls(client) > before + 2000, 60)  # progress again after the failover
     stop.set()
@@ -181,7 +190,10 @@ def test_failover_of_a_primary_keeps_totals_and_producers_ride_through(
     lost = total_made - counted
     print(f"failover: promoted after {promoted_s:.2f} s; {total_made} calls, {lost} lost")
     assert counted <= total_made
-    assert lost <= 0.01 * total_made  # async replication: at most the last writes before the kill
+    if wait_replicas:
+        assert lost == 0  # every rollup was on a replica before it counted as sent
+    else:
+        assert lost <= 0.01 * total_made  # async replication: the last writes before the kill
     client.close()
 
 

@@ -203,7 +203,9 @@ def spawn_worker(
     env = {
         **os.environ,
         "LLMTAP_SHARDS": str(shards),
-        "LLMTAP_CLAIM_IDLE_S": "1",
+        # Not shorter: on a starved machine, entries held longer than this bounce between
+        # replicas by reclaim until they pass LLMTAP_MAX_DELIVERIES and are dead-lettered.
+        "LLMTAP_CLAIM_IDLE_S": "10",
         "LLMTAP_FLUSH_INTERVAL_S": "0.1",
         "LLMTAP_BLOCK_MS": "100",
     }

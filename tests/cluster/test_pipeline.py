@@ -112,3 +112,21 @@ def test_entries_of_a_dead_consumer_are_reclaimed(
     drain(cluster.url, SHARDS, ["cost"])
     assert read_totals(rc)["calls"] == workload.truth.calls
     assert read_totals(rc)["cost_nanousd"] == workload.truth.cost_nanousd
+
+
+def test_worker_stats_add_up_every_shard(cluster: EmbeddedCluster, rc: redis.Redis) -> None:
+    """``llmtap worker stats`` counters and stream lengths sum the shards' (one garbage entry
+    on shard 1: one DLQ record per group)."""
+    from llmtap.read import health
+
+    workloads = producers_on_every_shard()
+    for workload in workloads:
+        write(rc, workload, 1_000, SHARDS)
+    rc.xadd(keys.events_stream(1), {keys.FIELD_EVENT: b"\xc1"})
+    drain(cluster.url, SHARDS)
+    stats = health.group_stats(rc, keys.GROUP_COST)
+    assert stats["processed"] == sum(w.truth.total_events for w in workloads)
+    assert stats["dlq"] == 1 and stats["pending"] == 0 and stats["lag"] == 0
+    streams = health.stream_stats(rc)
+    assert streams["stream_length"] == sum(rc.xlen(keys.events_stream(k)) for k in range(SHARDS))
+    assert streams["dlq_length"] == 2

@@ -2,23 +2,77 @@
 
 The layout is a public API (users read the hashes directly); ``LAYOUT_VERSION`` changes
 whenever a name or a field's meaning changes. No other module builds a key by hand.
+
+Layout 2 (sharding, for Redis/Valkey Cluster): every key a commit touches (the events stream,
+the aggregates, dedup marks, the group counters, the DLQ, producer statistics, sessions) lives
+under its shard's hash tag, ``llmtap:{s<k>}:...``, so one commit stays inside one cluster
+slot; control state (runtime settings, heartbeats, alert state, silences, the notify outbox,
+report locks, the layout record) lives under ``llmtap:{c}:...``. The functions and constants
+below name shard 0; :func:`on_shard` moves a shard-0 name to shard ``k``. With one shard (the
+default) the names are those of shard 0; tags change nothing on a single Redis.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import zlib
 from typing import Final
 
-LAYOUT_VERSION: Final = 1
+LAYOUT_VERSION: Final = 2
 PREFIX: Final = "llmtap"
 # SCAN pattern of every key llmtap writes (reset_profiling_metrics deletes by it).
 ALL_KEYS_PATTERN: Final = f"{PREFIX}:*"
 
-# Streams
-EVENTS: Final = f"{PREFIX}:events"
-DLQ: Final = f"{PREFIX}:dlq"
-NOTIFY: Final = f"{PREFIX}:notify"
+# Hash tags: a cluster hashes only the part between braces, so every key of a shard (and all
+# control state) maps to one slot.
+MAX_SHARDS: Final = 1024
+CONTROL: Final = f"{PREFIX}:{{c}}"
+SHARD0: Final = f"{PREFIX}:{{s0}}"
+
+
+def shard_prefix(shard: int) -> str:
+    """Return the prefix of every key of shard ``shard``: ``llmtap:{s<shard>}``.
+
+    Raises ValueError for a shard outside ``[0, MAX_SHARDS)``.
+    """
+    if not 0 <= shard < MAX_SHARDS:
+        raise ValueError(f"shard {shard!r} is outside [0, {MAX_SHARDS})")
+    return f"{PREFIX}:{{s{shard}}}"
+
+
+def on_shard(name: str, shard: int) -> str:
+    """Return the shard-``shard`` name of a shard-0 key; any other name comes back unchanged
+    (control keys have no shard)."""
+    if shard == 0 or not name.startswith(SHARD0 + ":"):
+        return name
+    return shard_prefix(shard) + name[len(SHARD0) :]
+
+
+def shard_of(producer_id: str, shards: int) -> int:
+    """Return the shard a producer writes to: CRC-32 of its UTF-8 id, modulo ``shards``
+    (stable across processes and languages, so a retried rollup meets its dedup marks)."""
+    return zlib.crc32(producer_id.encode()) % shards if shards > 1 else 0
+
+
+def events_stream(shard: int = 0) -> str:
+    """Return the events stream of one shard."""
+    return f"{shard_prefix(shard)}:events"
+
+
+def dlq_stream(shard: int = 0) -> str:
+    """Return the dead-letter stream of one shard."""
+    return f"{shard_prefix(shard)}:dlq"
+
+
+# Streams (shard 0; see events_stream / dlq_stream) and the notify outbox (control).
+EVENTS: Final = f"{SHARD0}:events"
+DLQ: Final = f"{SHARD0}:dlq"
+NOTIFY: Final = f"{CONTROL}:notify"
+# How many shards the workers use (hash: version, shards): readers merge that many.
+LAYOUT: Final = f"{CONTROL}:layout"
+LAYOUT_VERSION_FIELD: Final = "version"
+LAYOUT_SHARDS_FIELD: Final = "shards"
 
 # The single field of an events entry: one event map, or an array of them.
 FIELD_EVENT: Final = b"e"
@@ -42,9 +96,9 @@ OFF_STREAM_GROUPS: Final = (GROUP_NOTIFIER, GROUP_REPORTS)
 WORKER_GROUPS: Final = (*EVENT_GROUPS, *OFF_STREAM_GROUPS)
 
 # Runtime settings that every producer polls (a hash of setting name -> value).
-RUNTIME_SETTINGS: Final = f"{PREFIX}:settings"
+RUNTIME_SETTINGS: Final = f"{CONTROL}:settings"
 # Producer statistics, one hash per producer id, refreshed with every rollup.
-PRODUCER_PREFIX: Final = f"{PREFIX}:producer:"
+PRODUCER_PREFIX: Final = f"{SHARD0}:producer:"
 PRODUCER_TTL_S: Final = 24 * 3600
 
 # Time granularities of the aggregates and how long each bucket is kept.
@@ -54,8 +108,11 @@ DEFAULT_TTL_S: Final = {"m": 2 * 86400, "h": 35 * 86400, "d": 400 * 86400}
 
 
 def kind(name: str) -> str:
-    """Return the kind of a key name: ``cost`` for ``llmtap:cost:h:20260131T15``."""
-    return name.split(":")[1] if name.count(":") else name
+    """Return the kind of a key name: ``cost`` for ``llmtap:{s0}:cost:h:20260131T15``."""
+    parts = name.split(":")
+    if len(parts) > 2 and parts[1].startswith("{"):
+        return parts[2]
+    return parts[1] if len(parts) > 1 else name
 
 
 def producer(producer_id: str) -> str:
@@ -63,28 +120,28 @@ def producer(producer_id: str) -> str:
     return f"{PRODUCER_PREFIX}{producer_id}"
 
 
-# --- Aggregates written by the workers (layout version 1; see docs/key-layout.md) ---
+# --- Aggregates written by the workers (shard 0 of layout version 2; see docs/key-layout.md) ---
 
 # Cost in integer nano-USD (1e-9 USD) by dimension: hash field "<dimension>", e.g. "total",
 # "backend:openai", "model:gpt-4o", "tenant:acme", "session:s-1". Every field format of these
 # hashes is encoded and decoded by llmtap.aggregates.
-COST_PREFIX: Final = f"{PREFIX}:cost"
+COST_PREFIX: Final = f"{SHARD0}:cost"
 # Calls, errors, tokens by dimension: hash field "<dimension>|<metric>", e.g. "total|calls".
-USAGE_PREFIX: Final = f"{PREFIX}:usage"
+USAGE_PREFIX: Final = f"{SHARD0}:usage"
 # Latency sketches and stats, one hash per (granularity, bucket, backend, model).
-LATENCY_PREFIX: Final = f"{PREFIX}:lat"
+LATENCY_PREFIX: Final = f"{SHARD0}:lat"
 # The (backend, model) pairs that have a latency hash in a bucket: a set of JSON pairs.
-LATENCY_INDEX_PREFIX: Final = f"{PREFIX}:latidx"
+LATENCY_INDEX_PREFIX: Final = f"{SHARD0}:latidx"
 # The most expensive call events of a UTC day: a sorted set, score USD, member JSON detail.
-TOP_CALLS_PREFIX: Final = f"{PREFIX}:top"
+TOP_CALLS_PREFIX: Final = f"{SHARD0}:top"
 TOP_CALLS_DEFAULT_N: Final = 100
 
 # Consumer runtime state.
-DEDUP_PREFIX: Final = f"{PREFIX}:dedup"
+DEDUP_PREFIX: Final = f"{SHARD0}:dedup"
 DEDUP_TTL_S: Final = 3 * 86400
-HEARTBEAT_PREFIX: Final = f"{PREFIX}:heartbeat"
+HEARTBEAT_PREFIX: Final = f"{CONTROL}:heartbeat"
 HEARTBEAT_TTL_S: Final = 15
-STATS_PREFIX: Final = f"{PREFIX}:stats"
+STATS_PREFIX: Final = f"{SHARD0}:stats"
 DLQ_MAXLEN: Final = 100_000
 
 _BUCKET_FORMATS: Final = {"m": "%Y%m%dT%H%M", "h": "%Y%m%dT%H", "d": "%Y%m%d"}
@@ -150,21 +207,21 @@ def stats(group: str) -> str:
     return f"{STATS_PREFIX}:{group}"
 
 
-# --- Sessions worker (layout version 1): per-session summaries and capped timelines ---
+# --- Sessions worker (shard 0 of layout version 2): per-session summaries and capped timelines ---
 
 # Exact counters of one session from rollups (calls, errors, tokens, cost_nanousd) and, from
 # call events, first/last seen, event counts per backend and thread, latency sum.
-SESSION_PREFIX: Final = f"{PREFIX}:session"
+SESSION_PREFIX: Final = f"{SHARD0}:session"
 # The newest call events of one session: a sorted set, score start_time, member JSON detail.
-SESSION_TIMELINE_PREFIX: Final = f"{PREFIX}:sessiontl"
+SESSION_TIMELINE_PREFIX: Final = f"{SHARD0}:sessiontl"
 SESSION_TTL_S: Final = 7 * 86400
 # Details of the call events of one UTC day that the insights need: a hash of
 # "prompt:<hash>|<metric>" (repeated prompts) and "model:<model>|<metric>" (retries, failures,
 # largest prompt).
-CALL_DETAILS_PREFIX: Final = f"{PREFIX}:calldetail"
+CALL_DETAILS_PREFIX: Final = f"{SHARD0}:calldetail"
 
 # --- Reports worker: one lock per (schedule, period) so replicas produce a report once ---
-REPORT_LOCK_PREFIX: Final = f"{PREFIX}:reportlock"
+REPORT_LOCK_PREFIX: Final = f"{CONTROL}:reportlock"
 
 
 def session(session_id: str) -> str:
@@ -191,23 +248,23 @@ def report_lock(schedule: str, period_start: str) -> str:
 
 # One hash per alert fingerprint: status (pending|firing|resolved), since, starts_at, last_sent,
 # last_seen, seq (notifications sent), rule, doc (the last alert document, JSON).
-ALERT_STATE_PREFIX: Final = f"{PREFIX}:alert:state"
+ALERT_STATE_PREFIX: Final = f"{CONTROL}:alert:state"
 # Per rule, a sorted set of its pending/firing fingerprints scored by last seen (Unix s).
-ALERT_ACTIVE_PREFIX: Final = f"{PREFIX}:alert:active"
+ALERT_ACTIVE_PREFIX: Final = f"{CONTROL}:alert:active"
 # A resolved alert's state is kept this long after its last change (a restart continues).
 ALERT_STATE_TTL_S: Final = 7 * 86400
 # One string per silence (JSON: id, matchers, comment, created_by, starts_at, ends_at), expiring
 # at its end, and a sorted set of silence ids scored by their end.
-SILENCE_PREFIX: Final = f"{PREFIX}:silence"
-SILENCES: Final = f"{PREFIX}:silences"
+SILENCE_PREFIX: Final = f"{CONTROL}:silence"
+SILENCES: Final = f"{CONTROL}:silences"
 # Notifications that exhausted their attempts at one receiver (fields: receiver, reason, n).
-NOTIFY_DLQ: Final = f"{PREFIX}:notify:dlq"
+NOTIFY_DLQ: Final = f"{CONTROL}:notify:dlq"
 NOTIFY_MAXLEN: Final = 100_000
 # Per receiver, the notify entry ids already delivered (a redelivered entry skips them).
-NOTIFY_DONE_PREFIX: Final = f"{PREFIX}:notify:done"
+NOTIFY_DONE_PREFIX: Final = f"{CONTROL}:notify:done"
 NOTIFY_DONE_TTL_S: Final = 2 * 86400
 # Counters per receiver: delivered, retried, failed, dead_lettered, silenced, rate_limited.
-NOTIFY_STATS_PREFIX: Final = f"{PREFIX}:notify:stats"
+NOTIFY_STATS_PREFIX: Final = f"{CONTROL}:notify:stats"
 
 
 def alert_state(fingerprint: str) -> str:
@@ -237,10 +294,10 @@ def notify_stats(receiver: str) -> str:
 
 # --- Plugin analyzers (layout version 1): each plugin owns the keys under its own prefix ---
 
-# Everything a plugin worker writes lives under ``llmtap:x:<plugin>:`` (the runtime refuses a
+# Everything a plugin worker writes lives under ``llmtap:{s0}:x:<plugin>:`` (the runtime refuses a
 # commit that writes elsewhere); its consumer group's counters and heartbeats live where every
 # group's do (``stats``, ``heartbeat``). See docs/plugins.md.
-PLUGIN_PREFIX: Final = f"{PREFIX}:x"
+PLUGIN_PREFIX: Final = f"{SHARD0}:x"  # per shard: a plugin's commit stays in one slot
 # A plugin name: lower-case letters, digits and dashes, starting with a letter (so it can be a
 # key segment, a consumer group, a CLI word and a compose service name).
 PLUGIN_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,39}")
@@ -257,12 +314,12 @@ def check_plugin_name(name: str) -> str:
 
 
 def plugin_prefix(plugin: str) -> str:
-    """Return the prefix every key of ``plugin`` starts with: ``llmtap:x:<plugin>:``."""
+    """Return the prefix every key of ``plugin`` starts with: ``llmtap:{s0}:x:<plugin>:``."""
     return f"{PLUGIN_PREFIX}:{check_plugin_name(plugin)}:"
 
 
 def plugin_key(plugin: str, *parts: str) -> str:
-    """Return the key ``llmtap:x:<plugin>:<part>:<part>...``.
+    """Return the key ``llmtap:{s0}:x:<plugin>:<part>:<part>...``.
 
     Raises ValueError for a bad plugin name or an empty part.
     """
@@ -272,7 +329,7 @@ def plugin_key(plugin: str, *parts: str) -> str:
 
 
 def plugin_bucket(plugin: str, kind: str, granularity: str, bucket_name: str) -> str:
-    """Return a plugin's time-bucketed key ``llmtap:x:<plugin>:<kind>:{g}:{bucket}`` (the same
+    """Return a plugin's time-bucketed key ``llmtap:{s0}:x:<plugin>:<kind>:{g}:{bucket}`` (the same
     bucket names and granularities as the built-in aggregates, so the range readers of
     :mod:`llmtap.read.ranges` cover it)."""
     if granularity not in BUCKET_SECONDS:

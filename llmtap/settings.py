@@ -64,7 +64,7 @@ def _parse_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    schemes = ("redis://", "rediss://", "unix://")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
     if not value.startswith(schemes):
         raise ValueError(f"accepted values: a URL starting with {', '.join(schemes)}")
     return value
@@ -150,7 +150,8 @@ VARIABLES: Final[tuple[Var, ...]] = (
         "redis_url",
         _parse_url,
         None,
-        "redis://, rediss:// (TLS) or unix:// URL; when unset the wrapper and every command use "
+        "redis://, rediss:// (TLS), unix:// or redis+cluster:// (rediss+cluster://: Redis/Valkey "
+        "Cluster) URL; when unset the wrapper and every command use "
         "a running `llmtap up`'s server, else redis://127.0.0.1:6379/0; `llmtap up` starts an "
         "embedded Valkey; `llmtap demo` always does unless given --url",
     ),
@@ -231,6 +232,22 @@ VARIABLES: Final[tuple[Var, ...]] = (
         number(float, 0.0, 60.0),
         2.0,
         "longest wait at interpreter exit to flush queued events",
+    ),
+    Var(
+        "LLMTAP_SHARDS",
+        "shards",
+        number(int, 1, 1024),
+        1,
+        "number of event streams llmtap:{s<k>}:events (Redis/Valkey Cluster); a producer writes "
+        "to the one its producer id hashes to, workers consume them all; the same on every process",
+    ),
+    Var(
+        "LLMTAP_WAIT_REPLICAS",
+        "wait_replicas",
+        number(int, 0, 16),
+        0,
+        "replicas that must have each producer write (WAIT, at most 1 s) before it counts as "
+        "sent; an unconfirmed rollup is retried, unconfirmed call events are counted dropped",
     ),
     Var(
         "LLMTAP_PRODUCER_ID",
@@ -317,6 +334,8 @@ class Settings:
     metrics_max_providers: int = 20
     metrics_max_tenants: int = 20
     metrics_quantile_window_s: float = 300.0
+    shards: int = 1
+    wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:

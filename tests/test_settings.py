@@ -47,6 +47,8 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "LLMTAP_METRICS_MAX_PROVIDERS": ("metrics_max_providers", 20),
     "LLMTAP_METRICS_MAX_TENANTS": ("metrics_max_tenants", 20),
     "LLMTAP_METRICS_QUANTILE_WINDOW_S": ("metrics_quantile_window_s", 300.0),
+    "LLMTAP_SHARDS": ("shards", 1),
+    "LLMTAP_WAIT_REPLICAS": ("wait_replicas", 0),
 }
 
 BOOL_VARS = [
@@ -174,6 +176,8 @@ STRING_CASES: list[tuple[str, str, str, str | None]] = [
     ("LLMTAP_PRICES_FILE", "", "prices_file", None),
     ("LLMTAP_PRODUCER_ID", "api-1", "producer_id", "api-1"),
     ("LLMTAP_PRODUCER_ID", "  ", "producer_id", None),
+    ("LLMTAP_SHARDS", "3", "shards", 3),
+    ("LLMTAP_WAIT_REPLICAS", "1", "wait_replicas", 1),
 ]
 
 
@@ -219,6 +223,8 @@ BAD_CASES: list[tuple[str, str, list[str]]] = [
     ("LLMTAP_QUEUE_SIZE", "many", ["int", "1"]),
     ("LLMTAP_BATCH_SIZE", "0", ["int", "1", "10000"]),
     ("LLMTAP_BATCH_SIZE", "10001", ["int", "1", "10000"]),
+    ("LLMTAP_SHARDS", "0", ["int", "1", "1024"]),
+    ("LLMTAP_SHARDS", "two", ["int", "1", "1024"]),
     ("LLMTAP_ROLLUP_INTERVAL", "0.01", ["float", "0.05", "3600"]),
     ("LLMTAP_ROLLUP_INTERVAL", "3601", ["float", "0.05", "3600"]),
     ("LLMTAP_SLOW_CALL_S", "nan", ["float", "0.0"]),

@@ -13,6 +13,7 @@ from typing import Any, Final
 import redis
 
 from llmtap.cli import extras
+from llmtap.connection import sync_client
 from llmtap.consumers.runtime.context import validate
 from llmtap.embedded import EmbeddedServerError, default_redis_url
 from llmtap.settings import Settings, SettingsError, redact_url, url_secrets
@@ -70,9 +71,7 @@ def use_url(args: argparse.Namespace, url: str) -> None:
 def connect(url: str) -> redis.Redis:
     """Return a client for ``url`` (redis-py connects on the first command), with timeouts so a
     server that does not answer fails the command instead of hanging it."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=READ_TIMEOUT_S
-    )
+    return sync_client(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=READ_TIMEOUT_S)
 
 
 def client_for(args: argparse.Namespace) -> redis.Redis:

@@ -17,6 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from llmtap.cli import common
+from llmtap.connection import sync_client
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
 
 def client_for(url: str) -> redis.Redis:
     """Return a client that fails fast when Redis is down (a tool error, not a hung call)."""
-    return redis.Redis.from_url(
+    return sync_client(
         url,
         socket_connect_timeout=3,
         socket_timeout=30,

@@ -16,15 +16,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import redis.asyncio as aredis
-
+from llmtap.connection import async_client, is_cluster
 from llmtap.consumers.registry import Task, spec
 from llmtap.consumers.runtime import connect, engine
 from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.retry import backoff
-from llmtap.settings import redact_url
+from llmtap.settings import SettingsError, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +63,37 @@ async def run(
         return WorkerStats(name, "-", ctx.runtime.engine, 0, 0, 0, 0, 0, 0, 0, 0.0)
     if worker.runner is not None:
         return await _run_other(ctx, name, worker.runner, stop, burst=burst)
-    client = aredis.Redis.from_url(ctx.url)
-    consumer = Consumer(client, lambda: worker.build(ctx), ctx.runtime)
+    _check_engine(ctx)
+    client = async_client(ctx.url)
+    # One consumer per shard, each in its shard's group: replicas of a worker share every
+    # shard through the consumer groups, and a dead replica's entries come back by reclaim.
+    consumers = [
+        Consumer(client, lambda: worker.build(ctx), ctx.runtime, shard=shard)
+        for shard in range(ctx.settings.shards)
+    ]
     log.info(
-        "worker %s (%s engine) consuming as %s on %s",
+        "worker %s (%s engine) consuming %d shard(s) as %s on %s",
         name,
         ctx.runtime.engine,
-        consumer.name,
+        len(consumers),
+        consumers[0].name,
         redact_url(ctx.url),
     )
     started = time.monotonic()
     try:
-        await _drive_with_sidecar(ctx, consumer, worker.sidecar, stop, burst=burst)
+        await _drive_with_sidecar(ctx, consumers, worker.sidecar, stop, burst=burst)
     finally:
         await client.aclose()
-    return _stats(name, consumer, ctx.runtime.engine, started)
+    return _stats(name, consumers, ctx.runtime.engine, started)
+
+
+def _check_engine(ctx: WorkerContext) -> None:
+    """The FastStream engine drives one plain-Redis stream: refuse it for shards or a cluster."""
+    if ctx.runtime.engine == "faststream" and (ctx.settings.shards > 1 or is_cluster(ctx.url)):
+        raise SettingsError(
+            "LLMTAP_WORKER_ENGINE=faststream runs one shard on a standalone Redis; "
+            "use LLMTAP_WORKER_ENGINE=loop with LLMTAP_SHARDS > 1 or a redis+cluster:// URL"
+        )
 
 
 async def drain(ctx: WorkerContext, names: Sequence[str]) -> dict[str, WorkerStats]:
@@ -129,18 +144,18 @@ def context_from_env(
 
 async def _drive_with_sidecar(
     ctx: WorkerContext,
-    consumer: Consumer,
+    consumers: Sequence[Consumer],
     sidecar: Task | None,
     stop: asyncio.Event,
     *,
     burst: bool,
 ) -> None:
-    """Drive ``consumer``; the sidecar runs beside it, or (burst) once after the drain."""
+    """Drive every consumer; the sidecar runs beside them, or (burst) once after the drain."""
     beside: asyncio.Future[None] | None = None
     if sidecar is not None and not burst:
         beside = asyncio.ensure_future(sidecar(ctx, stop, False))
     try:
-        await _drive(ctx.url, consumer, stop, burst=burst)
+        await asyncio.gather(*(_drive(ctx.url, c, stop, burst=burst) for c in consumers))
         if sidecar is not None and burst:
             await sidecar(ctx, stop, True)  # one pass once the stream is drained
     finally:
@@ -149,19 +164,21 @@ async def _drive_with_sidecar(
             await asyncio.gather(beside, return_exceptions=True)
 
 
-def _stats(name: str, consumer: Consumer, engine: str, started: float) -> WorkerStats:
-    totals = consumer.totals
+def _stats(name: str, consumers: Sequence[Consumer], engine: str, started: float) -> WorkerStats:
+    def total(attr: str) -> int:
+        return sum(getattr(c.totals, attr) for c in consumers)
+
     return WorkerStats(
         worker=name,
-        consumer=consumer.name,
+        consumer=",".join(c.name for c in consumers),
         engine=engine,
-        processed=totals.processed,
-        entries=totals.entries,
-        dead_letters=totals.dead_letters,
-        duplicates=totals.duplicates,
-        conflicts=totals.conflicts,
-        commits=totals.commits,
-        reclaimed=totals.reclaimed,
+        processed=total("processed"),
+        entries=total("entries"),
+        dead_letters=total("dead_letters"),
+        duplicates=total("duplicates"),
+        conflicts=total("conflicts"),
+        commits=total("commits"),
+        reclaimed=total("reclaimed"),
         seconds=round(time.monotonic() - started, 3),
     )
 

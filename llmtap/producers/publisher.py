@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from llmtap import events, keys
+from llmtap.connection import sync_client, wait_for_replicas
 from llmtap.events import RollupEvent
 from llmtap.producers.recorder import CompactCall, Record, Recorder
 from llmtap.retry import RetryPolicy, backoff
@@ -41,7 +42,7 @@ def _text(value: bytes | str) -> str:
 
 def connect(url: str, timeout: float = 1.0) -> redis.Redis:
     """Return a client for ``url`` that fails fast instead of retrying inside a call."""
-    return redis.Redis.from_url(
+    return sync_client(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -269,6 +270,8 @@ class Publisher:
         stream = keys.EVENTS  # the one stream key every entry of this producer goes to
         pipe = client.pipeline(transaction=False)
         entries = 0
+        rec = self.recorder  # one shard per producer: its rollups meet their dedup marks
+        stream = keys.events_stream(keys.shard_of(rec.producer_id, rec.settings.shards))
         if rollup is not None:
             pipe.xadd(stream, {keys.FIELD_EVENT: events.encode(rollup)},
                       maxlen=maxlen, approximate=True)  # fmt: skip
@@ -278,6 +281,8 @@ class Publisher:
             entries += 1
         if entries:
             pipe.execute()
+            if rec.settings.wait_replicas:  # durable before it counts as sent (failover)
+                wait_for_replicas(client, stream, rec.settings.wait_replicas, 1000)
         return entries
 
     def _connected(self) -> redis.Redis:

@@ -1,8 +1,9 @@
 """The one place the read side fetches aggregate hashes and sets: every key a request needs, in
 one pipeline (one round trip), so a view never re-reads a bucket another view already read.
 
-Readers that later merge shards (one hash per shard and bucket) do it here: the callers get the
-replies in the order of the keys they asked for and never see a shard.
+With ``LLMTAP_SHARDS`` > 1 (one copy of each hash per shard and bucket) the copies are merged
+here (:mod:`llmtap.read.shards`): the callers get the replies in the order of the keys they
+asked for and never see a shard.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import cast
 import redis
 
 from llmtap.aggregates import Raw
+from llmtap.read import shards
 
 Hash = Mapping[Raw, Raw]
 
@@ -34,12 +36,20 @@ def fetch(client: redis.Redis, hashes: Sequence[str] = (), sets: Sequence[str] =
     """
     if not hashes and not sets:
         return Replies([], [])
+    count = shards.shard_count(client)
     pipe = client.pipeline(transaction=False)
     for name in hashes:
-        pipe.hgetall(name)
+        for moved in shards.names_on_shards(name, count):
+            pipe.hgetall(moved)
     for name in sets:
-        pipe.smembers(name)
+        for moved in shards.names_on_shards(name, count):
+            pipe.smembers(moved)
     replies = pipe.execute()
-    found = cast(list[Hash], replies[: len(hashes)])
-    members = [sorted(cast(set[Raw], reply)) for reply in replies[len(hashes) :]]
-    return Replies(found, members)
+    split = len(hashes) * count
+    if count == 1:
+        found = cast(list[Hash], replies[:split])
+        members = [sorted(cast(set[Raw], reply)) for reply in replies[split:]]
+        return Replies(found, members)
+    copies = [replies[i : i + count] for i in range(0, split, count)]
+    united = [set().union(*replies[i : i + count]) for i in range(split, len(replies), count)]
+    return Replies([shards.merge_hashes(c) for c in copies], [sorted(u) for u in united])

@@ -22,6 +22,7 @@ from llmtap import aggregates
 from llmtap.aggregates import TimingFields
 from llmtap.analyzers import sketch
 from llmtap.keys import bucket
+from llmtap.read.fetch import fetch
 from llmtap.read.query import cover
 
 __all__ = [
@@ -46,12 +47,10 @@ def bucket_names(since: float, until: float) -> list[tuple[str, str]]:
 
 def hashes(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> list[dict[str, str]]:
     """Return the hash of every bucket covering the range (one pipeline; missing: empty)."""
-    pipe = client.pipeline(transaction=False)
-    for granularity, name in bucket_names(since, until):
-        pipe.hgetall(key_of(granularity, name))
+    names = [key_of(granularity, name) for granularity, name in bucket_names(since, until)]
     return [
         {aggregates.text(k): aggregates.text(v) for k, v in reply.items()}
-        for reply in pipe.execute()
+        for reply in fetch(client, names).hashes
     ]
 
 

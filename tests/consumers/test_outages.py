@@ -72,7 +72,7 @@ def counted(r: redis.Redis, group: str) -> int:
 def test_up_recreates_groups_when_the_events_stream_is_deleted(
     r: redis.Redis, redis_url: str, tmp_path: Path, engine: str, processes: list
 ) -> None:
-    """``DEL llmtap:events`` under a running ``llmtap up``: every group is recreated at 0
+    """``DEL llmtap:{s0}:events`` under a running ``llmtap up``: every group is recreated at 0
     (counted as ``recreated``), and events written afterwards are still counted exactly."""
     log = tmp_path / "up.log"
     up = spawn(["up", "--url", redis_url, "--engine", engine], log)

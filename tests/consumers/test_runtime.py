@@ -92,7 +92,8 @@ def test_garbage_goes_to_the_dlq_and_good_events_count_exactly(
     assert results["latency"].processed == workload.truth.total_events + mixed_good
     assert stats(r, keys.GROUP_COST)["dlq"] == bad
     letters = r.xrange(keys.DLQ, count=100)
-    assert all(fields[b"reason"] and fields[b"stream"] == b"llmtap:events" for _, fields in letters)
+    stream = keys.EVENTS.encode()
+    assert all(fields[b"reason"] and fields[b"stream"] == stream for _, fields in letters)
     groups = [fields[b"group"] for _, fields in r.xrange(keys.DLQ)]
     assert groups.count(b"cost") == groups.count(b"latency") == bad
     reasons = {fields[b"reason"] for _, fields in r.xrange(keys.DLQ)}
@@ -255,7 +256,7 @@ def test_faststream_app_lifespan_processes_a_backlog_and_documents_the_channel(
             await asyncio.sleep(0.05)
         await app.stop()
         schema = app.schema.to_specification().to_jsonable()
-        assert "llmtap:events:cost" in schema["channels"]
+        assert f"{keys.EVENTS}:cost" in schema["channels"]
 
     asyncio.run(scenario())
     assert day_totals(r) == truth_totals(workload.truth)

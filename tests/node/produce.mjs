@@ -1,5 +1,5 @@
 // A producer of llmtap events in JavaScript, written from docs/wire-format.md alone: it XADDs
-// call events (no `latency`: the workers derive it) and exact rollups to llmtap:events, in
+// call events (no `latency`: the workers derive it) and exact rollups to llmtap:{s0}:events, in
 // single (`e`) and batched (`b`) entries, then prints one JSON line with what it sent.
 //
 //   node produce.mjs REDIS_URL [CALLS]
@@ -9,7 +9,7 @@
 import { encode } from "@msgpack/msgpack";
 import { createClient } from "redis";
 
-const STREAM = "llmtap:events";
+const STREAM = "llmtap:{s0}:events"; // one shard (LLMTAP_SHARDS=1); see docs/wire-format.md
 const T0 = 1767225600; // 2026-01-01T00:00:00Z
 const PRODUCER = "node-producer";
 const MODELS = [

@@ -71,7 +71,8 @@ def test_writes_outside_the_prefix_are_refused_naming_the_key() -> None:
     worker = confine(Worker.plugin("escaper", "bad", lambda ctx: Escaper()))
     analyzer = worker.build(_context())
     analyzer.add_call(Workload(1).call(START))
-    with pytest.raises(PluginError, match=r"'llmtap:cost:d:20260101'.*llmtap:x:escaper:"):
+    refused = r"'llmtap:\{s0\}:cost:d:20260101'.*llmtap:\{s0\}:x:escaper:"
+    with pytest.raises(PluginError, match=refused):
         analyzer.writes()
 
 

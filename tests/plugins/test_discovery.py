@@ -103,7 +103,7 @@ def test_broken_plugins_do_not_break_up(r: redis.Redis, redis_url: str, broken_s
         lines = [line for line in done.stderr.splitlines() if f"plugin {name}:" in line]
         assert len(lines) == 1, done.stderr
     stopped = [line for line in done.stderr.splitlines() if "plugin escaper stopped" in line]
-    assert len(stopped) == 1 and "outside its prefix llmtap:x:escaper:" in stopped[0]
+    assert len(stopped) == 1 and "outside its prefix llmtap:{s0}:x:escaper:" in stopped[0]
     assert day_totals(r) == truth_totals(workload.truth)  # the escaper's +1 never landed
     assert plugin_day(r) == expected(workload)
     assert f"llmtap: {PLUGIN}: 3000 events" in done.stdout

@@ -2,13 +2,13 @@
 their exact cost, the cost estimated for every call (each event weighted by 1/sample_rate),
 and the unpriced events; per day, the most expensive tagged calls.
 
-Keys (all under ``llmtap:x:cost-by-tag:``, the plugin's prefix):
+Keys (all under ``llmtap:{s0}:x:cost-by-tag:``, the plugin's prefix):
 
-- ``llmtap:x:cost-by-tag:cost:{g}:{bucket}`` hash, fields ``<key>=<value>|<metric>`` (integers),
-  metrics ``events``, ``cost_nanousd``, ``est_cost_nanousd``, ``unpriced``; a call without tags
-  counts under ``_untagged``.
-- ``llmtap:x:cost-by-tag:top:d:{day}`` sorted set, score USD, member JSON ``{call_id, cost_usd,
-  tags}``, capped at ``TOP_N``.
+- ``llmtap:{s0}:x:cost-by-tag:cost:{g}:{bucket}`` hash, fields ``<key>=<value>|<metric>``
+  (integers), metrics ``events``, ``cost_nanousd``, ``est_cost_nanousd``, ``unpriced``; a call
+  without tags counts under ``_untagged``.
+- ``llmtap:{s0}:x:cost-by-tag:top:d:{day}`` sorted set, score USD, member JSON ``{call_id,
+  cost_usd, tags}``, capped at ``TOP_N``.
 """
 
 from __future__ import annotations

@@ -22,10 +22,14 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import redis.asyncio as aredis
 from redis.commands.core import AsyncScript
+
+from llmtap import keys
+
+T = TypeVar("T")
 
 # The Writes lists a script part may apply, one Lua call per item (see ScriptPart).
 STEP_FIELDS: Final = ("alerts",)
@@ -108,6 +112,24 @@ class Writes:
     ttl: dict[str, int] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     notify: list[dict[str, str]] = field(default_factory=list)
+
+    def on_shard(self, shard: int) -> Writes:
+        """Return these writes with every shard-0 key moved to ``shard`` (self when 0)."""
+        if shard == 0:
+            return self
+
+        def move(table: Mapping[str, T]) -> dict[str, T]:
+            return {keys.on_shard(key, shard): value for key, value in table.items()}
+
+        moved = Writes(alerts=self.alerts, top=move(self.top), latest=move(self.latest))
+        moved.notify = list(self.notify)  # the outbox is control state: it has no shard
+        moved.ttl = move(self.ttl)
+        moved.ints.update(move(self.ints))
+        moved.floats.update(move(self.floats))
+        moved.mins.update(move(self.mins))
+        moved.maxs.update(move(self.maxs))
+        moved.members.update(move(self.members))
+        return moved
 
     def set_min(self, key: str, name: str, value: float) -> None:
         """Keep ``value`` in ``mins`` if it is the lowest seen for (key, name)."""
@@ -229,7 +251,8 @@ class Committer:
         """
         if commit.writes.alerts and "alerts" not in self._fields:
             raise LookupError("the unit has alert steps but no script part applies 'alerts'")
-        reply = await self._script(keys=[], args=commit.args())
+        # The stream is the one declared key: a cluster client routes the script to its slot.
+        reply = await self._script(keys=[commit.stream], args=commit.args())
         applied, lost, dups = reply
         if applied == 1:
             return Outcome(True, frozenset(), frozenset())

@@ -12,9 +12,9 @@ import time
 from typing import Final
 from urllib.parse import urlsplit
 
-import redis.asyncio as aredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
+from llmtap.connection import async_client
 from llmtap.retry import RetryPolicy, backoff
 from llmtap.settings import redact_url
 
@@ -40,13 +40,13 @@ async def wait_for_redis(
     Every error is retried (unreachable, wrong password, not Redis): a worker outlives the
     outage instead of exiting. ``who`` names the worker in the log lines.
     """
-    client = aredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    client = async_client(url, socket_connect_timeout=5, socket_timeout=5)
     attempt, logged = 0, -LOG_EVERY_S
     try:
         while not stop.is_set():
             try:
                 await client.ping()
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 attempt += 1
                 if time.monotonic() - logged >= LOG_EVERY_S:
                     logged = time.monotonic()

@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 Entry = tuple[bytes, Mapping[bytes, bytes]]
 # A unit is retried at most this often after conflicts; each retry drops what was lost.
 MAX_COMMIT_ATTEMPTS = 20
+# Raise the layout's shard count to ARGV[1] (never lower it: data on higher shards stays
+# readable after LLMTAP_SHARDS is reduced) and record the layout version ARGV[2].
+RECORD_LAYOUT_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], ARGV[3], ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[2])
+return 1
+"""
 
 
 class Processor(Protocol):
@@ -148,13 +156,16 @@ class Consumer:
         processors: ProcessorFactory,
         config: RuntimeConfig,
         *,
-        stream: str = keys.EVENTS,
+        stream: str | None = None,
         name: str | None = None,
         script_parts: Sequence[ScriptPart] | None = None,
+        shard: int = 0,
     ) -> None:
         self.client = client
         self.config = config
-        self.stream = stream
+        # Every key this consumer writes is its shard's (see keys.on_shard): one cluster slot.
+        self.shard = shard
+        self.stream = stream or keys.events_stream(shard)
         self.name = name or consumer_name()
         self.totals = Totals()
         self._processors = processors
@@ -167,8 +178,10 @@ class Consumer:
         self.last_absorb = 0.0
 
     async def setup(self) -> bool:
-        """Create the group at id 0 with MKSTREAM unless it exists; return True if this call
-        created it. Re-raises any error but "group already exists"."""
+        """Record this shard in the layout (readers merge every shard up to the highest one
+        recorded), then create the group at id 0 with MKSTREAM unless it exists; return True if
+        this call created it. Re-raises any error but "group already exists"."""
+        await self.record_layout()
         created = await create_group(self.client, self.stream, self.group)
         if created:
             log.info("created group %s on %s at id 0", self.group, self.stream)
@@ -178,7 +191,7 @@ class Consumer:
         """Recreate the group after it vanished (its stream or the group was deleted under
         this consumer): at id 0 with MKSTREAM, logged and counted as ``recreated`` in the
         group's stats hash (once per recreation, whichever replica wins)."""
-        await recreate_group(self.client, self.stream, self.group)
+        await recreate_group(self.client, self.stream, self.group, self.shard)
 
     async def read(self, block_ms: int | None) -> list[Entry]:
         """XREADGROUP up to ``read_count`` new entries, blocking up to ``block_ms`` (None: no)."""
@@ -285,8 +298,22 @@ class Consumer:
                 if task.cancelled() or task.exception() is not None:
                     self._restore(unit)
 
+    async def record_layout(self) -> None:
+        """Make sure ``keys.LAYOUT`` counts this consumer's shard (a reset deletes it)."""
+        await self.client.eval(
+            RECORD_LAYOUT_LUA,
+            1,
+            keys.LAYOUT,
+            self.shard + 1,
+            keys.LAYOUT_VERSION,
+            keys.LAYOUT_SHARDS_FIELD,
+            keys.LAYOUT_VERSION_FIELD,
+        )
+
     async def heartbeat(self) -> None:
-        """Refresh this consumer's heartbeat key (it expires after ``heartbeat_ttl_s``)."""
+        """Refresh this consumer's heartbeat key (it expires after ``heartbeat_ttl_s``) and
+        the layout record (readers find the shards again soon after a reset)."""
+        await self.record_layout()
         beat = Heartbeat(ts=round(time.time(), 3), pid=os.getpid(), processed=self.totals.processed)
         key = keys.heartbeat(self.group, self.name)
         await self.client.set(key, encode_heartbeat(beat), ex=self.config.heartbeat_ttl_s)
@@ -384,7 +411,7 @@ class Consumer:
         name = self._hour_names.get(hour)
         if name is None:
             name = self._hour_names[hour] = keys.bucket("h", hour)
-        mark_key = keys.dedup(self.group, name)
+        mark_key = keys.on_shard(keys.dedup(self.group, name), self.shard)
         mark = f"{rollup.seq}:{rollup.producer_id}"
         marks = unit.marks[mark_key]
         if mark in marks or (mark_key, mark) in unit.excluded:
@@ -401,11 +428,11 @@ class Consumer:
             ids=unit.ids,
             dedup=dict(unit.marks),
             dedup_ttl_s=self.config.dedup_ttl_s,
-            writes=unit.processor.writes(),
+            writes=unit.processor.writes().on_shard(self.shard),
             dead_letters=[*unit.dead_letters, *unit.dead_entries.values()],
-            dlq=keys.DLQ,
+            dlq=keys.dlq_stream(self.shard),
             dlq_maxlen=self.config.dlq_maxlen,
-            stats_key=keys.stats(self.group),
+            stats_key=keys.on_shard(keys.stats(self.group), self.shard),
             counters=unit.counters(),
             notify_stream=keys.NOTIFY,
             notify_maxlen=keys.NOTIFY_MAXLEN,
@@ -449,11 +476,11 @@ async def create_group(client: aredis.Redis, stream: str, group: str) -> bool:
     return True
 
 
-async def recreate_group(client: aredis.Redis, stream: str, group: str) -> None:
+async def recreate_group(client: aredis.Redis, stream: str, group: str, shard: int = 0) -> None:
     """Recreate a group that vanished under a running consumer; log and count it
-    (``recreated`` in ``keys.stats(group)``) when this call is the one that created it."""
+    (``recreated`` in the shard's ``keys.stats(group)``) when this call created it."""
     if await create_group(client, stream, group):
-        await client.hincrby(keys.stats(group), "recreated", 1)
+        await client.hincrby(keys.on_shard(keys.stats(group), shard), "recreated", 1)
         log.warning(
             "group %s on %s was missing (stream or group deleted); recreated at id 0",
             group,

@@ -16,8 +16,8 @@ import random
 import time
 from typing import Final
 
+from redis.exceptions import ClusterDownError, RedisClusterException, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmtap.consumers.runtime import reclaim
@@ -28,7 +28,16 @@ log = logging.getLogger(__name__)
 
 # Redis unreachable mid-run: retry forever, every 0.5 s (raise cap_s to back off further).
 RECONNECT: Final = RetryPolicy(attempts=0, base_s=0.5, cap_s=0.5, jitter=0.0)
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError)
+# On a cluster, a failover shows as CLUSTERDOWN / TRYAGAIN replies or a client that cannot
+# reach a node for a moment: all retried like a lost connection.
+TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 
 class Chores:

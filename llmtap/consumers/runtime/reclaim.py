@@ -24,9 +24,9 @@ MAX_BATCHES_PER_PASS: Final = 10
 
 # Delete a consumer only if it still has nothing pending when the deletion runs.
 DELETE_IF_IDLE_LUA: Final = """
-local pend = redis.call('XPENDING', ARGV[1], ARGV[2], '-', '+', 1, ARGV[3])
+local pend = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #pend > 0 then return 0 end
-return redis.call('XGROUP', 'DELCONSUMER', ARGV[1], ARGV[2], ARGV[3]) + 1
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
 """
 
 
@@ -66,7 +66,7 @@ async def remove_dead_consumers(consumer: Consumer) -> int:
         if name == consumer.name or info["pending"] or info["idle"] < idle_ms:
             continue
         deleted = await consumer.client.eval(
-            DELETE_IF_IDLE_LUA, 0, consumer.stream, consumer.group, name
+            DELETE_IF_IDLE_LUA, 1, consumer.stream, consumer.group, name
         )
         if deleted:
             removed += 1
@@ -119,7 +119,8 @@ def _raw(fields: Mapping[bytes, bytes]) -> bytes:
 
 async def _count(consumer: Consumer, name: str, value: int) -> None:
     if value:
-        await consumer.client.hincrby(keys.stats(consumer.group), name, value)
+        stats = keys.on_shard(keys.stats(consumer.group), consumer.shard)
+        await consumer.client.hincrby(stats, name, value)
 
 
 def _text(value: bytes | str) -> str:

@@ -1,7 +1,8 @@
 -- The atomic commit of one unit (see llmtap/consumers/runtime/commit.py). ARGV[1] is the unit
--- as JSON, ARGV[2..] the raw bytes of its dead letters. Key names travel inside ARGV: the
--- script touches keys it only learns from its arguments, which only a standalone server (or one
--- cluster slot) can serve. See docs/key-layout.md.
+-- as JSON, ARGV[2..] the raw bytes of its dead letters; KEYS[1] is the unit's stream (a cluster
+-- client routes the script by it). The other key names travel inside ARGV, and all of them
+-- carry the stream's shard tag, so on a cluster every key the script touches is in the
+-- stream's slot. See docs/key-layout.md.
 --
 -- The composer prepends every script part's source and the table STEPS = {{field, function},
 -- ...}: the functions that apply the unit's steps (u[field]) inside this same script.

@@ -53,7 +53,7 @@ def _holds_llmtap_data(r: redis.Redis) -> None:
     """Give the server what a running `llmtap up` leaves: the stream, a group, an aggregate."""
     r.xgroup_create(keys.EVENTS, keys.GROUP_COST, id="0", mkstream=True)
     r.xadd(keys.EVENTS, {keys.FIELD_EVENT: b"x"})
-    r.hset("llmtap:cost:probe", "total|calls", 1)
+    r.hset(keys.cost("h", "20260101T00"), "total|calls", 1)
 
 
 def test_demo_refuses_a_server_that_holds_llmtap_data(r: redis.Redis, redis_url: str) -> None:

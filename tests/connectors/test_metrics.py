@@ -13,7 +13,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmtap import tools
+from llmtap import keys, tools
 from llmtap.connectors.http import PATH, metrics_app
 from llmtap.connectors.prometheus import MetricsConfig
 from llmtap.read import query
@@ -121,7 +121,7 @@ def test_pipeline_families_report_stream_groups_and_workers(
 ) -> None:
     """Stream length, lag 0 and processed counts of the drained groups, and a DLQ of 0."""
     found = samples(exposition(r))
-    assert found[("llmtap_stream_length", frozenset())] == r.xlen("llmtap:events")
+    assert found[("llmtap_stream_length", frozenset())] == r.xlen(keys.EVENTS)
     assert found[("llmtap_dlq_length", frozenset())] == 0
     lag = by(found, "llmtap_consumer_lag", "group")
     assert lag["cost"] == 0 and lag["latency"] == 0

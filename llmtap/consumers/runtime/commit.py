@@ -95,7 +95,7 @@ class Writes:
     field -> value), written only when ``seq`` is newer. ``ttl``: key -> seconds.
     ``alerts``: alert steps, applied in order by the ``alerts`` :class:`ScriptPart`.
     ``notify``: outbox messages (the stream fields of :func:`llmtap.notify.encode_message`),
-    appended to ``llmtap:notify`` in the same commit, so each is enqueued exactly once.
+    appended to the outbox (``keys.NOTIFY``) in the same commit, so each is enqueued exactly once.
     """
 
     ints: defaultdict[str, defaultdict[str, int]] = field(
@@ -170,7 +170,7 @@ class Commit:
     dlq_maxlen: int
     stats_key: str
     counters: dict[str, int]
-    notify_stream: str = "llmtap:notify"
+    notify_stream: str = keys.NOTIFY
     notify_maxlen: int = 100_000
 
     def args(self) -> list[str | bytes]:

@@ -23,9 +23,14 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
 
 @contextmanager
 def tls_proxy(context: ssl.SSLContext, target_port: int) -> Iterator[int]:
-    """Accept TLS on a free loopback port and forward the plaintext to ``target_port``."""
+    """Accept TLS on a free loopback port and forward the plaintext to ``target_port``.
+
+    Every socket it opens is closed on exit (left to the garbage collector, an unclosed socket
+    becomes a ResourceWarning in whichever later test happens to collect it)."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    opened: list[socket.socket] = []
+    pipes: list[threading.Thread] = []
 
     def serve() -> None:
         while not stop.is_set():
@@ -39,8 +44,11 @@ def tls_proxy(context: ssl.SSLContext, target_port: int) -> Iterator[int]:
                 raw.close()
                 continue
             upstream = socket.create_connection(("127.0.0.1", target_port))
-            threading.Thread(target=_pipe, args=(tls, upstream), daemon=True).start()
-            threading.Thread(target=_pipe, args=(upstream, tls), daemon=True).start()
+            opened.extend((tls, upstream))
+            for src, dst in ((tls, upstream), (upstream, tls)):
+                pipe = threading.Thread(target=_pipe, args=(src, dst), daemon=True)
+                pipes.append(pipe)
+                pipe.start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -48,7 +56,17 @@ def tls_proxy(context: ssl.SSLContext, target_port: int) -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        with suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+        thread.join(5)
+        for sock in opened:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for pipe in pipes:
+            pipe.join(5)
+        for sock in opened:
+            sock.close()
 
 
 @contextmanager

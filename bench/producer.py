@@ -210,8 +210,9 @@ def capacity(url: str, n: int = 300_000) -> tuple[float, float]:
     return n / seconds, size / n
 
 
-def otel_total_cpu_ns() -> float:
-    """Process CPU ns per call of an OTel SDK span (10 attributes, BatchSpanProcessor)."""
+def otel_traced() -> tuple[Callable[[], Any], Any]:
+    """Return the bare call inside an OTel SDK span (10 attributes, BatchSpanProcessor to a
+    no-op exporter), and its tracer provider (to flush and shut down)."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -228,6 +229,12 @@ def otel_total_cpu_ns() -> float:
         with tracer.start_as_current_span("chat gpt-4o-mini", attributes=attrs):
             return bare()
 
+    return traced, provider
+
+
+def otel_total_cpu_ns() -> float:
+    """Process CPU ns per call of an OTel SDK span (10 attributes, BatchSpanProcessor)."""
+    traced, provider = otel_traced()
     total = total_cpu_per_call(traced, lambda: provider.force_flush())
     provider.shutdown()
     return total
@@ -235,22 +242,7 @@ def otel_total_cpu_ns() -> float:
 
 def otel_span_ns() -> float:
     """Median added ns of an OTel SDK span with 10 attributes around the bare call."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class NoOpExporter(SpanExporter):
-        def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
-    tracer = provider.get_tracer("bench")
-    attrs = {f"gen_ai.attr_{i}": i for i in range(10)}
-
-    def traced() -> Any:
-        with tracer.start_as_current_span("chat gpt-4o-mini", attributes=attrs):
-            return bare()
-
+    traced, provider = otel_traced()
     overhead = median_overhead(traced, bare)
     provider.shutdown()
     return overhead

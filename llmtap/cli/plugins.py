@@ -12,7 +12,8 @@ from typing import Any
 import redis
 
 from llmtap.cli import common
-from llmtap.read.plugins import PluginRead, ReadParam, discover
+from llmtap.read.params import BadArgument, Param
+from llmtap.read.plugins import PluginRead, discover
 
 _TYPES: dict[str, type] = {"number": float, "integer": int, "string": str}
 
@@ -28,7 +29,7 @@ def add_parsers(subparsers: Any) -> None:
             _add_argument(parser, param)
 
 
-def _add_argument(parser: argparse.ArgumentParser, param: ReadParam) -> None:
+def _add_argument(parser: argparse.ArgumentParser, param: Param) -> None:
     flag = "--" + param.name.replace("_", "-")
     shown = "" if param.default is None else f" (default {param.default})"
     if param.type == "boolean":
@@ -41,9 +42,7 @@ def _add_argument(parser: argparse.ArgumentParser, param: ReadParam) -> None:
 
 def _handler(read: PluginRead) -> Any:
     def handle(client: redis.Redis, args: argparse.Namespace) -> Any:
-        values = {p.name: getattr(args, p.name) for p in read.params}
-        for param in read.params:
-            _check_bounds(param, values[param.name])
+        values = {p.name: _parsed(p, getattr(args, p.name)) for p in read.params}
         result = read.read(client, values, time.time())
         if not args.json:
             common.print_json(result)  # a plugin read has no table: JSON either way
@@ -52,11 +51,13 @@ def _handler(read: PluginRead) -> Any:
     return handle
 
 
-def _check_bounds(param: ReadParam, value: Any) -> None:
-    flag = "--" + param.name.replace("_", "-")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    if param.minimum is not None and value < param.minimum:
-        raise ValueError(f"{flag}: must be at least {param.minimum:g}")
-    if param.maximum is not None and value > param.maximum:
-        raise ValueError(f"{flag}: must be at most {param.maximum:g}")
+def _parsed(param: Param, value: Any) -> Any:
+    """Return ``value`` checked as the API checks it (bounds, choices); a ValueError naming the
+    option otherwise."""
+    if value is None:
+        return value
+    try:
+        return param.parse(value)
+    except BadArgument as exc:
+        flag = "--" + param.name.replace("_", "-")
+        raise ValueError(f"{flag}: {str(exc).removeprefix(param.name + ': ')}") from None

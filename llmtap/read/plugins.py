@@ -3,7 +3,8 @@ HTTP route of ``llmtap serve``.
 
 A plugin publishes a :class:`PluginRead` under the entry-point group ``llmtap.reads``. Its
 ``read(client, args, now)`` answers JSON from Redis (with :mod:`llmtap.read.ranges`, for
-example); its :class:`ReadParam` s are the arguments, parsed the same way on both surfaces.
+example); its :class:`~llmtap.read.params.Param` s (the HTTP API's own) are the arguments,
+parsed the same way on both surfaces.
 ``llmtap <name> --hours 24 --json`` runs it from the command line (``--url`` as for the other
 read commands) and ``GET /api/v1/x/<name>?hours=24`` from the API, behind the API's token. A
 read that cannot load (import error, wrong type, a built-in command's name) is reported in one
@@ -20,30 +21,15 @@ from typing import Any, Final
 import redis
 
 from llmtap import keys
+from llmtap.read.params import Param
 
 ENTRY_POINT_GROUP: Final = "llmtap.reads"
-PARAM_TYPES: Final = ("number", "integer", "string", "boolean")
+PARAM_TYPES: Final = ("number", "integer", "string", "boolean")  # what a command option can be
+
+__all__ = ["ENTRY_POINT_GROUP", "Param", "PluginRead", "ReadCatalogue", "discover"]
 
 # client, the parsed arguments by name, the current time (epoch seconds) -> a JSON value.
 ReadFunction = Callable[[redis.Redis, Mapping[str, Any], float], Any]
-
-
-@dataclass(frozen=True)
-class ReadParam:
-    """One argument of a plugin read: its name, JSON type, description and default."""
-
-    name: str
-    type: str
-    description: str
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.type not in PARAM_TYPES:
-            raise ValueError(f"parameter {self.name!r}: type must be one of {PARAM_TYPES}")
-        if not self.name.isidentifier():
-            raise ValueError(f"parameter {self.name!r}: must be an identifier")
 
 
 @dataclass(frozen=True)
@@ -53,12 +39,18 @@ class PluginRead:
     name: str
     summary: str
     read: ReadFunction
-    params: tuple[ReadParam, ...] = field(default=())
+    params: tuple[Param, ...] = field(default=())
 
     def __post_init__(self) -> None:
         keys.check_plugin_name(self.name)
         if not callable(self.read):
             raise ValueError(f"plugin read {self.name!r}: read must be callable")
+        for param in self.params:
+            if param.type not in PARAM_TYPES or not param.name.isidentifier():
+                raise ValueError(
+                    f"plugin read {self.name!r}, parameter {param.name!r}: an identifier of "
+                    f"type {' or '.join(PARAM_TYPES)}"
+                )
 
     @property
     def path(self) -> str:

@@ -28,9 +28,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmtap.read.bucketcache import BucketCache
+from llmtap.read.params import BadArgument, parse_all
 from llmtap.read.plugins import PluginRead
 from llmtap.serve import auth, openapi
-from llmtap.serve.params import BadArgument, parse_all
 from llmtap.serve.redact import mask
 from llmtap.serve.routes import ENDPOINTS, Context, Endpoint, Raw, plugin_endpoint
 from llmtap.settings import Settings, SettingsError

@@ -17,10 +17,10 @@ from llmtap.analyzers.rules import parse_duration
 from llmtap.read import health, silences, status
 from llmtap.read.alerts import alert_state, alert_states
 from llmtap.read.bucketcache import BucketCache
+from llmtap.read.params import BadArgument, Param
 from llmtap.read.plugins import PluginRead
 from llmtap.read.window import DAY, HOUR
 from llmtap.serve import series
-from llmtap.serve.params import BadArgument, Param
 from llmtap.settings import RUNTIME_ATTRS, Settings
 
 MAX_HOURS: Final = 24 * 400  # day buckets are kept about 400 days
@@ -452,12 +452,8 @@ ENDPOINTS: Final = (
 def plugin_endpoint(read: PluginRead) -> Endpoint:
     """Return the GET route of a plugin's read function (``/api/v1/x/<name>``): its arguments
     parsed like the tools', its answer cached like theirs."""
-    params = tuple(
-        Param(p.name, p.type, p.description, p.default, False, p.minimum, p.maximum)
-        for p in read.params
-    )
 
     def handle(ctx: Context, args: dict[str, Any]) -> Any:
         return read.read(ctx.client, args, ctx.clock())
 
-    return Endpoint("GET", read.path, read.summary, handle, params, tag="plugins")
+    return Endpoint("GET", read.path, read.summary, handle, read.params, tag="plugins")

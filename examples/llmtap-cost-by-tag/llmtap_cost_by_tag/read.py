@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from llmtap.read import ranges
-from llmtap.read.plugins import PluginRead, ReadParam
+from llmtap.read.plugins import Param, PluginRead
 from llmtap_cost_by_tag.analyzer import METRICS, cost_key
 
 
@@ -47,7 +47,7 @@ READ = PluginRead(
     "cost per call tag (feature, team, customer) over the last hours",
     _read,
     (
-        ReadParam("hours", "number", "how far back, in hours", 24.0, 1 / 60, 24 * 400),
-        ReadParam("key", "string", "only this tag key (e.g. feature)"),
+        Param("hours", "number", "how far back, in hours", 24.0, minimum=1 / 60, maximum=24 * 400),
+        Param("key", "string", "only this tag key (e.g. feature)"),
     ),
 )

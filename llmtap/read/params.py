@@ -1,5 +1,6 @@
-"""Declared arguments of the HTTP API: each endpoint lists its :class:`Param` s once, and the
-same list parses a request (query string or JSON body) and describes it in the OpenAPI page."""
+"""Declared arguments of the HTTP API and of plugin reads: each endpoint lists its
+:class:`Param` s once, and the same list parses a request (query string or JSON body), a plugin
+command's options, and describes them in the OpenAPI page."""
 
 from __future__ import annotations
 

@@ -121,31 +121,26 @@ def pipeline_health(client: redis.Redis) -> dict[str, Any]:
     """
     beats = _live_consumers(client)
     info = _groups_info(client)
+    known = {*keys.EVENT_GROUPS, *keys.OFF_STREAM_GROUPS}
+    plugins = sorted(set(info) - known)  # plugin workers' groups (docs/plugins.md)
+    on_stream = [*keys.EVENT_GROUPS, *plugins]
     pipe = client.pipeline(transaction=False)
-    for group in keys.EVENT_GROUPS:
+    for group in on_stream:
         pipe.hget(keys.stats(group), "processed")
-    processed = pipe.execute()
-    workers: dict[str, dict[str, Any]] = {}
-    for group, done in zip(keys.EVENT_GROUPS, processed, strict=True):
+    rows: dict[str, dict[str, Any]] = {}
+    for group, done in zip(on_stream, pipe.execute(), strict=True):
         found = info.get(group)
-        workers[group] = {
+        rows[group] = {
             "exists": found is not None,
             "processed": int(done or 0),
             "lag": None if found is None else found.get("lag"),
             "pending": 0 if found is None else int(found["pending"]),
             "live_consumers": beats.get(group, 0),
         }
+    workers = {group: rows[group] for group in keys.EVENT_GROUPS}
     for group in keys.OFF_STREAM_GROUPS:
         workers[group] = {"live_consumers": beats.get(group, 0)}
-    for group in sorted(set(info) - set(workers)):  # plugin workers (docs/plugins.md)
-        found = info[group]
-        workers[group] = {
-            "exists": True,
-            "processed": int(client.hget(keys.stats(group), "processed") or 0),
-            "lag": found.get("lag"),
-            "pending": int(found["pending"]),
-            "live_consumers": beats.get(group, 0),
-        }
+    workers.update((group, rows[group]) for group in plugins)
     return {
         **health.stream_stats(client),
         "workers": workers,

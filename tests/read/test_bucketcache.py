@@ -18,12 +18,17 @@ START = 1_767_225_600 + 3 * 3600 + 41  # 2026-01-01T03:00:41Z
 NOW = START + 28 * 3600 + 777.25
 
 
-@pytest.fixture
-def spread(r: redis.Redis, redis_url: str) -> float:
+def _seed(r: redis.Redis, url: str) -> float:
     """4k synthetic events over 28 hours, drained by the workers; returns "now"."""
     Workload(9, start=START, span_s=28 * 3600).write(r, 4_000)
-    burst(redis_url, WORKERS)
+    burst(url, WORKERS)
     return NOW
+
+
+@pytest.fixture
+def spread(r: redis.Redis, redis_url: str) -> float:
+    """The seeded traffic on the session's server."""
+    return _seed(r, redis_url)
 
 
 def _hgetalls(r: redis.Redis) -> int:
@@ -49,9 +54,11 @@ def test_cached_views_equal_the_oracle_cold_and_warm(r: redis.Redis, spread: flo
     assert cache.hits > 0
 
 
-def test_warm_cache_reads_only_open_buckets(r: redis.Redis, spread: float) -> None:
+def test_warm_cache_reads_only_open_buckets(quiet: tuple[redis.Redis, str]) -> None:
     """Once warm, a read fetches only the hashes of buckets not yet closed (here the last,
     partial minute's cost, usage and latency hashes)."""
+    r, url = quiet
+    spread = _seed(r, url)
     cache = BucketCache(clock=lambda: spread, grace_s=0)
     since = spread - 24 * 3600
     performance.performance_analysis(r, since, spread, cache=cache)

@@ -44,12 +44,17 @@ PAIRS: dict[str, tuple[Tool, Tool]] = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def spread(r: redis.Redis, redis_url: str) -> float:
+def _seed(r: redis.Redis, url: str) -> float:
     """6k synthetic events over 30 hours, drained by the workers; returns "now"."""
     Workload(5, start=SPREAD_START, span_s=30 * 3600).write(r, 6_000)
-    burst(redis_url, WORKERS)
+    burst(url, WORKERS)
     return SPREAD_NOW
+
+
+@pytest.fixture
+def spread(r: redis.Redis, redis_url: str) -> float:
+    """The seeded traffic on the session's server."""
+    return _seed(r, redis_url)
 
 
 @pytest.mark.parametrize("view", sorted(PAIRS))
@@ -106,8 +111,10 @@ def test_empty_database_equals_the_oracle(r: redis.Redis) -> None:
         assert fast(r, 24, NOW) == slow(r, 24, NOW), view
 
 
-def test_performance_reads_each_latency_hash_once(r: redis.Redis, spread: float) -> None:
+def test_performance_reads_each_latency_hash_once(quiet: tuple[redis.Redis, str]) -> None:
     """The performance analysis (seven latency views) fetches each latency hash once."""
+    r, url = quiet
+    spread = _seed(r, url)
     since = spread - 24 * 3600
     buckets = query.cover(since, spread)
     hashes = sum(r.scard(keys.latency_index(g, keys.bucket(g, start))) for g, start in buckets)

@@ -104,9 +104,15 @@ def fresh(read: Callable[[], T]) -> T:
 
 def value(driver: Any, name: str) -> float:
     """The raw number behind a card (its data-value)."""
-    css = f'[data-metric="{name}"]'
-    card = lambda: driver.find_element("css selector", css)  # noqa: E731
-    return fresh(lambda: float(card().get_attribute("data-value")))
+
+    def read() -> float:
+        return float(
+            driver.find_element("css selector", f'[data-metric="{name}"]').get_attribute(
+                "data-value"
+            )
+        )
+
+    return fresh(read)
 
 
 def points(driver: Any, chart: str) -> int:

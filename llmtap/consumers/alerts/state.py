@@ -103,7 +103,8 @@ class AlertStore:
         if not items:
             return 0
         doc = json.dumps(list(items), separators=(",", ":"), allow_nan=False)
-        return int(await self._script(keys=[], args=[doc]))
+        # Every key a step touches is a control key: the outbox names the slot on a cluster.
+        return int(await self._script(keys=[self.outbox.stream], args=[doc]))
 
     async def active(self, rule: str) -> dict[str, float]:
         """Return a rule's pending and firing fingerprints with their last-seen time."""

@@ -41,7 +41,8 @@ TRANSIENT = (
 
 
 class Chores:
-    """The periodic work of a consumer besides reading: commit on age, heartbeat, reclaim."""
+    """The periodic work of a consumer besides reading: commit on age, heartbeat, reclaim
+    (with the relay of control records left behind)."""
 
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
@@ -66,6 +67,9 @@ class Chores:
     async def _reclaim(self) -> None:
         if await reclaim.reclaim(self.consumer) and self.consumer.due:
             await self.consumer.flush_soon()
+        # Control records a consumer committed but did not relay (it died, or Redis failed
+        # between the two steps): any replica applies them, once.
+        await self.consumer.relay()
         self._passes += 1
         if self._passes % 10 == 1:
             await reclaim.remove_dead_consumers(self.consumer)

@@ -198,12 +198,15 @@ async def _run_other(
         try:
             await runner(ctx, stop, burst)
             break
-        except engine.TRANSIENT as exc:
+        except (*engine.TRANSIENT, AttributeError) as exc:
+            if not engine.transient(exc):
+                raise
             if stop.is_set():
                 break
             failures += 1
             wait = backoff(failures, engine.RECONNECT, random.random())
-            log.warning("worker %s: redis unavailable (%s); retrying in %.1f s", name, exc, wait)
+            reason = engine.describe(exc)
+            log.warning("worker %s: redis unavailable (%s); retrying in %.1f s", name, reason, wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
             if stop.is_set():

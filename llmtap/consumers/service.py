@@ -65,17 +65,19 @@ async def run(
         return await _run_other(ctx, name, worker.runner, stop, burst=burst)
     _check_engine(ctx)
     client = async_client(ctx.url)
-    # One consumer per shard, each in its shard's group: replicas of a worker share every
-    # shard through the consumer groups, and a dead replica's entries come back by reclaim.
+    # One consumer per shard this replica consumes (LLMTAP_WORKER_SHARDS, default all), each
+    # in its shard's group: replicas of a worker share a shard through its consumer group,
+    # and a dead replica's entries come back by reclaim to any replica consuming that shard.
     consumers = [
         Consumer(client, lambda: worker.build(ctx), ctx.runtime, shard=shard)
-        for shard in range(ctx.settings.shards)
+        for shard in ctx.consumed_shards
     ]
     log.info(
-        "worker %s (%s engine) consuming %d shard(s) as %s on %s",
+        "worker %s (%s engine) consuming shard(s) %s of %d as %s on %s",
         name,
         ctx.runtime.engine,
-        len(consumers),
+        ",".join(str(c.shard) for c in consumers),
+        ctx.settings.shards,
         consumers[0].name,
         redact_url(ctx.url),
     )

@@ -40,6 +40,11 @@ COMMIT_LUA: Final = (
 )
 # The field of a control outbox entry that holds its record (JSON).
 RECORD_FIELD: Final = "u"
+# The first line of every script the workers run: a script with a shebang (Redis 7+, Valkey)
+# may touch keys of one slot only, so on a cluster a key outside the declared key's slot is
+# an error, even on a node that happens to serve both slots (and would stop doing so when
+# slots move). A standalone server ignores slots.
+ONE_SLOT: Final = "#!lua\n"
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ class ScriptPart:
 
 
 def compose(parts: Sequence[ScriptPart] = (), body: str = COMMIT_LUA) -> str:
-    """Return every part's source, the STEPS table, then ``body`` (the script that calls them:
-    ``relay.lua``; ``commit.lua`` by default, which has no steps to call).
+    """Return the shebang :data:`ONE_SLOT`, every part's source, the STEPS table, then
+    ``body`` (the script that calls them: ``relay.lua``; ``commit.lua`` by default, which
+    has no steps to call).
 
     Raises ValueError when two parts apply the same field.
     """
@@ -85,7 +91,7 @@ def compose(parts: Sequence[ScriptPart] = (), body: str = COMMIT_LUA) -> str:
         raise ValueError(f"two script parts apply the same field: {fields}")
     steps = ", ".join(f"{{'{part.field}', {part.function}}}" for part in parts)
     sources = "".join(part.source.rstrip("\n") + "\n" for part in parts)
-    return f"{sources}local STEPS = {{{steps}}}\n{body}"
+    return f"{ONE_SLOT}{sources}local STEPS = {{{steps}}}\n{body}"
 
 
 _EXACT_LIMIT: Final = 2**53

@@ -5,9 +5,9 @@ live), so they only grow until 00:00 UTC on the 1st, where they reset (``rate()`
 ``increase()`` handle a reset). The quantiles cover a short recent window of minute buckets.
 One pipelined round trip reads the cost and usage day hashes, the groups' counters and the
 latency indexes; one the stream lengths; one the groups; then two the latency hashes the
-indexes named (each through :mod:`llmtap.read.shards`, which reads every shard's copy and
-merges them: a number on N shards is the sum of N numbers, so the metrics need no ``shard``
-label and their names and labels do not change with ``LLMTAP_SHARDS``).
+indexes named. Each goes through :mod:`llmtap.read.shards`, which reads every shard's copy
+and merges them, so the numbers, their names and labels do not change with ``LLMTAP_SHARDS``;
+with several shards each shard's stream lengths and lags are kept too (:class:`ShardHealth`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ Pair = tuple[str, str]
 _TOTAL_STATS: Final = ("w", "sum")
 
 
+@dataclass(frozen=True)
+class ShardHealth:
+    """One shard's events-stream and dead-letter lengths, and each event group's lag there
+    (None: the group does not exist on the shard, or its lag is unknown)."""
+
+    stream_length: int
+    dlq_length: int
+    lag: dict[str, int | None]
+
+
 @dataclass
 class Snapshot:
     """Everything one scrape reports, read at ``now``.
@@ -39,7 +49,8 @@ class Snapshot:
     ``costs``/``usage``: the month's summed cost and usage fields. ``latency_totals``: per
     (backend, model) and timing, the month's (weighted count, weighted seconds). ``window``:
     per (backend, model) and timing, the merged sketch bins of the quantile window. ``groups``:
-    per event group, its XINFO fields (None when the group does not exist) and its counters.
+    per event group, its XINFO fields (None when the group does not exist) and its counters,
+    all summed over the shards. ``shards``: each shard's own health, when there are several.
     """
 
     now: float
@@ -52,6 +63,7 @@ class Snapshot:
     dlq_length: int = 0
     groups: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    shards: list[ShardHealth] = field(default_factory=list)
 
 
 def month_start(now: float) -> int:
@@ -82,9 +94,17 @@ def snapshot(
     day_pairs = [(day, _pairs(m)) for day, m in zip(days, replies.sets[: len(days)], strict=True)]
     window = replies.sets[len(days) :]
     window_pairs = [(g, n, _pairs(m)) for (g, n), m in zip(recent, window, strict=True)]
-    out.stream_length, out.dlq_length = shards.stream_lengths(client, [keys.EVENTS, keys.DLQ])
-    found = shards.group_infos(client)
+    streams, dlqs = shards.stream_lengths_by_shard(client, [keys.EVENTS, keys.DLQ])
+    out.stream_length, out.dlq_length = sum(streams), sum(dlqs)
+    per_shard = shards.group_infos_by_shard(client)
+    found = shards.merge_group_infos(per_shard)
     out.groups = {group: found.get(group) for group in groups}
+    if len(per_shard) > 1:
+        out.shards = [
+            ShardHealth(length, dlq, {g: _lag(infos.get(g)) for g in groups})
+            # Not strict: a worker may raise the shard count between the two reads.
+            for length, dlq, infos in zip(streams, dlqs, per_shard, strict=False)
+        ]
     _read_latency(client, out, day_pairs, window_pairs)
     return out
 
@@ -98,6 +118,11 @@ def _sum_days(out: Snapshot, replies: Sequence[Hash]) -> None:
         for name, value in aggregates.decode_counts(reply).items():
             target[name] += value
     out.costs, out.usage = dict(costs), dict(usage)
+
+
+def _lag(info: dict[str, Any] | None) -> int | None:
+    lag = None if info is None else info.get("lag")
+    return None if lag is None else int(lag)
 
 
 def _pairs(members: Any) -> list[Pair]:

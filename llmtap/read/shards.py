@@ -144,37 +144,55 @@ def group_infos(client: redis.Redis, stream: str = keys.EVENTS) -> dict[str, dic
     ``pending`` added, ``consumers`` the most on one shard (every replica has one consumer per
     shard it reads). One shard's answer comes back as it is; a stream that does not exist yet
     has no groups. Other Redis errors propagate."""
+    return merge_group_infos(group_infos_by_shard(client, stream))
+
+
+def group_infos_by_shard(
+    client: redis.Redis, stream: str = keys.EVENTS
+) -> list[dict[str, dict[str, Any]]]:
+    """Return the consumer groups (XINFO GROUPS, by name) of each shard's copy of ``stream``
+    (one copy for a control stream), in one pipeline. Redis errors other than "no such
+    stream" propagate."""
     copies = names_on_shards(stream, shard_count(client)) if is_sharded(stream) else [stream]
     pipe = client.pipeline(transaction=False)
     for moved in copies:
         pipe.xinfo_groups(moved)
-    found: dict[str, list[dict[str, Any]]] = {}
+    out: list[dict[str, dict[str, Any]]] = []
     for reply in pipe.execute(raise_on_error=False):
         if isinstance(reply, redis.ResponseError):  # no such stream (yet)
-            continue
-        if isinstance(reply, Exception):
+            reply = []
+        elif isinstance(reply, Exception):
             raise reply
-        for info in reply:
-            found.setdefault(_text(info["name"]), []).append(dict(info))
+        out.append({_text(info["name"]): dict(info) for info in reply})
+    return out
+
+
+def merge_group_infos(copies: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Merge the groups of several shards' copies of a stream (see :func:`group_infos`)."""
     if len(copies) == 1:
-        return {group: infos[0] for group, infos in found.items()}
-    return {group: merge_group_infos(infos) for group, infos in found.items()}
-
-
-def merge_group_infos(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Merge one group's XINFO GROUPS entries of several shards (see :func:`group_infos`)."""
-    lags = [info.get("lag") for info in infos]
-    return {
-        "name": infos[0]["name"],
-        "lag": None if None in lags else sum(int(str(lag)) for lag in lags),
-        "pending": sum(int(info["pending"]) for info in infos),
-        "consumers": max(int(info["consumers"]) for info in infos),
-    }
+        return dict(copies[0])
+    out = {}
+    for group in sorted({name for copy in copies for name in copy}):
+        infos = [copy[group] for copy in copies if group in copy]
+        lags = [info.get("lag") for info in infos]
+        out[group] = {
+            "name": infos[0]["name"],
+            "lag": None if None in lags else sum(int(str(lag)) for lag in lags),
+            "pending": sum(int(info["pending"]) for info in infos),
+            "consumers": max(int(info["consumers"]) for info in infos),
+        }
+    return out
 
 
 def stream_lengths(client: redis.Redis, names: Sequence[str]) -> list[int]:
     """Return the length of each stream of ``names`` (shard-0 names for shard streams), summed
     over every shard, in one pipeline (0 for a stream that does not exist)."""
+    return [sum(lengths) for lengths in stream_lengths_by_shard(client, names)]
+
+
+def stream_lengths_by_shard(client: redis.Redis, names: Sequence[str]) -> list[list[int]]:
+    """Return, for each stream of ``names``, the length of every shard's copy (one length for
+    a control stream), in one pipeline."""
     shards = shard_count(client)
     spans = [names_on_shards(n, shards) if is_sharded(n) else [n] for n in names]
     pipe = client.pipeline(transaction=False)
@@ -182,7 +200,7 @@ def stream_lengths(client: redis.Redis, names: Sequence[str]) -> list[int]:
         for moved in copies:
             pipe.xlen(moved)
     replies = iter(pipe.execute())
-    return [sum(int(next(replies)) for _ in copies) for copies in spans]
+    return [[int(next(replies)) for _ in copies] for copies in spans]
 
 
 def merge_hashes(replies: Sequence[Mapping[Raw, Raw]]) -> dict[Raw, Raw]:

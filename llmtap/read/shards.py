@@ -10,7 +10,8 @@ record the workers write (``keys.LAYOUT``); without it there is one. With one sh
 function sends exactly the commands a single read would and returns the replies unchanged.
 
 Every reader that can meet a shard key goes through this module (or :mod:`llmtap.read.fetch`,
-built on it); nothing else in ``llmtap.read`` knows there are shards.
+built on it); nothing else in ``llmtap.read`` names a shard's copy of a key. The ``*_by_shard``
+functions keep the shards apart, for the per-shard health ``/metrics`` shows.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from llmtap.connectors.prometheus import LlmtapCollector, MetricsConfig
 from llmtap.embedded_cluster import EmbeddedCluster
 from llmtap.read import admin, health, insights, report, sessions, shards, status
 from llmtap.read.metrics import month_start
+from llmtap.serve.app import create_app
 from llmtap.testing import Workload
 from tests.cluster.conftest import SHARDS, cluster_client
 from tests.cluster.helpers import assert_same, drain, workloads_on_shards, write_entries
@@ -206,6 +207,35 @@ def test_the_report_is_the_same(twins: Twins) -> None:
     want = report.get_report_data(twins.r, twins.since, twins.until)
     assert any(want["charts"]["cost_over_time"]["by_model"].values())
     assert_same(got, want)
+
+
+API_PATHS = (
+    "/api/v1/status",
+    "/api/v1/pipeline",
+    "/api/v1/overview?hours_back=2",
+    "/api/v1/cost?hours_back=2",
+    "/api/v1/performance?hours_back=2",
+    "/api/v1/insights?hours_back=2",
+    "/api/v1/sessions/s-2?limit=50",
+    "/api/v1/timeseries?hours_back=2",
+)
+
+
+def test_the_http_api_answers_the_same(twins: Twins) -> None:
+    """``llmtap serve``'s API (status, pipeline, overview, cost, performance, insights, a
+    session, the chart series), over real HTTP at one moment, answers the same."""
+    answers = []
+    for client in (twins.rc, twins.r):
+        server = ServeThread(create_app(client, clock=lambda: twins.until)).start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                answers.append([http.get(path).json() for path in API_PATHS])
+        finally:
+            server.stop()
+    got, want = answers
+    assert want[API_PATHS.index("/api/v1/cost?hours_back=2")]["total_calls"] > 0
+    for path, a, b in zip(API_PATHS, got, want, strict=True):
+        assert_same(without(a, LIVE + PER_COMMIT), without(b, LIVE + PER_COMMIT), path)
 
 
 Samples = dict[str, float]

@@ -87,9 +87,12 @@ def open_page(driver: Any, name: str) -> None:
 
 
 def value(driver: Any, name: str) -> float:
-    """The raw number behind a card (its data-value)."""
-    el = driver.find_element("css selector", f'[data-metric="{name}"]')
-    return float(el.get_attribute("data-value"))
+    """The raw number behind a card (its data-value), read in one script: the page re-renders
+    its cards at every refresh, so an element found first and read after may be gone."""
+    raw = driver.execute_script(
+        "return document.querySelector(arguments[0]).dataset.value", f'[data-metric="{name}"]'
+    )
+    return float(raw)
 
 
 def points(driver: Any, chart: str) -> int:

@@ -90,8 +90,8 @@ def open_page(driver: Any, name: str) -> None:
 
 def fresh(read: Callable[[], T]) -> T:
     """``read()`` the page again while the elements it found are replaced under it: the live
-    refresh re-renders cards and tables, so an element found just before a refresh is stale by
-    the time it is read."""
+    refresh re-renders tables, so a row found just before a refresh is stale by the time its
+    cells are read."""
     from selenium.common.exceptions import StaleElementReferenceException
 
     for _ in range(20):
@@ -103,16 +103,12 @@ def fresh(read: Callable[[], T]) -> T:
 
 
 def value(driver: Any, name: str) -> float:
-    """The raw number behind a card (its data-value)."""
-
-    def read() -> float:
-        return float(
-            driver.find_element("css selector", f'[data-metric="{name}"]').get_attribute(
-                "data-value"
-            )
-        )
-
-    return fresh(read)
+    """The raw number behind a card (its data-value), read in one script: the page re-renders
+    its cards at every refresh, so an element found first and read after may be gone."""
+    raw = driver.execute_script(
+        "return document.querySelector(arguments[0]).dataset.value", f'[data-metric="{name}"]'
+    )
+    return float(raw)
 
 
 def points(driver: Any, chart: str) -> int:

@@ -42,7 +42,10 @@ Attrs = tuple[tuple[str, str], ...]
 
 
 class ExportError(ConnectionError):
-    """The OTLP receiver did not take an export; the unit stays in hand and is retried."""
+    """The OTLP receiver did not take an export; the unit stays in hand and is retried (the
+    worker's retry line names ``service``)."""
+
+    service = "OTLP receiver"
 
 
 @dataclass(frozen=True)

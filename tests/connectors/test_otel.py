@@ -100,10 +100,15 @@ def test_metrics_and_spans_equal_the_ground_truth(
 
 
 def test_a_receiver_down_then_up_loses_nothing(
-    r: redis.Redis, redis_url: str, otlp_env: None, monkeypatch: pytest.MonkeyPatch
+    r: redis.Redis,
+    redis_url: str,
+    otlp_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Exports fail while nothing listens; the entries stay pending; once the receiver is up
-    the same unit goes out and every total is exact (no loss, no double count)."""
+    """Exports fail while nothing listens (the retry line names the OTLP receiver, not Redis);
+    the entries stay pending; once the receiver is up the same unit goes out and every total is
+    exact (no loss, no double count)."""
     workload = Workload(62, producer_id="otel-62")
     workload.write(r, 1_500)
     sock = free_socket()
@@ -111,10 +116,17 @@ def test_a_receiver_down_then_up_loses_nothing(
     sock.close()  # nothing listens there until the receiver starts
     monkeypatch.setenv("LLMTAP_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
     result: list[service.WorkerStats] = []
+
+    def retries() -> list[str]:
+        """The worker's own retry lines (the OTel SDK logs retries of its own)."""
+        mine = (rec.getMessage() for rec in caplog.records if rec.name.startswith("llmtap"))
+        return [m for m in mine if "retrying" in m]
+
     worker = threading.Thread(target=lambda: result.append(drain_otel(redis_url)))
     worker.start()
     try:
         wait_for(lambda: _pending(r) > 0, deadline_s=60, poll_s=0.05)
+        wait_for(retries, deadline_s=60, poll_s=0.05)  # an export failed past its own retries
         assert not r.hgetall(keys.stats(keys.GROUP_OTEL)).get(b"commits")
         with OtlpReceiver(port) as receiver:
             worker.join(120)
@@ -126,6 +138,7 @@ def test_a_receiver_down_then_up_loses_nothing(
     cost = sum(by_model(got, "gen_ai.usage.cost", "as_double").values())
     assert cost == pytest.approx(workload.truth.cost_nanousd / 1e9, rel=1e-12)
     assert len(got.spans()) == workload.truth.call_events
+    assert retries() and all(m.startswith("OTLP receiver unavailable") for m in retries())
 
 
 def _pending(r: redis.Redis) -> int:

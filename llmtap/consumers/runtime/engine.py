@@ -66,6 +66,13 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) or writer_race(exc)
 
 
+def unavailable(exc: BaseException) -> str:
+    """Name what a transient error says is down: Redis, unless the error names another
+    service (an exporter's ``service`` attribute, e.g. the OTLP receiver)."""
+    service = getattr(exc, "service", None)
+    return service if isinstance(service, str) else "redis"
+
+
 def describe(exc: BaseException) -> str:
     """Return the one-line reason logged for a transient error."""
     if writer_race(exc):
@@ -130,7 +137,9 @@ async def run_loop(consumer: Consumer, stop: asyncio.Event, *, burst: bool = Fal
                 raise
             failures += 1
             wait = backoff(failures, RECONNECT, random.random())
-            log.warning("redis unavailable (%s); retrying in %.1f s", describe(exc), wait)
+            log.warning(
+                "%s unavailable (%s); retrying in %.1f s", unavailable(exc), describe(exc), wait
+            )
             await asyncio.sleep(wait)
             continue
         except ResponseError as exc:

@@ -16,14 +16,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from llmtap.connection import async_client, is_cluster
+from llmtap.connection import async_client
 from llmtap.consumers.registry import Task, spec
 from llmtap.consumers.runtime import connect, engine
 from llmtap.consumers.runtime.config import Retention, RuntimeConfig
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.retry import backoff
-from llmtap.settings import SettingsError, redact_url
+from llmtap.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ async def run(
         return WorkerStats(name, "-", ctx.runtime.engine, 0, 0, 0, 0, 0, 0, 0, 0.0)
     if worker.runner is not None:
         return await _run_other(ctx, name, worker.runner, stop, burst=burst)
-    _check_engine(ctx)
     client = async_client(ctx.url)
     # One consumer per shard this replica consumes (LLMTAP_WORKER_SHARDS, default all), each
     # in its shard's group: replicas of a worker share a shard through its consumer group,
@@ -87,15 +86,6 @@ async def run(
     finally:
         await client.aclose()
     return _stats(name, consumers, ctx.runtime.engine, started)
-
-
-def _check_engine(ctx: WorkerContext) -> None:
-    """The FastStream engine drives one plain-Redis stream: refuse it for shards or a cluster."""
-    if ctx.runtime.engine == "faststream" and (ctx.settings.shards > 1 or is_cluster(ctx.url)):
-        raise SettingsError(
-            "LLMTAP_WORKER_ENGINE=faststream runs one shard on a standalone Redis; "
-            "use LLMTAP_WORKER_ENGINE=loop with LLMTAP_SHARDS > 1 or a redis+cluster:// URL"
-        )
 
 
 async def drain(ctx: WorkerContext, names: Sequence[str]) -> dict[str, WorkerStats]:

@@ -1,5 +1,9 @@
 """The FastStream engine: a RedisBroker stream subscriber that feeds a :class:`Consumer`.
 
+On Redis/Valkey Cluster (a ``redis+cluster://`` URL) the broker is FastStream's
+``RedisClusterBroker``; a worker drives one engine per shard it consumes, each reading its
+shard's stream (one slot) in its shard's group.
+
 FastStream reads (XREADGROUP in batches, ``max_records`` = ``read_count``) and calls the handler
 with the raw entries: a one-argument parser and decoder pass them through untouched (its
 default batch parser would try to decode the binary msgpack values). Acknowledgement is
@@ -26,9 +30,10 @@ from typing import Any
 from faststream import FastStream
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 from faststream.specification import AsyncAPI
 
+from llmtap.connection import is_cluster, plain_url
 from llmtap.consumers.runtime.consumer import Consumer, Entry
 from llmtap.consumers.runtime.engine import Chores
 
@@ -65,7 +70,11 @@ class FastStreamEngine:
         self.consumer = consumer
         self._close_client = close_client
         config = consumer.config
-        self.broker = RedisBroker(
+        # A redis+cluster:// URL: FastStream's cluster broker, on the URL it wraps.
+        broker, url = (
+            (RedisClusterBroker, plain_url(url)) if is_cluster(url) else (RedisBroker, url)
+        )
+        self.broker = broker(
             url,
             apply_types=False,
             logger=log,

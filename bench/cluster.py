@@ -14,6 +14,11 @@
    joins the promoted primary as soon as it serves, as operations would do).
 4. The cost of WAIT 1: publisher-sized writes (one 100-event entry each) timed without and
    with a WAIT 1 after each.
+5. Spreading call events versus one shard per producer (the design choice): the same
+   100-event flushes written as one entry to the producer's shard, or split into one entry
+   per shard (one pipeline, so one round trip per node), timed on the cluster; and how evenly
+   producer ids spread load over 3 shards (max shard load / mean, for 3, 10 and 100 random
+   producer ids, 2000 draws each).
 
 Prints progress on stderr and one JSON object on stdout.
 
@@ -27,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -40,7 +46,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from llmtap import keys
+from llmtap import events, keys
 from llmtap.connection import sync_client, wait_for_replicas
 from llmtap.consumers import service
 from llmtap.consumers.runtime import consumer as consumer_module
@@ -273,6 +279,50 @@ def wait_cost(cluster: EmbeddedCluster, writes: int = 2000) -> dict[str, Any]:
     return out
 
 
+def spread_choice(cluster: EmbeddedCluster, writes: int = 2000) -> dict[str, Any]:
+    """Time 100-event flushes to one shard (the choice made) against the same events split
+    over every shard; and the load balance that hashing producer ids gives."""
+    client = sync_client(cluster.url)
+    workload = Workload(8, batch_size=100)
+    made = [
+        e
+        for fields in workload.entries(100 * writes)
+        for e in events.decode_entry(fields)
+        if isinstance(e, events.CallEvent | events.RollupEvent)
+    ]
+    flushes = [made[i : i + 100] for i in range(0, len(made), 100)]
+    shards = len(TAGS)
+    out: dict[str, Any] = {"flushes": len(flushes), "events_per_flush": 100}
+    for label, parts in (("one_shard", 1), ("spread", shards)):
+        started = time.perf_counter()
+        for flush in flushes:
+            pipe = client.pipeline(transaction=False)
+            for k in range(parts):
+                part = flush[k::parts]
+                pipe.xadd(keys.events_stream(k), {keys.FIELD_BATCH: events.encode_batch(part)})
+            pipe.execute()
+        out[f"{label}_us_per_flush"] = round((time.perf_counter() - started) / len(flushes) * 1e6)
+    out["spread_ratio"] = round(out["spread_us_per_flush"] / out["one_shard_us_per_flush"], 2)
+    client.close()
+    balance = {}
+    rng = random.Random(1)
+    for producers in (3, 10, 100):
+        worst = []
+        for _ in range(2000):
+            loads = [0] * shards
+            for _ in range(producers):
+                loads[keys.shard_of(f"host-{rng.randrange(1 << 22)}-{rng.getrandbits(24):06x}",
+                                    shards)] += 1  # fmt: skip
+            worst.append(max(loads) / (producers / shards))
+        worst.sort()
+        balance[str(producers)] = {
+            "median": round(worst[len(worst) // 2], 2),
+            "p95": round(worst[int(len(worst) * 0.95)], 2),
+        }
+    out["max_shard_load_over_mean"] = balance
+    return out
+
+
 def failover(seconds: float, wait_replicas: int) -> dict[str, Any]:
     """Kill shard 0's primary while producers call and workers consume, then add a replica to
     the promoted primary (ops replacing the node); return the figures."""
@@ -368,6 +418,8 @@ def main() -> int:
         crossslot = crossslot_errors(cluster)
         log("cost of WAIT 1...")
         waits = wait_cost(cluster)
+        log("spreading call events versus one shard per producer...")
+        spread = spread_choice(cluster)
     log("failover...")
     fo = failover(args.failover_s, 0)
     log("failover with LLMTAP_WAIT_REPLICAS=1...")
@@ -397,6 +449,7 @@ def main() -> int:
                 "failover": fo,
                 "failover_wait_replicas_1": fo_wait,
                 "wait_cost": waits,
+                "spread_choice": spread,
                 "child_processes_cpu_s": round(children.ru_utime + children.ru_stime, 2),
             },
             indent=1,

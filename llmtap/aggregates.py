@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
+
 from llmtap import events
 
 Raw = bytes | str
@@ -92,23 +95,34 @@ def decode_counts(reply: Mapping[Raw, Raw]) -> dict[str, int]:
     return {text(name): int(value) for name, value in reply.items()}
 
 
-# --- latency hashes --------------------------------------------------------------------------
-# Per timing: "<timing>:<bin>" (sketch bin index -> weight), "<timing>:n" (events),
-# "<timing>:w" (weighted count), "<timing>:sum" (weighted seconds), "<timing>:min", "<timing>:max";
-# output tokens/s as "tps:n", "tps:w", "tps:sum". The index set holds JSON [backend, model].
+# --- latency hashes and packed sketches ------------------------------------------------------
+# Per timing: "<timing>:n" (events), "<timing>:w" (weighted count), "<timing>:sum" (weighted
+# seconds), "<timing>:min", "<timing>:max"; output tokens/s as "tps:n", "tps:w", "tps:sum". The
+# index set holds JSON [backend, model]. Each timing's sketch bins live beside the hash in one
+# packed string (keys.latency_sketch), in the format below.
+#
+# A packed sketch is little-endian float64s: [lo, zero-bin weight, weight of bin lo, weight of
+# bin lo + 1, ...]: ``lo`` is the lowest log bin index stored (a whole number), the zero bin's
+# weight has its own slot, and the log bins follow densely (a bin never written weighs 0). The
+# commit script adds to it in place (llmtap/consumers/runtime/lua/commit.lua), so weights are
+# the same float sums the per-field hash increments gave.
 
 TIMINGS: Final = ("latency", "network", "processing", "ttft")
+ZERO_BIN: Final = -(2**31)  # the bin of exactly 0: analyzers.sketch.ZERO_INDEX
 TPS: Final = "tps"
+SKETCH_DTYPE: Final = "<f8"
+SKETCH_HEADER: Final = 2  # float64s before the log bins: lo, zero-bin weight
 
 
-def timing_field(timing: str, stat: str | int) -> str:
-    """Return the latency-hash field of one statistic (or sketch bin index) of ``timing``."""
+def timing_field(timing: str, stat: str) -> str:
+    """Return the latency-hash field of one statistic of ``timing``."""
     return f"{timing}:{stat}"
 
 
 @dataclass
 class TimingFields:
-    """One timing of one latency hash: what the latency worker writes and readers decode."""
+    """One timing of one latency hash and its sketch: what the latency worker writes and
+    readers decode."""
 
     n: int
     w: float
@@ -118,24 +132,50 @@ class TimingFields:
     bins: dict[int, float]
 
 
-def decode_timing(fields: Mapping[str, str], timing: str) -> TimingFields:
-    """Return ``timing``'s count, weight, sum, extremes (±inf when absent) and sketch bins."""
+def decode_timing(fields: Mapping[str, str], timing: str, packed: bytes | None = None) -> TimingFields:
+    """Return ``timing``'s count, weight, sum, extremes (±inf when absent) from the hash
+    ``fields`` and its sketch bins from ``packed`` (see :func:`decode_sketch`)."""
     prefix = timing_field(timing, "")
-    bins: dict[int, float] = {}
-    for name, value in fields.items():
-        if not name.startswith(prefix):
-            continue
-        suffix = name[len(prefix) :]
-        if suffix.lstrip("-").isdigit():
-            bins[int(suffix)] = float(value)
     return TimingFields(
         n=int(fields.get(f"{prefix}n", 0)),
         w=float(fields.get(f"{prefix}w", 0.0)),
         total=float(fields.get(f"{prefix}sum", 0.0)),
         low=float(fields.get(f"{prefix}min", math.inf)),
         high=float(fields.get(f"{prefix}max", -math.inf)),
-        bins=bins,
+        bins=decode_sketch(packed),
     )
+
+
+def decode_sketch(packed: bytes | None) -> dict[int, float]:
+    """Return the bins of a packed sketch (bin index -> weight, bins of weight 0 left out);
+    ``{}`` for None (no such key). Raises ValueError for bytes that are not a packed sketch."""
+    if not packed:
+        return {}
+    values = _sketch_values(packed)
+    lo = int(values[0])
+    out = {ZERO_BIN: float(values[1])} if values[1] else {}
+    for offset, weight in enumerate(values[SKETCH_HEADER:].tolist()):
+        if weight:
+            out[lo + offset] = weight
+    return out
+
+
+def encode_sketch(bins: Mapping[int, float]) -> bytes:
+    """Return the packed sketch holding ``bins`` (what the commit script writes for them)."""
+    logs = sorted(i for i, w in bins.items() if i != ZERO_BIN and w)
+    lo = logs[0] if logs else 0
+    dense = np.zeros(SKETCH_HEADER + (logs[-1] - lo + 1 if logs else 0), dtype=SKETCH_DTYPE)
+    dense[0], dense[1] = lo, bins.get(ZERO_BIN, 0.0)
+    for i in logs:
+        dense[SKETCH_HEADER + i - lo] = bins[i]
+    return dense.tobytes()
+
+
+def _sketch_values(packed: bytes) -> npt.NDArray[np.float64]:
+    if len(packed) % 8 or len(packed) < 8 * SKETCH_HEADER:
+        raise ValueError(f"a packed sketch of {len(packed)} bytes: not float64s with a header")
+    values: npt.NDArray[np.float64] = np.frombuffer(packed, dtype=SKETCH_DTYPE)
+    return values
 
 
 def decode_tps(fields: Mapping[str, str]) -> tuple[float, float]:
@@ -150,9 +190,9 @@ TIMING_STATS: Final = ("n", "w", "sum", "min", "max")
 TPS_STATS: Final = ("n", "w", "sum")
 
 
-def parse_latency_field(name: Raw) -> tuple[str, str | int] | None:
-    """Return (timing or ``tps``, statistic name or sketch bin index) of a latency-hash field,
-    None for a field this layout does not define (:func:`decode_timing` ignores those too)."""
+def parse_latency_field(name: Raw) -> tuple[str, str] | None:
+    """Return (timing or ``tps``, statistic name) of a latency-hash field, None for a field
+    this layout does not define (:func:`decode_timing` ignores those too)."""
     timing, sep, suffix = text(name).partition(":")
     if not sep:
         return None
@@ -160,9 +200,7 @@ def parse_latency_field(name: Raw) -> tuple[str, str | int] | None:
         return (TPS, suffix) if suffix in TPS_STATS else None
     if timing not in TIMINGS:
         return None
-    if suffix in TIMING_STATS:
-        return timing, suffix
-    return (timing, int(suffix)) if suffix.lstrip("-").isdigit() else None
+    return (timing, suffix) if suffix in TIMING_STATS else None
 
 
 def latency_member(backend: str, model: str) -> str:

@@ -1,8 +1,8 @@
 """The public API for writing an analyzer: a worker that folds stream events into Redis writes.
 
 An analyzer declares its name and consumer group and folds decoded events into :class:`Writes`
-(hash increments, min/max, set members, capped sorted sets, latest values, TTLs, outbox
-messages); the runtime does the rest, exactly as for the built-in workers (which are declared
+(hash increments, min/max, set members, packed sketches, capped sorted sets, latest values,
+TTLs, outbox messages); the runtime does the rest, exactly as for the built-in workers (which are declared
 with this same :class:`Worker`): the group at id 0, batched reads, one atomic commit of the
 writes with the XACKs, reclaim of abandoned entries, the dead-letter stream, heartbeats,
 counters, burst mode and SIGTERM. A plugin is a :class:`Worker` published under the
@@ -130,8 +130,10 @@ def add_sketch(
     weights: Sequence[float] | None = None,
 ) -> None:
     """Add ``values`` (weights default to 1) to the mergeable sketch ``metric`` of hash
-    ``key``, in the latency hashes' format (``<metric>:<bin>``, ``:n``, ``:w``, ``:sum``,
-    ``:min``, ``:max``) that :func:`llmtap.read.ranges.merge_timings` reads back."""
+    ``key``, in the latency hashes' format: the stats ``<metric>:n``, ``:w``, ``:sum``,
+    ``:min``, ``:max`` in the hash, the bins in the packed sketch ``keys.sketch_of(key,
+    metric)`` (``Writes.sketches``; give it a TTL as you do the hash), which
+    :func:`llmtap.read.ranges.timings` reads back."""
     if not values:
         return
     w = [1.0] * len(values) if weights is None else list(weights)
@@ -140,8 +142,9 @@ def add_sketch(
     ints[field(metric, "n")] += len(values)
     floats[field(metric, "w")] += math.fsum(w)
     floats[field(metric, "sum")] += math.fsum(v * x for v, x in zip(values, w, strict=True))
+    packed = writes.sketches[keys.sketch_of(key, metric)]
     for index, weight in sketch.accumulate(values, w).items():
-        floats[field(metric, index)] += weight
+        packed[index] += weight
     writes.set_min(key, field(metric, "min"), min(values))
     writes.set_max(key, field(metric, "max"), max(values))
 
@@ -219,7 +222,8 @@ class _Confined:
 
 def _written_keys(out: Writes) -> set[str]:
     tables: tuple[Mapping[str, Any], ...] = (
-        out.ints, out.floats, out.mins, out.maxs, out.members, out.top, out.latest, out.ttl,
+        out.ints, out.floats, out.mins, out.maxs, out.members, out.sketches, out.top, out.latest,
+        out.ttl,
     )  # fmt: skip
     return {key for table in tables for key in table}
 

@@ -2,12 +2,14 @@
 
 Each call event is weighted by ``1 / sample_rate``, so the sketches estimate every call, not
 just the sampled ones. Per (minute, hour, day) bucket and (backend, model) one hash holds, for
-each of ``latency``, ``network``, ``processing`` and ``ttft``: the sketch bins
-(``<metric>:<bin>`` -> weight), ``<metric>:n`` (events, unweighted), ``<metric>:w`` (weighted
-count), ``<metric>:sum`` (weighted sum, seconds), ``<metric>:min`` and ``<metric>:max``; and
-output tokens/s as ``tps:n``, ``tps:w`` and ``tps:sum``. Each event is one ``extend`` of a
-flat list; at commit time numpy builds the columns, buckets them per minute and summarises each
-(minute, backend, model) group, so a commit writes each field once.
+each of ``latency``, ``network``, ``processing`` and ``ttft``: ``<metric>:n`` (events,
+unweighted), ``<metric>:w`` (weighted count), ``<metric>:sum`` (weighted sum, seconds),
+``<metric>:min`` and ``<metric>:max``; and output tokens/s as ``tps:n``, ``tps:w`` and
+``tps:sum``. Each metric's sketch bins go to one packed string beside it
+(:func:`llmtap.keys.latency_sketch`, written with ``Writes.sketches``), which a reader fetches
+with one command instead of a hash field per bin. Each event is one ``extend`` of a flat list;
+at commit time numpy builds the columns, buckets them per minute and summarises each (minute,
+backend, model) group, so a commit writes each field once.
 """
 
 from __future__ import annotations
@@ -153,8 +155,8 @@ class LatencyProcessor:
             backend, model = self._pair_names[pair_id]
             fields = _fields(timings, tps, weight, rows)
             for granularity in keys.GRANULARITIES:
-                key = self._key(writes, granularity, start, backend, model)
-                fields.write(writes, key)
+                key, sketches = self._keys(writes, granularity, start, backend, model)
+                fields.write(writes, key, sketches)
         return writes
 
     def clear(self) -> None:
@@ -166,7 +168,10 @@ class LatencyProcessor:
         if len(self._names) > 10_000:
             self._names.clear()
 
-    def _key(self, writes: Writes, granularity: str, minute: int, backend: str, model: str) -> str:
+    def _keys(
+        self, writes: Writes, granularity: str, minute: int, backend: str, model: str
+    ) -> tuple[str, dict[str, str]]:
+        """Return the latency hash and the sketch key per timing of one group (with TTLs)."""
         name = self._names.get((granularity, minute))
         if name is None:
             name = self._names[granularity, minute] = keys.bucket(granularity, minute)
@@ -175,7 +180,10 @@ class LatencyProcessor:
         writes.members[index].add(aggregates.latency_member(backend, model))
         ttl = self.retention.ttl(granularity)
         writes.ttl[key] = writes.ttl[index] = ttl
-        return key
+        sketches = {t: keys.latency_sketch(granularity, name, t, backend, model) for t in TIMINGS}
+        for sketch_key in sketches.values():
+            writes.ttl[sketch_key] = ttl
+        return key, sketches
 
 
 @dataclass
@@ -186,13 +194,18 @@ class _Fields:
     floats: list[tuple[str, float]]
     mins: list[tuple[str, float]]
     maxs: list[tuple[str, float]]
+    bins: list[tuple[str, dict[int, float]]]  # per timing with events: its sketch's bins
 
-    def write(self, writes: Writes, key: str) -> None:
+    def write(self, writes: Writes, key: str, sketches: dict[str, str]) -> None:
         ints, floats = writes.ints[key], writes.floats[key]
         for name, count in self.ints:
             ints[name] += count
         for name, value in self.floats:
             floats[name] += value
+        for timing, bins in self.bins:
+            packed = writes.sketches[sketches[timing]]
+            for index, weight in bins.items():
+                packed[index] += weight
         for name, value in self.mins:
             writes.set_min(key, name, value)
         for name, value in self.maxs:
@@ -202,7 +215,7 @@ class _Fields:
 def _fields(
     timings: list[FloatArray], tps: FloatArray, weight: FloatArray, rows: npt.NDArray[np.intp]
 ) -> _Fields:
-    out = _Fields([], [], [], [])
+    out = _Fields([], [], [], [], [])
     w = weight[rows]
     for timing, column in zip(TIMINGS, timings, strict=True):
         summary = summarize(column[rows], w)
@@ -223,6 +236,6 @@ def _add_timing(out: _Fields, timing: str, summary: TimingFields) -> None:
     field = aggregates.timing_field
     out.ints.append((field(timing, "n"), summary.n))
     out.floats += [(field(timing, "w"), summary.w), (field(timing, "sum"), summary.total)]
-    out.floats += [(field(timing, index), value) for index, value in summary.bins.items()]
+    out.bins.append((timing, summary.bins))
     out.mins.append((field(timing, "min"), summary.low))
     out.maxs.append((field(timing, "max"), summary.high))

@@ -1,6 +1,7 @@
-"""The latency sketches of a range, merged with numpy: each latency hash is decoded once into
-(field code, value) arrays, and each grouping (per model, per backend, everything) is merged from
-them with one ``numpy.bincount``.
+"""The latency sketches of a range, merged with numpy: each latency hash and its packed sketches
+are decoded once into (field code, value) arrays (the packed sketches of a whole read with one
+``numpy.frombuffer``), and each grouping (per model, per backend, everything) is merged from them
+with one ``numpy.bincount``.
 
 A bincount adds the values of a slot in input order, as the per-dict merge did, so merged
 weights, counts and sums are the same floats as adding the hashes one by one in that order; the
@@ -17,7 +18,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from llmtap import aggregates
+from llmtap import aggregates, keys
 from llmtap.aggregates import TIMINGS, TPS, TPS_STATS, Raw
 from llmtap.analyzers import sketch
 from llmtap.read.fetch import Hash
@@ -36,23 +37,19 @@ ADDITIVE: Final = _TPS + len(TPS_STATS)
 _MIN: Final = ADDITIVE
 _MAX: Final = ADDITIVE + len(TIMINGS)
 _IGNORED: Final = -1
+_HEADER: Final = aggregates.SKETCH_HEADER
 _MEMO_LIMIT: Final = 100_000  # distinct field names, or values, remembered
 
 
 def field_code(name: Raw) -> int:
-    """Return the code of a latency-hash field (-1 for a field the layout does not define).
-
-    Raises ValueError for a sketch bin outside the sketch's range.
-    """
+    """Return the code of a latency-hash field (-1 for a field the layout does not define)."""
     parsed = aggregates.parse_latency_field(name)
     if parsed is None:
         return _IGNORED
     timing, stat = parsed
     if timing == TPS:
-        return _TPS + TPS_STATS.index(str(stat))
+        return _TPS + TPS_STATS.index(stat)
     t = TIMINGS.index(timing)
-    if isinstance(stat, int):
-        return t * sketch.DENSE_SIZE + sketch.dense_slot(stat)
     if stat in ("min", "max"):
         return (_MIN if stat == "min" else _MAX) + t
     return _STATS + len(_SUMMED) * t + _SUMMED.index(stat)
@@ -60,9 +57,8 @@ def field_code(name: Raw) -> int:
 
 class _Memo(dict[Raw, T]):
     """A pure function's answers by argument, computed on first sight and forgotten in bulk
-    beyond ``limit`` entries. Field names repeat across hashes (about 4.5k in the layout) and so
-    do values (most bins hold small whole weights: a 24 h read has about 8k distinct values in
-    300k), so a dict lookup in C replaces most parsing, with the very same results."""
+    beyond ``limit`` entries. Field names repeat across hashes (23 in the layout) and so do
+    values, so a dict lookup in C replaces most parsing, with the very same results."""
 
     def __init__(self, compute: Callable[[Raw], T], limit: int) -> None:
         super().__init__()
@@ -82,7 +78,8 @@ _FLOATS: Final = _Memo(float, _MEMO_LIMIT)
 
 @dataclass(frozen=True)
 class Decoded:
-    """Latency hashes decoded: per field its code, value and the index of its hash."""
+    """Latency hashes and sketches decoded: per field or bin its code, value and the index of
+    its hash."""
 
     pairs: list[Pair]
     codes: IntArray
@@ -90,29 +87,40 @@ class Decoded:
     owner: IntArray
 
 
-Part = tuple[IntArray, FloatArray]  # one hash decoded: its field codes and values
+Part = tuple[IntArray, FloatArray]  # one hash and its sketches decoded: codes and values
+Packed = Sequence[bytes | None]  # per hash, its timings' packed sketches in TIMINGS order
 
 
-def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
-    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays."""
-    codes, values, sizes = _arrays(replies)
-    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+def sketch_keys(hash_keys: Sequence[tuple[str, str, str, str]]) -> list[str]:
+    """Return the packed-sketch keys of latency hashes given as (granularity, bucket, backend,
+    model), hash-major in TIMINGS order (the order :func:`decode` takes them in)."""
+    return [keys.latency_sketch(g, b, t, be, m) for g, b, be, m in hash_keys for t in TIMINGS]
+
+
+def decode(pairs: Sequence[Pair], replies: Sequence[Hash], sketches: Packed) -> Decoded:
+    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) and their packed
+    sketches (``len(TIMINGS)`` per hash, see :func:`sketch_keys`) as arrays.
+
+    Raises ValueError for a packed sketch that is malformed or holds a bin outside the range.
+    """
+    codes, values, owner = _arrays(replies, sketches)
     return Decoded(list(pairs), codes, values, owner)
 
 
-def decode_parts(replies: Sequence[Hash]) -> list[Part]:
-    """Return each latency hash decoded on its own (the unit a cache keeps)."""
+def decode_parts(replies: Sequence[Hash], sketches: Packed) -> list[Part]:
+    """Return each latency hash and its sketches decoded on its own (the unit a cache keeps)."""
     if not replies:
         return []
-    codes, values, sizes = _arrays(replies)
-    cuts = np.cumsum(sizes)[:-1]
-    return list(zip(np.split(codes, cuts), np.split(values, cuts), strict=True))
+    codes, values, owner = _arrays(replies, sketches)
+    order = np.argsort(owner, kind="stable")
+    cuts = np.cumsum(np.bincount(owner, minlength=len(replies)))[:-1]
+    return list(zip(np.split(codes[order], cuts), np.split(values[order], cuts), strict=True))
 
 
 def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
     """Return the hashes decoded by :func:`decode_parts` (of ``pairs``, in merge order)."""
     if not parts:
-        return decode(pairs, [])
+        return decode(pairs, [], [])
     sizes = [len(c) for c, _ in parts]
     owner = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
     codes = np.concatenate([c for c, _ in parts])
@@ -120,7 +128,9 @@ def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
     return Decoded(list(pairs), codes, values, owner)
 
 
-def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, list[int]]:
+def _arrays(replies: Sequence[Hash], sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
+    if len(sketches) != len(TIMINGS) * len(replies):
+        raise ValueError(f"{len(sketches)} packed sketches for {len(replies)} latency hashes")
     names: list[Raw] = []
     values: list[Raw] = []
     sizes = []
@@ -131,7 +141,37 @@ def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, list[int]]:
     n = len(names)
     codes = np.fromiter(map(_CODES.__getitem__, names), dtype=np.int64, count=n)
     numbers = np.fromiter(map(_FLOATS.__getitem__, values), dtype=np.float64, count=n)
-    return codes, numbers, sizes
+    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    bin_codes, bin_values, bin_owner = _bins(sketches)
+    return (
+        np.concatenate([codes, bin_codes]),
+        np.concatenate([numbers, bin_values]),
+        np.concatenate([owner, bin_owner]),
+    )
+
+
+def _bins(sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
+    """Return (code, weight, hash index) of every non-zero bin of the packed sketches, all
+    decoded at once: one join, one ``frombuffer``, no loop over bins."""
+    blobs = [b or b"" for b in sketches]
+    lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+    if np.any(lengths % 8) or np.any((lengths > 0) & (lengths < 8 * _HEADER)):
+        raise ValueError("a packed sketch is not float64s with a header")
+    words = lengths // 8
+    values: FloatArray = np.frombuffer(b"".join(blobs), dtype=aggregates.SKETCH_DTYPE)
+    starts = np.cumsum(words) - words
+    blob = np.repeat(np.arange(len(blobs), dtype=np.int64), words)
+    at = np.arange(values.size, dtype=np.int64) - starts[blob]
+    keep = (at > 0) & (values != 0.0)  # position 0 is the header's lo
+    blob, at, weights = blob[keep], at[keep], values[keep]
+    lo = np.zeros(len(blobs), dtype=np.int64)
+    lo[words > 0] = values[starts[words > 0]]
+    index = lo[blob] + at - _HEADER
+    slot = np.where(at == 1, 0, 1 + index - sketch.MIN_INDEX)
+    if np.any((at > 1) & ((index < sketch.MIN_INDEX) | (index > sketch.MAX_INDEX))):
+        raise ValueError(f"a sketch bin is outside [{sketch.MIN_INDEX}, {sketch.MAX_INDEX}]")
+    timing = blob % len(TIMINGS)
+    return timing * sketch.DENSE_SIZE + slot, weights, blob // len(TIMINGS)
 
 
 def group_key(pair: Pair, by: str) -> Pair:

@@ -2,7 +2,7 @@
 
 With ``LLMTAP_SHARDS`` = N, each worker writes its shard's copy of a key (``llmtap:{s<k>}:...``,
 see :func:`llmtap.keys.on_shard`); readers ask for the shard-0 name and get the shards merged:
-counters and sketch bins summed (integers exactly), ``*:min`` fields by their minimum, ``*:max``
+counters and packed sketches' bins summed (integers exactly), ``*:min`` fields by their minimum, ``*:max``
 and ``|max*`` fields by their maximum; sets united. How many shards there are comes from the
 layout record the workers write (``keys.LAYOUT``); without it there is one. With one shard every
 function sends exactly the commands a single read would.
@@ -15,7 +15,7 @@ from typing import Final
 
 import redis
 
-from llmtap import keys
+from llmtap import aggregates, keys
 
 Raw = bytes | str
 _MIN: Final = (":min",)
@@ -72,6 +72,18 @@ def merge_hashes(replies: Sequence[Mapping[Raw, Raw]]) -> dict[Raw, Raw]:
             old = out.get(name)
             out[name] = value if old is None else _combine(_text(name), old, value)
     return {name: repr(value).encode() for name, value in out.items()}
+
+
+def merge_sketches(copies: Sequence[bytes | None]) -> bytes | None:
+    """Merge one packed sketch's copies (bins added in shard order); None when none exists."""
+    present = [c for c in copies if c]
+    if len(present) < 2:
+        return present[0] if present else None
+    merged: dict[int, float] = {}
+    for copy in present:
+        for index, weight in aggregates.decode_sketch(copy).items():
+            merged[index] = merged.get(index, 0.0) + weight
+    return aggregates.encode_sketch(merged)
 
 
 def _combine(name: str, old: int | float, new: int | float) -> int | float:

@@ -73,6 +73,39 @@ end
 merge(u.floats, function(cur, v) return (cur or 0) + v end)
 merge(u.mins, function(cur, v) if not cur or v < cur then return v end end)
 merge(u.maxs, function(cur, v) if not cur or v > cur then return v end end)
+
+-- packed sketches (see llmtap.aggregates.encode_sketch): little-endian doubles [lo, zero-bin
+-- weight, bin lo, bin lo + 1, ...]; each item of u.sketches[key] is {index, weight, ...} in
+-- index order, the zero bin first. Weights are added in place with SETRANGE (the same double
+-- additions as a hash field's); only a bin below lo rewrites the string, zero-padded in front.
+local ZERO_BIN = -2147483648
+local function add_bins(key, bins)
+  local first = nil
+  for i = 1, #bins, 2 do
+    if bins[i] ~= ZERO_BIN then first = bins[i] break end
+  end
+  local blob = redis.call('GET', key)
+  if not blob then
+    blob = struct.pack('<dd', first or 0, 0)
+    redis.call('SET', key, blob)
+  end
+  local lo = struct.unpack('<d', blob, 1)
+  if first and (first < lo or (#blob == 16 and first ~= lo)) then
+    local pad = (#blob == 16) and '' or string.rep('\0', 8 * (lo - first))
+    blob = struct.pack('<d', first) .. string.sub(blob, 9, 16) .. pad .. string.sub(blob, 17)
+    redis.call('SET', key, blob, 'KEEPTTL')
+    lo = first
+  end
+  for i = 1, #bins, 2 do
+    local at = 8
+    if bins[i] ~= ZERO_BIN then at = 16 + 8 * (bins[i] - lo) end
+    local cur = 0
+    if at + 8 <= #blob then cur = struct.unpack('<d', blob, at + 1) end
+    redis.call('SETRANGE', key, at, struct.pack('<d', cur + bins[i + 1]))
+  end
+end
+for key, bins in pairs(u.sketches) do add_bins(key, bins) end
+
 for key, members in pairs(u.members) do call_chunked('SADD', {key}, members) end
 
 -- top-N sorted sets: add, then keep the N highest scores

@@ -11,7 +11,7 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from llmtap import events, keys, notify, webhooks
+from llmtap import aggregates, events, keys, notify, webhooks
 from llmtap.consumers import registry
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
@@ -148,7 +148,8 @@ def test_a_plugin_notification_reaches_a_signed_webhook(
 
 
 def test_ranges_sum_and_merge_what_a_plugin_wrote(r: redis.Redis) -> None:
-    """sum_ints covers a range with day/hour/minute buckets; merge_timings merges sketches."""
+    """sum_ints covers a range with day/hour/minute buckets; timings merges the sketches
+    (stats hash and packed sketch per bucket)."""
     writes = Writes()
     values: list[float] = []
     for i, ts in enumerate((START, START + 90, START + 3 * 3600, START + 86400 + 60)):
@@ -169,7 +170,7 @@ def test_ranges_sum_and_merge_what_a_plugin_wrote(r: redis.Redis) -> None:
     def sizes_of(g: str, name: str) -> str:
         return keys.plugin_bucket("demo", "size", g, name)
 
-    whole = ranges.merge_timings(ranges.hashes(r, sizes_of, START, START + 2 * 86400), "size")
+    whole = ranges.timings(r, sizes_of, "size", START, START + 2 * 86400)
     assert (whole.n, whole.low, whole.high) == (8, 1.0, 40.0)
     assert whole.total == pytest.approx(sum(values))
     assert ranges.quantiles(whole)["p50"] == pytest.approx(sorted(values)[3], rel=0.02)
@@ -178,7 +179,8 @@ def test_ranges_sum_and_merge_what_a_plugin_wrote(r: redis.Redis) -> None:
 
 
 def _apply(r: redis.Redis, writes: Writes) -> None:
-    """Apply writes the way the commit does (increments, minima, maxima) for a reader test."""
+    """Apply writes the way the commit does (increments, minima, maxima, packed sketches
+    written once each) for a reader test."""
     pipe = r.pipeline()
     for key, fields in writes.ints.items():
         for name, value in fields.items():
@@ -191,4 +193,6 @@ def _apply(r: redis.Redis, writes: Writes) -> None:
         for key, fields in table.items():
             for name, value in fields.items():
                 pipe.hset(key, name, value)
+    for key, bins in writes.sketches.items():
+        pipe.set(key, aggregates.encode_sketch(bins))
     pipe.execute()

@@ -1,5 +1,6 @@
 """The vectorised merge: dense sketches answer like sparse ones, and merging decoded latency
-hashes with bincount gives the same floats as adding the hashes one by one."""
+hashes and their packed sketches with bincount gives the same floats as adding the hashes one by
+one."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def test_dense_quantiles_reject_bad_quantiles_and_weights() -> None:
 
 def _hash(batch: list[tuple[float, float]]) -> dict[str, str]:
     """A latency hash as the latency worker writes it (latency timing only)."""
-    fields = {aggregates.timing_field("latency", i): repr(w) for i, w in _sparse(batch).items()}
+    fields = {}
     if batch:
         fields[aggregates.timing_field("latency", "n")] = str(len(batch))
         fields[aggregates.timing_field("latency", "w")] = repr(sum(w for _, w in batch))
@@ -71,6 +72,35 @@ def _hash(batch: list[tuple[float, float]]) -> dict[str, str]:
     return fields
 
 
+def _packed(batch: list[tuple[float, float]]) -> bytes | None:
+    """The batch's packed sketch, None (no key) for an empty batch."""
+    return aggregates.encode_sketch(_sparse(batch)) if batch else None
+
+
+@given(st.lists(_batches, min_size=1, max_size=6))
+def test_decode_parts_and_join_equal_decode(batches: list[list[tuple[float, float]]]) -> None:
+    """Decoding hashes one by one (the cache's unit) and joining them gives decode's arrays
+    (in the order that matters: each code's values in hash order)."""
+    hashes = [_hash(b) for b in batches]
+    sketches = [_packed(b) for b in batches for _ in aggregates.TIMINGS]
+    pairs = [("b", str(i)) for i in range(len(hashes))]
+    whole = latency.merge(latency.decode(pairs, hashes, sketches), "model")
+    joined = latency.merge(latency.join(pairs, latency.decode_parts(hashes, sketches)), "model")
+    assert np.array_equal(whole.sums, joined.sums)
+    assert np.array_equal(whole.lows, joined.lows) and np.array_equal(whole.highs, joined.highs)
+
+
+def test_packed_sketches_outside_the_range_or_malformed_are_refused() -> None:
+    """A packed sketch with a bin beyond the sketch's range, or bytes that are not a packed
+    sketch, raise ValueError instead of being merged into a wrong slot."""
+    beyond = aggregates.encode_sketch({sketch.MAX_INDEX + 1: 1.0})
+    for bad in (beyond, b"\x00" * 12, b"\x00" * 8):
+        with pytest.raises(ValueError):
+            latency.decode([("b", "m")], [{}], [bad, None, None, None])
+    with pytest.raises(ValueError, match="packed sketches for"):
+        latency.decode([("b", "m")], [{}], [None])
+
+
 @given(st.lists(_batches, min_size=1, max_size=6))
 def test_bincount_merge_equals_adding_hashes_in_order(
     batches: list[list[tuple[float, float]]],
@@ -78,9 +108,11 @@ def test_bincount_merge_equals_adding_hashes_in_order(
     """Merged weights, count, weight, sum and extremes equal the one-by-one merge, float for
     float, even with fractional weights (where the order of additions matters)."""
     hashes = [_hash(b) for b in batches]
+    packed = [_packed(b) for b in batches]
     pairs = [("b", "m")] * len(hashes)
-    merged = latency.merge(latency.decode(pairs, hashes), "all")
-    decoded = [aggregates.decode_timing(h, "latency") for h in hashes]
+    sketches = [p if t == "latency" else None for p in packed for t in aggregates.TIMINGS]
+    merged = latency.merge(latency.decode(pairs, hashes, sketches), "all")
+    decoded = [aggregates.decode_timing(h, "latency", p) for h, p in zip(hashes, packed)]
     weight = total = 0.0
     for d in decoded:
         weight += d.w
@@ -103,14 +135,13 @@ def test_bincount_merge_equals_adding_hashes_in_order(
 
 
 def test_field_codes_follow_the_layout() -> None:
-    """Bins, statistics and tokens/s get distinct codes; unknown fields are ignored."""
+    """Statistics and tokens/s get distinct codes; unknown fields (layout 2's bin fields among
+    them: bins live in packed sketches now) are ignored."""
     names = [
-        aggregates.timing_field(t, s)
-        for t in aggregates.TIMINGS
-        for s in (*aggregates.TIMING_STATS, sketch.ZERO_INDEX, sketch.MIN_INDEX, 5)
+        aggregates.timing_field(t, s) for t in aggregates.TIMINGS for s in aggregates.TIMING_STATS
     ] + [aggregates.timing_field(aggregates.TPS, s) for s in aggregates.TPS_STATS]
     codes = [latency.field_code(n) for n in names]
     assert len(set(codes)) == len(codes) and min(codes) >= 0
-    for name in ("latency:avg", "tps:min", "other:3", "latency", "latency:1.5"):
+    for name in ("latency:avg", "tps:min", "other:3", "latency", "latency:1.5", "latency:5"):
         assert latency.field_code(name) == -1
     assert latency.field_code(b"latency:n") == latency.field_code("latency:n")

@@ -67,7 +67,14 @@ def write(client: redis.Redis, name: str, bins: list[dict[int, float]]) -> None:
             fields[f"{timing}:{sketch.dense_bin(slot)}"] = repr(weight)
             pipe.setrange(f"f8:{name}:{t}", 8 * slot, struct.pack("<d", weight))
             pipe.execute_command(
-                "BITFIELD", f"u4:{name}:{t}", "OVERFLOW", "SAT", "INCRBY", "u32", f"#{slot}", int(weight)
+                "BITFIELD",
+                f"u4:{name}:{t}",
+                "OVERFLOW",
+                "SAT",
+                "INCRBY",
+                "u32",
+                f"#{slot}",
+                int(weight),
             )
         dense = np.zeros(sketch.DENSE_SIZE)
         for slot, weight in bins[t].items():
@@ -108,13 +115,21 @@ def decode_hash(replies: list[dict[bytes, bytes]]) -> Any:
     floats: dict[bytes, float] = {}
 
     def code(name: bytes) -> int:
-        timing, _, stat = name.partition(b":")
+        _, _, stat = name.partition(b":")
         return -1 if stat.decode() in STATS else int(stat)
 
     names = [k for reply in replies for k in reply]
     values = [v for reply in replies for v in reply.values()]
-    c = np.fromiter((codes[k] if k in codes else codes.setdefault(k, code(k)) for k in names), np.int64, len(names))
-    v = np.fromiter((floats[x] if x in floats else floats.setdefault(x, float(x)) for x in values), np.float64, len(values))
+    c = np.fromiter(
+        (codes[k] if k in codes else codes.setdefault(k, code(k)) for k in names),
+        np.int64,
+        len(names),
+    )
+    v = np.fromiter(
+        (floats[x] if x in floats else floats.setdefault(x, float(x)) for x in values),
+        np.float64,
+        len(values),
+    )
     return c, v
 
 
@@ -196,7 +211,6 @@ def read_blob(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
 def decode_blob(replies: list[bytes | None]) -> Any:
     values = np.frombuffer(b"".join(r or b"" for r in replies), dtype="<f8")
     return np.flatnonzero(values), values
-
 
 
 def timed(call: Callable[[], Any], repeat: int) -> tuple[float, Any]:

@@ -132,7 +132,9 @@ class TimingFields:
     bins: dict[int, float]
 
 
-def decode_timing(fields: Mapping[str, str], timing: str, packed: bytes | None = None) -> TimingFields:
+def decode_timing(
+    fields: Mapping[str, str], timing: str, packed: bytes | None = None
+) -> TimingFields:
     """Return ``timing``'s count, weight, sum, extremes (±inf when absent) from the hash
     ``fields`` and its sketch bins from ``packed`` (see :func:`decode_sketch`)."""
     prefix = timing_field(timing, "")

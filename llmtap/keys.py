@@ -4,8 +4,10 @@ The layout is a public API (users read the hashes directly); ``LAYOUT_VERSION`` 
 whenever a name or a field's meaning changes. No other module builds a key by hand.
 
 Layout 3 moved the latency sketches' bins out of the latency hashes into one packed string per
-timing (:func:`latency_sketch`). Layout 2 (sharding, for Redis/Valkey Cluster): every key a commit touches (the events stream,
-the aggregates, dedup marks, the group counters, the DLQ, producer statistics, sessions) lives
+timing (:func:`latency_sketch`).
+
+Layout 2 (sharding, for Redis/Valkey Cluster): every key a commit touches (the events stream, the
+aggregates, dedup marks, the group counters, the DLQ, producer statistics, sessions) lives
 under its shard's hash tag, ``llmtap:{s<k>}:...``, so one commit stays inside one cluster
 slot; control state (runtime settings, heartbeats, alert state, silences, the notify outbox,
 report locks, the layout record) lives under ``llmtap:{c}:...``. The functions and constants
@@ -181,7 +183,9 @@ def latency(granularity: str, bucket_name: str, backend: str, model: str) -> str
     return f"{LATENCY_PREFIX}:{granularity}:{bucket_name}:{backend}:{model}"
 
 
-def latency_sketch(granularity: str, bucket_name: str, timing: str, backend: str, model: str) -> str:
+def latency_sketch(
+    granularity: str, bucket_name: str, timing: str, backend: str, model: str
+) -> str:
     """Return the packed sketch of one timing of one (backend, model) in one bucket (the timing
     comes before the pair, whose names may hold colons, so no two names collide)."""
     return f"{LATENCY_SKETCH_PREFIX}:{granularity}:{bucket_name}:{timing}:{backend}:{model}"

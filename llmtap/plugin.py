@@ -2,8 +2,8 @@
 
 An analyzer declares its name and consumer group and folds decoded events into :class:`Writes`
 (hash increments, min/max, set members, packed sketches, capped sorted sets, latest values,
-TTLs, outbox messages); the runtime does the rest, exactly as for the built-in workers (which are declared
-with this same :class:`Worker`): the group at id 0, batched reads, one atomic commit of the
+TTLs, outbox messages); the runtime does the rest, exactly as for the built-in workers (which are
+declared with this same :class:`Worker`): the group at id 0, batched reads, one atomic commit of the
 writes with the XACKs, reclaim of abandoned entries, the dead-letter stream, heartbeats,
 counters, burst mode and SIGTERM. A plugin is a :class:`Worker` published under the
 entry-point group ``llmtap.workers``; everything it writes must lie under

@@ -96,7 +96,9 @@ def merge_timings(
     and their packed sketches (``sketches[i]`` beside ``fields[i]``; bins empty without them):
     counts and weights add, extremes combine."""
     packed = list(sketches) + [None] * (len(fields) - len(sketches))
-    parts = [aggregates.decode_timing(one, metric, p) for one, p in zip(fields, packed, strict=True)]
+    parts = [
+        aggregates.decode_timing(one, metric, p) for one, p in zip(fields, packed, strict=True)
+    ]
     return TimingFields(
         n=sum(p.n for p in parts),
         w=math.fsum(p.w for p in parts),

@@ -2,10 +2,10 @@
 
 With ``LLMTAP_SHARDS`` = N, each worker writes its shard's copy of a key (``llmtap:{s<k>}:...``,
 see :func:`llmtap.keys.on_shard`); readers ask for the shard-0 name and get the shards merged:
-counters and packed sketches' bins summed (integers exactly), ``*:min`` fields by their minimum, ``*:max``
-and ``|max*`` fields by their maximum; sets united. How many shards there are comes from the
-layout record the workers write (``keys.LAYOUT``); without it there is one. With one shard every
-function sends exactly the commands a single read would.
+counters and packed sketches' bins summed (integers exactly), ``*:min`` fields by their minimum,
+``*:max`` and ``|max*`` fields by their maximum; sets united. How many shards there are comes
+from the layout record the workers write (``keys.LAYOUT``); without it there is one. With one
+shard every function sends exactly the commands a single read would.
 """
 
 from __future__ import annotations

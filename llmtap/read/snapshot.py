@@ -126,7 +126,9 @@ class Snapshot:
             if cache is None:
                 self._decoded = latency.decode(pairs, *_read_latency(self.client, names))
             else:
-                self._decoded = latency.join(pairs, _cached_latency(self.client, cache, names, shut))
+                self._decoded = latency.join(
+                    pairs, _cached_latency(self.client, cache, names, shut)
+                )
         return self._decoded
 
 

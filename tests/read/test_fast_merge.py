@@ -112,7 +112,9 @@ def test_bincount_merge_equals_adding_hashes_in_order(
     pairs = [("b", "m")] * len(hashes)
     sketches = [p if t == "latency" else None for p in packed for t in aggregates.TIMINGS]
     merged = latency.merge(latency.decode(pairs, hashes, sketches), "all")
-    decoded = [aggregates.decode_timing(h, "latency", p) for h, p in zip(hashes, packed)]
+    decoded = [
+        aggregates.decode_timing(h, "latency", p) for h, p in zip(hashes, packed, strict=True)
+    ]
     weight = total = 0.0
     for d in decoded:
         weight += d.w

@@ -19,8 +19,8 @@ from llmtap import aggregates, keys
 from llmtap.read import query, tools
 from llmtap.testing import Workload
 from tests.consumer_helpers import burst
-from tests.read.oracle import query as old_query
 from tests.read.legacy import use_layout_2
+from tests.read.oracle import query as old_query
 from tests.read.oracle import tools as old
 from tests.read.truth import NOW, WORKERS, Truth
 

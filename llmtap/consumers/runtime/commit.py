@@ -230,7 +230,7 @@ def _exact_ints(table: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, i
 
 
 def _flat_bins(bins: Mapping[int, float]) -> list[int | float]:
-    """Return ``[index, weight, ...]`` in index order (the zero bin first), zero weights left out."""
+    """Return ``[index, weight, ...]`` in index order (the zero bin first), no zero weights."""
     return [x for i in sorted(bins) if bins[i] for x in (i, bins[i])]
 
 

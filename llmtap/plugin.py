@@ -217,7 +217,22 @@ class _Confined:
                 raise PluginError(
                     f"plugin {self.plugin} wrote {key[:120]!r}, outside its prefix {self.prefix}"
                 )
+        for key, bins in out.sketches.items():
+            _check_bins(self.plugin, key, bins)
         return out
+
+
+def _check_bins(plugin: str, key: str, bins: Mapping[int, float]) -> None:
+    """Raise PluginError for a packed-sketch bin the sketch does not have (the commit script
+    would pad the string out to it) or a weight that is negative, NaN or infinite."""
+    for index, weight in bins.items():
+        in_range = index == sketch.ZERO_INDEX or sketch.MIN_INDEX <= index <= sketch.MAX_INDEX
+        if not (isinstance(index, int) and in_range and 0.0 <= weight < math.inf):
+            raise PluginError(
+                f"plugin {plugin}: sketch {key[:120]!r} bin {index!r} weight {weight!r}: bins "
+                f"are sketch.ZERO_INDEX or in [{sketch.MIN_INDEX}, {sketch.MAX_INDEX}], "
+                "weights finite and non-negative"
+            )
 
 
 def _written_keys(out: Writes) -> set[str]:

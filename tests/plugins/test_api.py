@@ -12,6 +12,7 @@ import redis
 import redis.asyncio as aredis
 
 from llmtap import aggregates, events, keys, notify, webhooks
+from llmtap.analyzers import sketch
 from llmtap.consumers import registry
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
@@ -74,6 +75,30 @@ def test_writes_outside_the_prefix_are_refused_naming_the_key() -> None:
     refused = r"'llmtap:\{s0\}:cost:d:20260101'.*llmtap:\{s0\}:x:escaper:"
     with pytest.raises(PluginError, match=refused):
         analyzer.writes()
+
+
+@pytest.mark.parametrize(
+    ("index", "weight"), [(sketch.MAX_INDEX + 1, 1.0), (sketch.MIN_INDEX - 1, 1.0), (0, -1.0)]
+)
+def test_packed_sketch_bins_outside_the_sketch_are_refused(index: int, weight: float) -> None:
+    """A plugin's packed-sketch bin beyond the sketch's range (the commit script would pad the
+    string out to it) or a negative weight fails the commit, naming the key and the bin; a
+    sketch written with add_sketch passes, and lands beside its hash."""
+
+    class Binner(BaseAnalyzer):
+        def add_call(self, event: events.CallEvent) -> None:
+            key = keys.plugin_key("binner", "size")
+            add_sketch(self.out, key, "size", [event.latency])
+            self.out.sketches[keys.sketch_of(key, "bad")][index] += weight
+
+    analyzer = confine(Worker.plugin("binner", "bad", lambda ctx: Binner())).build(_context())
+    analyzer.add_call(Workload(1).call(START))
+    with pytest.raises(PluginError, match=rf"sketch:bad'.*bin {index}"):
+        analyzer.writes()
+    fine = Binner()
+    fine.add_call(Workload(1).call(START))
+    del fine.out.sketches[keys.sketch_of(keys.plugin_key("binner", "size"), "bad")]
+    assert list(fine.out.sketches) == ["llmtap:{s0}:x:binner:size:sketch:size"]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,5 @@
 """Benchmark the read side over a day of synthetic traffic: each tool function, uncached and with
-a warm closed-bucket cache, next to a raw read of the same keys (one pipeline: HGETALL of each
-cost, usage and latency hash, one MGET of every packed sketch, nothing decoded); and the HTTP
+a warm closed-bucket cache, next to a raw pipelined HGETALL of the same keys; and the HTTP
 dashboard endpoint (``llmtap serve`` as a real process, its answer cache off) under concurrent
 clients, next to ``/healthz`` on the same server.
 
@@ -34,7 +33,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.consumers import service
 from llmtap.embedded import EmbeddedValkey
-from llmtap.read import cost, dashboard, insights, latency, performance, report, status
+from llmtap.read import cost, dashboard, insights, performance, report, status
 from llmtap.read.bucketcache import BucketCache
 from llmtap.read.snapshot import bucket_names, cover
 from llmtap.read.window import HOUR
@@ -81,30 +80,23 @@ def measure(client: redis.Redis, call: Callable[[], Any], repeat: int) -> dict[s
     }
 
 
-def raw_keys(client: redis.Redis, since: float, until: float) -> tuple[list[str], list[str]]:
-    """Return the cost, usage and latency hashes and the packed sketches a read of the range
-    fetches."""
+def raw_keys(client: redis.Redis, since: float, until: float) -> list[str]:
+    """Return the cost, usage and latency hashes a read of the range fetches."""
     names = bucket_names(cover(since, until))
     out = [k for g, n in names for k in (keys.cost(g, n), keys.usage(g, n))]
-    pairs = []
     for g, n in names:
         for member in sorted(client.smembers(keys.latency_index(g, n))):  # type: ignore[arg-type]
-            pairs.append((g, n, *aggregates.decode_latency_member(member)))
-    out += [keys.latency(*pair) for pair in pairs]
-    return out, latency.sketch_keys(pairs)
+            out.append(keys.latency(g, n, *aggregates.decode_latency_member(member)))
+    return out
 
 
-def raw_read(client: redis.Redis, names: tuple[list[str], list[str]]) -> Callable[[], Any]:
-    """Return the baseline: one pipeline of an HGETALL per hash and one MGET of every packed
-    sketch, nothing decoded or merged."""
-    hashes, sketches = names
+def raw_read(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
+    """Return the baseline: one pipelined HGETALL of every key, nothing decoded or merged."""
 
     def run() -> Any:
         pipe = client.pipeline(transaction=False)
-        for name in hashes:
+        for name in names:
             pipe.hgetall(name)
-        if sketches:
-            pipe.mget(sketches)
         return pipe.execute()
 
     return run
@@ -238,10 +230,10 @@ def main() -> int:
         for label, hours in (("24h", 24), ("7d", 168)):
             names = raw_keys(client, now - hours * HOUR, now)
             got = measure(client, raw_read(client, names), args.repeat)
-            out[f"raw_{label}_keys"] = len(names[0]) + len(names[1])
-            out[f"raw_{label}_fields"] = sum(len(h) for h in raw_read(client, (names[0], []))())
-            packed = client.mget(names[1]) if names[1] else []
-            out[f"raw_{label}_sketch_bytes"] = sum(len(b or b"") for b in packed)
+            out[f"raw_{label}_keys"] = len(names)
+            replies = raw_read(client, names)()
+            out[f"raw_{label}_fields"] = sum(len(reply) for reply in replies)
+            out[f"raw_{label}_bytes"] = sum(len(k) + len(v) for h in replies for k, v in h.items())
             out.update({f"raw_{label}_{k}": v for k, v in got.items()})
         for name, call in tools(client, None).items():
             got = measure(client, call, args.repeat)

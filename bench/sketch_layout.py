@@ -14,6 +14,12 @@ every layout holds exactly the same bins:
   (only whole weights: sample rates 1/k); read with GET, ``dtype='>u4'``.
 - ``blob``: one string per (bucket, pair) holding the stats and the four timings, a compacted
   form; read with one GET (the floor of any packed layout).
+- ``field`` (layout 3, what llmtap stores): the stats hash plus one ``<timing>:sketch`` field
+  per timing holding ``llmtap.aggregates.encode_sketch`` of its bins; read with HGETALL and
+  decoded by the read side's own ``llmtap.read.latency.decode``.
+- ``*_mget_only``, ``inter_*``, ``trim_*``, ``stats_only``: the parts of the string layouts
+  (one MGET instead of a GET per key, timings interleaved in one string, strings trimmed to the
+  bins they hold, the stats hashes alone).
 
 Starts its own embedded Valkey. Prints one JSON object: per layout the bytes read, and the
 median fetch and decode times in ms, and their ratio to ``hash``.
@@ -35,8 +41,10 @@ from typing import Any
 import numpy as np
 import redis
 
+from llmtap import aggregates
 from llmtap.analyzers import sketch
 from llmtap.embedded import EmbeddedValkey
+from llmtap.read import latency
 
 TIMINGS = ("latency", "network", "processing", "ttft")
 STATS = ("n", "w", "sum", "min", "max")
@@ -93,6 +101,11 @@ def write(client: redis.Redis, name: str, bins: list[dict[int, float]]) -> None:
             inter[4 * slot + t] = weight
     top = max((4 * s + t for t in range(4) for s in bins[t]), default=-1) + 1
     pipe.set(f"inter:{name}", struct.pack("<d", 1.5) * 23 + inter[:top].astype("<f8").tobytes())
+    packed = {
+        f"{timing}:sketch": aggregates.encode_sketch({sketch.dense_bin(s): w for s, w in b.items()})
+        for timing, b in zip(TIMINGS, bins, strict=True)
+    }
+    pipe.hset(f"field:{name}", mapping={**stats, **packed})
     pipe.hset(f"hash:{name}", mapping=fields)
     pipe.hset(f"stats:{name}", mapping=stats)
     pipe.set(f"blob:{name}", bytes(blob))
@@ -174,6 +187,20 @@ def read_gets(client: redis.Redis, names: list[str], kind: str, mget: bool) -> C
     return fetch
 
 
+def read_fields(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
+    def fetch() -> Any:
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(f"field:{name}")
+        return pipe.execute()
+
+    return fetch
+
+
+def decode_fields(replies: list[dict[bytes, bytes]]) -> Any:
+    return latency.decode([("b", "m")] * len(replies), replies)
+
+
 def read_stats(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
     def fetch() -> Any:
         pipe = client.pipeline(transaction=False)
@@ -250,6 +277,7 @@ def main() -> int:
             "inter_mget": (read_gets(client, names, "inter", True), decode_f8),
             "inter_gets": (read_gets(client, names, "inter", False), decode_f8),
             "stats_only": (read_stats(client, names), decode_stats),
+            "field": (read_fields(client, names), decode_fields),
         }
         for layout, (fetch, decode) in layouts.items():
             fetch_ms, replies = timed(fetch, args.repeat)
@@ -266,7 +294,7 @@ def main() -> int:
     base = out["hash"]["fetch_ms"] + out["hash"]["decode_ms"]
     for layout in [k for k in out if k not in ("hash", "hashes")]:
         out[layout]["total_over_hash"] = (out[layout]["fetch_ms"] + out[layout]["decode_ms"]) / base
-    print(json.dumps(out, default=lambda v: round(v, 3)))
+    print(json.dumps(out))
     return 0
 
 

@@ -98,14 +98,14 @@ def decode_counts(reply: Mapping[Raw, Raw]) -> dict[str, int]:
 # --- latency hashes and packed sketches ------------------------------------------------------
 # Per timing: "<timing>:n" (events), "<timing>:w" (weighted count), "<timing>:sum" (weighted
 # seconds), "<timing>:min", "<timing>:max"; output tokens/s as "tps:n", "tps:w", "tps:sum". The
-# index set holds JSON [backend, model]. Each timing's sketch bins live beside the hash in one
-# packed string (keys.latency_sketch), in the format below.
+# index set holds JSON [backend, model]. Each timing's sketch is one more field,
+# "<timing>:sketch", a packed sketch in the format below (layout 2 had a field per bin).
 #
 # A packed sketch is little-endian float64s: [lo, zero-bin weight, weight of bin lo, weight of
 # bin lo + 1, ...]: ``lo`` is the lowest log bin index stored (a whole number), the zero bin's
 # weight has its own slot, and the log bins follow densely (a bin never written weighs 0). The
-# commit script adds to it in place (llmtap/consumers/runtime/lua/commit.lua), so weights are
-# the same float sums the per-field hash increments gave.
+# commit script adds to it (llmtap/consumers/runtime/lua/commit.lua) with the same double
+# additions a field per bin had, so the weights are the same floats.
 
 TIMINGS: Final = ("latency", "network", "processing", "ttft")
 ZERO_BIN: Final = -(2**31)  # the bin of exactly 0: analyzers.sketch.ZERO_INDEX
@@ -117,6 +117,31 @@ SKETCH_HEADER: Final = 2  # float64s before the log bins: lo, zero-bin weight
 def timing_field(timing: str, stat: str) -> str:
     """Return the latency-hash field of one statistic of ``timing``."""
     return f"{timing}:{stat}"
+
+
+SKETCH_STAT: Final = "sketch"
+
+
+def sketch_field(metric: str) -> str:
+    """Return the hash field holding ``metric``'s packed sketch: ``<metric>:sketch``."""
+    return timing_field(metric, SKETCH_STAT)
+
+
+def split_sketches(
+    reply: Mapping[Raw, Raw], metrics: Sequence[str]
+) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Return a hash's text fields without its packed sketches, and ``metrics``' packed
+    sketches by metric (absent ones left out)."""
+    names = {sketch_field(m).encode(): m for m in metrics}
+    fields: dict[str, str] = {}
+    packed: dict[str, bytes] = {}
+    for name, value in reply.items():
+        raw = name.encode() if isinstance(name, str) else name
+        if raw in names:
+            packed[names[raw]] = value.encode() if isinstance(value, str) else value
+        elif not raw.endswith(b":" + SKETCH_STAT.encode()):
+            fields[text(name)] = text(value)
+    return fields, packed
 
 
 @dataclass

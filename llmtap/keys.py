@@ -3,8 +3,8 @@
 The layout is a public API (users read the hashes directly); ``LAYOUT_VERSION`` changes
 whenever a name or a field's meaning changes. No other module builds a key by hand.
 
-Layout 3 moved the latency sketches' bins out of the latency hashes into one packed string per
-timing (:func:`latency_sketch`).
+Layout 3 packed each latency sketch's bins into one field of its latency hash (was one field
+per bin; see llmtap.aggregates.encode_sketch).
 
 Layout 2 (sharding, for Redis/Valkey Cluster): every key a commit touches (the events stream, the
 aggregates, dedup marks, the group counters, the DLQ, producer statistics, sessions) lives
@@ -133,9 +133,6 @@ COST_PREFIX: Final = f"{SHARD0}:cost"
 USAGE_PREFIX: Final = f"{SHARD0}:usage"
 # Latency sketches and stats, one hash per (granularity, bucket, backend, model).
 LATENCY_PREFIX: Final = f"{SHARD0}:lat"
-# The sketch bins of one timing beside each latency hash: a packed float64 string (the format is
-# llmtap.aggregates.encode_sketch's), one per (granularity, bucket, timing, backend, model).
-LATENCY_SKETCH_PREFIX: Final = f"{SHARD0}:latsk"
 # The (backend, model) pairs that have a latency hash in a bucket: a set of JSON pairs.
 LATENCY_INDEX_PREFIX: Final = f"{SHARD0}:latidx"
 # The most expensive call events of a UTC day: a sorted set, score USD, member JSON detail.
@@ -181,20 +178,6 @@ def usage(granularity: str, bucket_name: str) -> str:
 def latency(granularity: str, bucket_name: str, backend: str, model: str) -> str:
     """Return the latency hash of one (backend, model) in one bucket."""
     return f"{LATENCY_PREFIX}:{granularity}:{bucket_name}:{backend}:{model}"
-
-
-def latency_sketch(
-    granularity: str, bucket_name: str, timing: str, backend: str, model: str
-) -> str:
-    """Return the packed sketch of one timing of one (backend, model) in one bucket (the timing
-    comes before the pair, whose names may hold colons, so no two names collide)."""
-    return f"{LATENCY_SKETCH_PREFIX}:{granularity}:{bucket_name}:{timing}:{backend}:{model}"
-
-
-def sketch_of(hash_key: str, metric: str) -> str:
-    """Return the packed sketch of ``metric`` beside the hash ``hash_key`` (a plugin's
-    :func:`llmtap.plugin.add_sketch`): ``<hash_key>:sketch:<metric>``."""
-    return f"{hash_key}:sketch:{metric}"
 
 
 def latency_index(granularity: str, bucket_name: str) -> str:

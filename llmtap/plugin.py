@@ -130,9 +130,8 @@ def add_sketch(
     weights: Sequence[float] | None = None,
 ) -> None:
     """Add ``values`` (weights default to 1) to the mergeable sketch ``metric`` of hash
-    ``key``, in the latency hashes' format: the stats ``<metric>:n``, ``:w``, ``:sum``,
-    ``:min``, ``:max`` in the hash, the bins in the packed sketch ``keys.sketch_of(key,
-    metric)`` (``Writes.sketches``; give it a TTL as you do the hash), which
+    ``key``, in the latency hashes' format (``<metric>:n``, ``:w``, ``:sum``, ``:min``,
+    ``:max`` and the packed sketch ``<metric>:sketch``, see ``Writes.sketches``) that
     :func:`llmtap.read.ranges.timings` reads back."""
     if not values:
         return
@@ -142,7 +141,7 @@ def add_sketch(
     ints[field(metric, "n")] += len(values)
     floats[field(metric, "w")] += math.fsum(w)
     floats[field(metric, "sum")] += math.fsum(v * x for v, x in zip(values, w, strict=True))
-    packed = writes.sketches[keys.sketch_of(key, metric)]
+    packed = writes.sketches[key][aggregates.sketch_field(metric)]
     for index, weight in sketch.accumulate(values, w).items():
         packed[index] += weight
     writes.set_min(key, field(metric, "min"), min(values))
@@ -217,8 +216,9 @@ class _Confined:
                 raise PluginError(
                     f"plugin {self.plugin} wrote {key[:120]!r}, outside its prefix {self.prefix}"
                 )
-        for key, bins in out.sketches.items():
-            _check_bins(self.plugin, key, bins)
+        for key, fields in out.sketches.items():
+            for name, bins in fields.items():
+                _check_bins(self.plugin, f"{key} {name}", bins)
         return out
 
 

@@ -5,9 +5,9 @@ just the sampled ones. Per (minute, hour, day) bucket and (backend, model) one h
 each of ``latency``, ``network``, ``processing`` and ``ttft``: ``<metric>:n`` (events,
 unweighted), ``<metric>:w`` (weighted count), ``<metric>:sum`` (weighted sum, seconds),
 ``<metric>:min`` and ``<metric>:max``; and output tokens/s as ``tps:n``, ``tps:w`` and
-``tps:sum``. Each metric's sketch bins go to one packed string beside it
-(:func:`llmtap.keys.latency_sketch`, written with ``Writes.sketches``), which a reader fetches
-with one command instead of a hash field per bin. Each event is one ``extend`` of a flat list;
+``tps:sum``; and each metric's sketch bins packed into one more field, ``<metric>:sketch``
+(written with ``Writes.sketches``), so a reader gets a sketch as one value instead of one hash
+field per bin. Each event is one ``extend`` of a flat list;
 at commit time numpy builds the columns, buckets them per minute and summarises each (minute,
 backend, model) group, so a commit writes each field once.
 """
@@ -27,6 +27,7 @@ from llmtap.plugin import Retention, Writes
 
 TIMINGS: Final = aggregates.TIMINGS
 _MINUTE: Final = keys.BUCKET_SECONDS["m"]
+_SKETCH_FIELDS: Final = {timing: aggregates.sketch_field(timing) for timing in TIMINGS}
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -155,8 +156,8 @@ class LatencyProcessor:
             backend, model = self._pair_names[pair_id]
             fields = _fields(timings, tps, weight, rows)
             for granularity in keys.GRANULARITIES:
-                key, sketches = self._keys(writes, granularity, start, backend, model)
-                fields.write(writes, key, sketches)
+                key = self._key(writes, granularity, start, backend, model)
+                fields.write(writes, key)
         return writes
 
     def clear(self) -> None:
@@ -168,10 +169,8 @@ class LatencyProcessor:
         if len(self._names) > 10_000:
             self._names.clear()
 
-    def _keys(
-        self, writes: Writes, granularity: str, minute: int, backend: str, model: str
-    ) -> tuple[str, dict[str, str]]:
-        """Return the latency hash and the sketch key per timing of one group (with TTLs)."""
+    def _key(self, writes: Writes, granularity: str, minute: int, backend: str, model: str) -> str:
+        """Return the latency hash of one group (and set its TTL and index membership)."""
         name = self._names.get((granularity, minute))
         if name is None:
             name = self._names[granularity, minute] = keys.bucket(granularity, minute)
@@ -180,10 +179,7 @@ class LatencyProcessor:
         writes.members[index].add(aggregates.latency_member(backend, model))
         ttl = self.retention.ttl(granularity)
         writes.ttl[key] = writes.ttl[index] = ttl
-        sketches = {t: keys.latency_sketch(granularity, name, t, backend, model) for t in TIMINGS}
-        for sketch_key in sketches.values():
-            writes.ttl[sketch_key] = ttl
-        return key, sketches
+        return key
 
 
 @dataclass
@@ -196,14 +192,15 @@ class _Fields:
     maxs: list[tuple[str, float]]
     bins: list[tuple[str, dict[int, float]]]  # per timing with events: its sketch's bins
 
-    def write(self, writes: Writes, key: str, sketches: dict[str, str]) -> None:
+    def write(self, writes: Writes, key: str) -> None:
         ints, floats = writes.ints[key], writes.floats[key]
         for name, count in self.ints:
             ints[name] += count
         for name, value in self.floats:
             floats[name] += value
+        sketches = writes.sketches[key]
         for timing, bins in self.bins:
-            packed = writes.sketches[sketches[timing]]
+            packed = sketches[_SKETCH_FIELDS[timing]]
             for index, weight in bins.items():
                 packed[index] += weight
         for name, value in self.mins:

@@ -1,6 +1,6 @@
-"""The latency sketches of a range, merged with numpy: each latency hash and its packed sketches
-are decoded once into (field code, value) arrays (the packed sketches of a whole read with one
-``numpy.frombuffer``), and each grouping (per model, per backend, everything) is merged from them
+"""The latency sketches of a range, merged with numpy: each latency hash is decoded once into
+(field code, value) arrays (the packed sketches of a whole read with one ``numpy.frombuffer``),
+and each grouping (per model, per backend, everything) is merged from them
 with one ``numpy.bincount``.
 
 A bincount adds the values of a slot in input order, as the per-dict merge did, so merged
@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from llmtap import aggregates, keys
+from llmtap import aggregates
 from llmtap.aggregates import TIMINGS, TPS, TPS_STATS, Raw
 from llmtap.analyzers import sketch
 from llmtap.read.fetch import Hash
@@ -87,31 +87,28 @@ class Decoded:
     owner: IntArray
 
 
-Part = tuple[IntArray, FloatArray]  # one hash and its sketches decoded: codes and values
-Packed = Sequence[bytes | None]  # per hash, its timings' packed sketches in TIMINGS order
+Part = tuple[IntArray, FloatArray]  # one hash decoded: its field codes and values
+Packed = Sequence[bytes | None]  # packed sketches, hash-major, in TIMINGS order
+# The packed-sketch fields, as a bytes-replying and as a text-replying client names them.
+_SKETCH_FIELDS: Final = [
+    (aggregates.sketch_field(t).encode(), aggregates.sketch_field(t)) for t in TIMINGS
+]
 
 
-def sketch_keys(hash_keys: Sequence[tuple[str, str, str, str]]) -> list[str]:
-    """Return the packed-sketch keys of latency hashes given as (granularity, bucket, backend,
-    model), hash-major in TIMINGS order (the order :func:`decode` takes them in)."""
-    return [keys.latency_sketch(g, b, t, be, m) for g, b, be, m in hash_keys for t in TIMINGS]
-
-
-def decode(pairs: Sequence[Pair], replies: Sequence[Hash], sketches: Packed) -> Decoded:
-    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) and their packed
-    sketches (``len(TIMINGS)`` per hash, see :func:`sketch_keys`) as arrays.
+def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
+    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays.
 
     Raises ValueError for a packed sketch that is malformed or holds a bin outside the range.
     """
-    codes, values, owner = _arrays(replies, sketches)
+    codes, values, owner = _arrays(replies)
     return Decoded(list(pairs), codes, values, owner)
 
 
-def decode_parts(replies: Sequence[Hash], sketches: Packed) -> list[Part]:
-    """Return each latency hash and its sketches decoded on its own (the unit a cache keeps)."""
+def decode_parts(replies: Sequence[Hash]) -> list[Part]:
+    """Return each latency hash decoded on its own (the unit a cache keeps)."""
     if not replies:
         return []
-    codes, values, owner = _arrays(replies, sketches)
+    codes, values, owner = _arrays(replies)
     order = np.argsort(owner, kind="stable")
     cuts = np.cumsum(np.bincount(owner, minlength=len(replies)))[:-1]
     return list(zip(np.split(codes[order], cuts), np.split(values[order], cuts), strict=True))
@@ -120,7 +117,7 @@ def decode_parts(replies: Sequence[Hash], sketches: Packed) -> list[Part]:
 def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
     """Return the hashes decoded by :func:`decode_parts` (of ``pairs``, in merge order)."""
     if not parts:
-        return decode(pairs, [], [])
+        return decode(pairs, [])
     sizes = [len(c) for c, _ in parts]
     owner = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
     codes = np.concatenate([c for c, _ in parts])
@@ -128,16 +125,19 @@ def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
     return Decoded(list(pairs), codes, values, owner)
 
 
-def _arrays(replies: Sequence[Hash], sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
-    if len(sketches) != len(TIMINGS) * len(replies):
-        raise ValueError(f"{len(sketches)} packed sketches for {len(replies)} latency hashes")
+def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, IntArray]:
     names: list[Raw] = []
     values: list[Raw] = []
     sizes = []
+    sketches: list[bytes | None] = []
     for reply in replies:
-        names.extend(reply.keys())
-        values.extend(reply.values())
-        sizes.append(len(reply))
+        rest = dict(reply)
+        for raw, text in _SKETCH_FIELDS:
+            found = rest.pop(raw, None) or rest.pop(text, None)
+            sketches.append(found.encode() if isinstance(found, str) else found)
+        names.extend(rest.keys())
+        values.extend(rest.values())
+        sizes.append(len(rest))
     n = len(names)
     codes = np.fromiter(map(_CODES.__getitem__, names), dtype=np.int64, count=n)
     numbers = np.fromiter(map(_FLOATS.__getitem__, values), dtype=np.float64, count=n)

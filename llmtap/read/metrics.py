@@ -20,7 +20,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.aggregates import TIMINGS
 from llmtap.notify import decode_heartbeat
-from llmtap.read import latency, query
+from llmtap.read import query
 from llmtap.read.window import DAY
 
 Pair = tuple[str, str]
@@ -132,16 +132,17 @@ def _read_latency(
     for day, pairs in day_pairs:
         for backend, model in pairs:
             pipe.hmget(keys.latency("d", day, backend, model), names)
-    window = [(g, name, *pair) for g, name, pairs in window_pairs for pair in pairs]
-    if window:  # the window's sketches: one MGET of their packed strings
-        pipe.mget(latency.sketch_keys(window))
+    for granularity, name, pairs in window_pairs:
+        for backend, model in pairs:
+            pipe.hgetall(keys.latency(granularity, name, backend, model))
     replies = iter(pipe.execute())
     out.latency_totals = _month_totals(day_pairs, replies)
-    packed = iter(next(replies) if window else [])
-    for _, _, backend, model in window:
-        sketches = out.window.setdefault((backend, model), {t: [] for t in TIMINGS})
-        for timing in TIMINGS:
-            sketches[timing].append(aggregates.decode_sketch(next(packed)))
+    for _, _, pairs in window_pairs:
+        for pair in pairs:
+            _, packed = aggregates.split_sketches(next(replies), TIMINGS)
+            sketches = out.window.setdefault(pair, {t: [] for t in TIMINGS})
+            for timing in TIMINGS:
+                sketches[timing].append(aggregates.decode_sketch(packed.get(timing)))
 
 
 def _month_totals(

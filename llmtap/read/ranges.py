@@ -19,7 +19,7 @@ from typing import Final
 
 import redis
 
-from llmtap import aggregates, keys
+from llmtap import aggregates
 from llmtap.aggregates import TimingFields
 from llmtap.analyzers import sketch
 from llmtap.keys import bucket
@@ -48,12 +48,10 @@ def bucket_names(since: float, until: float) -> list[tuple[str, str]]:
 
 
 def hashes(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> list[dict[str, str]]:
-    """Return the hash of every bucket covering the range (one pipeline; missing: empty)."""
+    """Return the hash of every bucket covering the range (one pipeline; missing: empty),
+    without packed sketch fields (``*:sketch``, binary: read them with :func:`timings`)."""
     names = [key_of(granularity, name) for granularity, name in bucket_names(since, until)]
-    return [
-        {aggregates.text(k): aggregates.text(v) for k, v in reply.items()}
-        for reply in fetch(client, names).hashes
-    ]
+    return [aggregates.split_sketches(reply, ())[0] for reply in fetch(client, names).hashes]
 
 
 def sum_ints(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> dict[str, int]:
@@ -78,14 +76,10 @@ def timings(
     client: redis.Redis, key_of: KeyOf, metric: str, since: float, until: float
 ) -> TimingFields:
     """Return ``metric``'s sketch and stats (written with :func:`llmtap.plugin.add_sketch`)
-    merged over the buckets covering the range: each hash and its packed sketch, one pipeline."""
+    merged over the hashes of the buckets covering the range (one pipeline)."""
     names = [key_of(granularity, name) for granularity, name in bucket_names(since, until)]
-    replies = fetch(client, names, strings=[keys.sketch_of(name, metric) for name in names])
-    fields = [
-        {aggregates.text(k): aggregates.text(v) for k, v in reply.items()}
-        for reply in replies.hashes
-    ]
-    return merge_timings(fields, metric, replies.strings)
+    split = [aggregates.split_sketches(reply, [metric]) for reply in fetch(client, names).hashes]
+    return merge_timings([f for f, _ in split], metric, [p.get(metric) for _, p in split])
 
 
 def merge_timings(
@@ -93,8 +87,8 @@ def merge_timings(
 ) -> TimingFields:
     """Return ``metric``'s sketch and stats merged over hashes in the latency format
     (``<metric>:n``, ``:w``, ``:sum``, ``:min``, ``:max``; see :func:`llmtap.plugin.add_sketch`)
-    and their packed sketches (``sketches[i]`` beside ``fields[i]``; bins empty without them):
-    counts and weights add, extremes combine."""
+    given as text fields and their packed sketches (``sketches[i]``, the ``<metric>:sketch``
+    field of hash ``i``; bins empty without them): counts and weights add, extremes combine."""
     packed = list(sketches) + [None] * (len(fields) - len(sketches))
     parts = [
         aggregates.decode_timing(one, metric, p) for one, p in zip(fields, packed, strict=True)

@@ -2,10 +2,10 @@
 
 With ``LLMTAP_SHARDS`` = N, each worker writes its shard's copy of a key (``llmtap:{s<k>}:...``,
 see :func:`llmtap.keys.on_shard`); readers ask for the shard-0 name and get the shards merged:
-counters and packed sketches' bins summed (integers exactly), ``*:min`` fields by their minimum,
-``*:max`` and ``|max*`` fields by their maximum; sets united. How many shards there are comes
-from the layout record the workers write (``keys.LAYOUT``); without it there is one. With one
-shard every function sends exactly the commands a single read would.
+counters and the bins of packed sketches (``*:sketch``) summed (integers exactly), ``*:min``
+fields by their minimum, ``*:max`` and ``|max*`` fields by their maximum; sets united. How many
+shards there are comes from the layout record the workers write (``keys.LAYOUT``); without it
+there is one. With one shard every function sends exactly the commands a single read would.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from llmtap import aggregates, keys
 Raw = bytes | str
 _MIN: Final = (":min",)
 _MAX: Final = (":max",)
+_SKETCH: Final = ":" + aggregates.SKETCH_STAT
 
 
 def shard_count(client: redis.Redis) -> int:
@@ -66,21 +67,26 @@ def merge_hashes(replies: Sequence[Mapping[Raw, Raw]]) -> dict[Raw, Raw]:
     Integers stay exact integers; anything else is summed as a float (repr round-trips).
     """
     out: dict[Raw, int | float] = {}
+    sketches: dict[Raw, list[bytes]] = {}
     for reply in replies:
         for name, raw in reply.items():
+            if _text(name).endswith(_SKETCH):
+                sketches.setdefault(name, []).append(_bytes(raw))
+                continue
             value = _number(raw)
             old = out.get(name)
             out[name] = value if old is None else _combine(_text(name), old, value)
-    return {name: repr(value).encode() for name, value in out.items()}
+    merged: dict[Raw, Raw] = {name: repr(value).encode() for name, value in out.items()}
+    merged.update((name, merge_sketches(copies)) for name, copies in sketches.items())
+    return merged
 
 
-def merge_sketches(copies: Sequence[bytes | None]) -> bytes | None:
-    """Merge one packed sketch's copies (bins added in shard order); None when none exists."""
-    present = [c for c in copies if c]
-    if len(present) < 2:
-        return present[0] if present else None
+def merge_sketches(copies: Sequence[bytes]) -> bytes:
+    """Merge one packed sketch's copies (bins added in shard order)."""
+    if len(copies) == 1:
+        return copies[0]
     merged: dict[int, float] = {}
-    for copy in present:
+    for copy in copies:
         for index, weight in aggregates.decode_sketch(copy).items():
             merged[index] = merged.get(index, 0.0) + weight
     return aggregates.encode_sketch(merged)
@@ -100,6 +106,10 @@ def _number(raw: Raw) -> int | float:
         return int(text)
     except ValueError:
         return float(text)
+
+
+def _bytes(value: Raw) -> bytes:
+    return value.encode() if isinstance(value, str) else value
 
 
 def _text(value: Raw) -> str:

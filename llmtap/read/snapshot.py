@@ -114,50 +114,21 @@ class Snapshot:
 
     def _latency(self) -> latency.Decoded:
         if self._decoded is None:
-            pairs, names, shut = [], [], []
+            pairs, names = [], []
             cache = self.cache
             for (g, start), members in zip(self.buckets, self._index, strict=True):
-                name, closed = keys.bucket(g, start), cache is not None and cache.closed(g, start)
+                name, shut = keys.bucket(g, start), cache is not None and cache.closed(g, start)
                 for member in members:
                     pair = aggregates.decode_latency_member(member)
                     pairs.append(pair)
-                    names.append((g, name, *pair))
-                    shut.append(closed)
+                    names.append((keys.latency(g, name, *pair), shut))
             if cache is None:
-                self._decoded = latency.decode(pairs, *_read_latency(self.client, names))
+                hashes = fetch(self.client, [k for k, _ in names]).hashes
+                self._decoded = latency.decode(pairs, hashes)
             else:
-                self._decoded = latency.join(
-                    pairs, _cached_latency(self.client, cache, names, shut)
-                )
+                parts, _ = _read_through(self.client, cache, names, [], latency.decode_parts)
+                self._decoded = latency.join(pairs, parts)
         return self._decoded
-
-
-LatencyName = tuple[str, str, str, str]  # granularity, bucket name, backend, model
-
-
-def _read_latency(
-    client: redis.Redis, names: Sequence[LatencyName]
-) -> tuple[list[Hash], list[bytes | None]]:
-    """Return the latency hashes named and their packed sketches, in one :func:`fetch`."""
-    replies = fetch(
-        client, [keys.latency(*name) for name in names], strings=latency.sketch_keys(names)
-    )
-    return replies.hashes, replies.strings
-
-
-def _cached_latency(
-    client: redis.Redis, cache: BucketCache, names: Sequence[LatencyName], shut: Sequence[bool]
-) -> list[latency.Part]:
-    """Return each latency hash (with its sketches) decoded, from ``cache`` where it holds the
-    closed ones, reading the others in one :func:`fetch` (and keeping the closed ones)."""
-    found = [cache.get(keys.latency(*n)) if c else None for n, c in zip(names, shut, strict=True)]
-    wanted = [i for i, part in enumerate(found) if part is None]
-    parts = latency.decode_parts(*_read_latency(client, [names[i] for i in wanted]))
-    for i, part in zip(wanted, parts, strict=True):
-        found[i] = part
-        if shut[i]:
-            cache.put(keys.latency(*names[i]), part)
-    return found  # type: ignore[return-value]
 
 
 Named = Sequence[tuple[str, bool]]  # key names, and whether a cache may keep each

@@ -89,16 +89,17 @@ def test_packed_sketch_bins_outside_the_sketch_are_refused(index: int, weight: f
         def add_call(self, event: events.CallEvent) -> None:
             key = keys.plugin_key("binner", "size")
             add_sketch(self.out, key, "size", [event.latency])
-            self.out.sketches[keys.sketch_of(key, "bad")][index] += weight
+            self.out.sketches[key]["bad:sketch"][index] += weight
 
     analyzer = confine(Worker.plugin("binner", "bad", lambda ctx: Binner())).build(_context())
     analyzer.add_call(Workload(1).call(START))
-    with pytest.raises(PluginError, match=rf"sketch:bad'.*bin {index}"):
+    with pytest.raises(PluginError, match=rf"size bad:sketch'.*bin {index}"):
         analyzer.writes()
     fine = Binner()
     fine.add_call(Workload(1).call(START))
-    del fine.out.sketches[keys.sketch_of(keys.plugin_key("binner", "size"), "bad")]
-    assert list(fine.out.sketches) == ["llmtap:{s0}:x:binner:size:sketch:size"]
+    (fields,) = fine.out.sketches.values()
+    del fields["bad:sketch"]
+    assert list(fields) == ["size:sketch"]
 
 
 @pytest.mark.parametrize(
@@ -218,6 +219,7 @@ def _apply(r: redis.Redis, writes: Writes) -> None:
         for key, fields in table.items():
             for name, value in fields.items():
                 pipe.hset(key, name, value)
-    for key, bins in writes.sketches.items():
-        pipe.set(key, aggregates.encode_sketch(bins))
+    for key, sketches in writes.sketches.items():
+        for name, bins in sketches.items():
+            pipe.hset(key, name, aggregates.encode_sketch(bins))
     pipe.execute()

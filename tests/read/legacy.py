@@ -45,25 +45,20 @@ def decode_timing_layout_2(fields: Mapping[str, str], timing: str) -> aggregates
 
 
 def copy_bins_into_hashes(r: redis.Redis) -> int:
-    """Write each packed sketch's bins into its latency hash as ``<timing>:<bin>`` fields (the
-    weights as ``repr``, which round-trips the float as the old hash fields did); return how many
-    sketches were copied."""
+    """Replace each latency hash's packed ``<timing>:sketch`` fields with layout 2's
+    ``<timing>:<bin>`` fields (the weights as ``repr``, which round-trips the float as the old
+    fields did); return how many sketches were laid out."""
     copied = 0
     for index in r.scan_iter(match=f"{keys.PREFIX}:*:latidx:*", count=1000):
         granularity, bucket = index.decode().split(":")[-2:]
+        shard = int(index.decode().split(":")[1][2:-1])  # "{s<k>}"
         for member in r.smembers(index):
             backend, model = aggregates.decode_latency_member(member)
-            target = keys.on_shard(keys.latency(granularity, bucket, backend, model), _shard(index))
-            for timing in TIMINGS:
-                name = keys.latency_sketch(granularity, bucket, timing, backend, model)
-                bins = aggregates.decode_sketch(r.get(keys.on_shard(name, _shard(index))))
-                if bins:
-                    fields = {f"{timing}:{i}": repr(w) for i, w in bins.items()}
-                    r.hset(target, mapping=fields)  # type: ignore[arg-type]
-                    copied += 1
+            key = keys.on_shard(keys.latency(granularity, bucket, backend, model), shard)
+            _, packed = aggregates.split_sketches(r.hgetall(key), TIMINGS)
+            for timing, raw in packed.items():
+                bins = aggregates.decode_sketch(raw)
+                r.hset(key, mapping={f"{timing}:{i}": repr(w) for i, w in bins.items()})  # type: ignore[arg-type]
+                r.hdel(key, aggregates.sketch_field(timing))
+                copied += 1
     return copied
-
-
-def _shard(index: bytes) -> int:
-    tag = index.decode().split(":")[1]  # "{s<k>}"
-    return int(tag[2:-1])

@@ -59,10 +59,11 @@ def test_dense_quantiles_reject_bad_quantiles_and_weights() -> None:
     assert sketch.dense_quantiles(np.zeros(sketch.DENSE_SIZE), [0.5]) == [None]
 
 
-def _hash(batch: list[tuple[float, float]]) -> dict[str, str]:
+def _hash(batch: list[tuple[float, float]]) -> dict[str, str | bytes]:
     """A latency hash as the latency worker writes it (latency timing only)."""
-    fields = {}
+    fields: dict[str, str | bytes] = {}
     if batch:
+        fields[aggregates.sketch_field("latency")] = aggregates.encode_sketch(_sparse(batch))
         fields[aggregates.timing_field("latency", "n")] = str(len(batch))
         fields[aggregates.timing_field("latency", "w")] = repr(sum(w for _, w in batch))
         fields[aggregates.timing_field("latency", "sum")] = repr(sum(v * w for v, w in batch))
@@ -72,9 +73,14 @@ def _hash(batch: list[tuple[float, float]]) -> dict[str, str]:
     return fields
 
 
-def _packed(batch: list[tuple[float, float]]) -> bytes | None:
-    """The batch's packed sketch, None (no key) for an empty batch."""
-    return aggregates.encode_sketch(_sparse(batch)) if batch else None
+def _text(fields: dict[str, str | bytes]) -> dict[str, str]:
+    """The hash's text fields (without its packed sketches)."""
+    return aggregates.split_sketches(fields, ())[0]
+
+
+def _packed(fields: dict[str, str | bytes]) -> bytes | None:
+    """The hash's packed latency sketch (None when it has none)."""
+    return aggregates.split_sketches(fields, ["latency"])[1].get("latency")
 
 
 @given(st.lists(_batches, min_size=1, max_size=6))
@@ -82,10 +88,9 @@ def test_decode_parts_and_join_equal_decode(batches: list[list[tuple[float, floa
     """Decoding hashes one by one (the cache's unit) and joining them gives decode's arrays
     (in the order that matters: each code's values in hash order)."""
     hashes = [_hash(b) for b in batches]
-    sketches = [_packed(b) for b in batches for _ in aggregates.TIMINGS]
     pairs = [("b", str(i)) for i in range(len(hashes))]
-    whole = latency.merge(latency.decode(pairs, hashes, sketches), "model")
-    joined = latency.merge(latency.join(pairs, latency.decode_parts(hashes, sketches)), "model")
+    whole = latency.merge(latency.decode(pairs, hashes), "model")
+    joined = latency.merge(latency.join(pairs, latency.decode_parts(hashes)), "model")
     assert np.array_equal(whole.sums, joined.sums)
     assert np.array_equal(whole.lows, joined.lows) and np.array_equal(whole.highs, joined.highs)
 
@@ -96,9 +101,7 @@ def test_packed_sketches_outside_the_range_or_malformed_are_refused() -> None:
     beyond = aggregates.encode_sketch({sketch.MAX_INDEX + 1: 1.0})
     for bad in (beyond, b"\x00" * 12, b"\x00" * 8):
         with pytest.raises(ValueError):
-            latency.decode([("b", "m")], [{}], [bad, None, None, None])
-    with pytest.raises(ValueError, match="packed sketches for"):
-        latency.decode([("b", "m")], [{}], [None])
+            latency.decode([("b", "m")], [{b"ttft:sketch": bad}])
 
 
 @given(st.lists(_batches, min_size=1, max_size=6))
@@ -108,13 +111,9 @@ def test_bincount_merge_equals_adding_hashes_in_order(
     """Merged weights, count, weight, sum and extremes equal the one-by-one merge, float for
     float, even with fractional weights (where the order of additions matters)."""
     hashes = [_hash(b) for b in batches]
-    packed = [_packed(b) for b in batches]
     pairs = [("b", "m")] * len(hashes)
-    sketches = [p if t == "latency" else None for p in packed for t in aggregates.TIMINGS]
-    merged = latency.merge(latency.decode(pairs, hashes, sketches), "all")
-    decoded = [
-        aggregates.decode_timing(h, "latency", p) for h, p in zip(hashes, packed, strict=True)
-    ]
+    merged = latency.merge(latency.decode(pairs, hashes), "all")
+    decoded = [aggregates.decode_timing(_text(h), "latency", _packed(h)) for h in hashes]
     weight = total = 0.0
     for d in decoded:
         weight += d.w

@@ -93,8 +93,8 @@ class Writes:
     kept if lower/higher than the stored one. ``members``: key -> set members to add.
     ``top``: key -> (N, member -> score), trimmed to the N highest. ``latest``: key -> (seq,
     field -> value), written only when ``seq`` is newer. ``ttl``: key -> seconds.
-    ``sketches``: key -> bin index -> weight added to the packed sketch string ``key`` (the
-    format of :func:`llmtap.aggregates.encode_sketch`), in place.
+    ``sketches``: key -> field -> bin index -> weight added to the packed sketch in that hash
+    field (the format of :func:`llmtap.aggregates.encode_sketch`).
     ``alerts``: alert steps, applied in order by the ``alerts`` :class:`ScriptPart`.
     ``notify``: outbox messages (the stream fields of :func:`llmtap.notify.encode_message`),
     appended to the outbox (``keys.NOTIFY``) in the same commit, so each is enqueued exactly once.
@@ -109,8 +109,8 @@ class Writes:
     mins: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     maxs: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     members: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    sketches: defaultdict[str, defaultdict[int, float]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(float))
+    sketches: defaultdict[str, defaultdict[str, defaultdict[int, float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
     )
     top: dict[str, tuple[int, dict[str, float]]] = field(default_factory=dict)
     latest: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
@@ -194,7 +194,10 @@ class Commit:
             "mins": w.mins,
             "maxs": w.maxs,
             "members": {key: sorted(members) for key, members in w.members.items()},
-            "sketches": {key: _flat_bins(bins) for key, bins in w.sketches.items()},
+            "sketches": {
+                key: {name: _flat_bins(bins) for name, bins in fields.items()}
+                for key, fields in w.sketches.items()
+            },
             "top": w.top,
             "latest": w.latest,
             "ttl": w.ttl,

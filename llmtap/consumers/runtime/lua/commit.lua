@@ -74,37 +74,50 @@ merge(u.floats, function(cur, v) return (cur or 0) + v end)
 merge(u.mins, function(cur, v) if not cur or v < cur then return v end end)
 merge(u.maxs, function(cur, v) if not cur or v > cur then return v end end)
 
--- packed sketches (see llmtap.aggregates.encode_sketch): little-endian doubles [lo, zero-bin
--- weight, bin lo, bin lo + 1, ...]; each item of u.sketches[key] is {index, weight, ...} in
--- index order, the zero bin first. Weights are added in place with SETRANGE (the same double
--- additions as a hash field's); only a bin below lo rewrites the string, zero-padded in front.
+-- packed sketches (see llmtap.aggregates.encode_sketch): a hash field holding little-endian
+-- doubles [lo, zero-bin weight, bin lo, bin lo + 1, ...]; u.sketches[key][field] is {index,
+-- weight, ...} in index order, the zero bin first. The field is unpacked, the weights added
+-- (the same double additions as a field per bin), and packed again with one struct call each.
 local ZERO_BIN = -2147483648
-local function add_bins(key, bins)
-  local first = nil
+local function add_bins(old, bins)
+  local lo, hi = nil, nil
   for i = 1, #bins, 2 do
-    if bins[i] ~= ZERO_BIN then first = bins[i] break end
+    if bins[i] ~= ZERO_BIN then
+      if not lo then lo = bins[i] end
+      hi = bins[i]
+    end
   end
-  local blob = redis.call('GET', key)
-  if not blob then
-    blob = struct.pack('<dd', first or 0, 0)
-    redis.call('SET', key, blob)
-  end
-  local lo = struct.unpack('<d', blob, 1)
-  if first and (first < lo or (#blob == 16 and first ~= lo)) then
-    local pad = (#blob == 16) and '' or string.rep('\0', 8 * (lo - first))
-    blob = struct.pack('<d', first) .. string.sub(blob, 9, 16) .. pad .. string.sub(blob, 17)
-    redis.call('SET', key, blob, 'KEEPTTL')
-    lo = first
+  local zero, cur = 0, {}
+  local cur_lo = lo or 0
+  if old then
+    local n = #old / 8 - 2
+    local values = {struct.unpack('<' .. string.rep('d', n + 2), old)}
+    zero = values[2]
+    if n > 0 then
+      cur_lo = values[1]
+      if not lo or cur_lo < lo then lo = cur_lo end
+      if not hi or cur_lo + n - 1 > hi then hi = cur_lo + n - 1 end
+      for k = 1, n do cur[cur_lo + k - 1] = values[k + 2] end
+    end
   end
   for i = 1, #bins, 2 do
-    local at = 8
-    if bins[i] ~= ZERO_BIN then at = 16 + 8 * (bins[i] - lo) end
-    local cur = 0
-    if at + 8 <= #blob then cur = struct.unpack('<d', blob, at + 1) end
-    redis.call('SETRANGE', key, at, struct.pack('<d', cur + bins[i + 1]))
+    if bins[i] == ZERO_BIN then
+      zero = zero + bins[i + 1]
+    else
+      cur[bins[i]] = (cur[bins[i]] or 0) + bins[i + 1]
+    end
+  end
+  local out = {lo or cur_lo, zero}
+  if lo then
+    for k = lo, hi do out[#out + 1] = cur[k] or 0 end
+  end
+  return struct.pack('<' .. string.rep('d', #out), unpack(out))
+end
+for key, fields in pairs(u.sketches) do
+  for f, bins in pairs(fields) do
+    redis.call('HSET', key, f, add_bins(redis.call('HGET', key, f), bins))
   end
 end
-for key, bins in pairs(u.sketches) do add_bins(key, bins) end
 
 for key, members in pairs(u.members) do call_chunked('SADD', {key}, members) end
 

@@ -269,6 +269,14 @@ NOTIFY_DONE_TTL_S: Final = 2 * 86400
 # Counters per receiver: delivered, retried, failed, dead_lettered, silenced, rate_limited.
 NOTIFY_STATS_PREFIX: Final = f"{CONTROL}:notify:stats"
 
+# A shard commit cannot write control keys (another slot on a cluster), so a unit's alert
+# steps and outbox messages are committed, with its XACKs, as one record of its shard's
+# control outbox (a stream per group); the relay applies the records to control state in
+# order and advances the group's cursor for that shard (the last record id applied), so a
+# record is applied once. Internal; see docs/architecture.md.
+CONTROL_OUTBOX_PREFIX: Final = f"{SHARD0}:ctl"
+RELAYED_PREFIX: Final = f"{CONTROL}:relayed"
+
 
 def alert_state(fingerprint: str) -> str:
     """Return the state hash of one alert fingerprint."""
@@ -293,6 +301,16 @@ def notify_done(receiver: str) -> str:
 def notify_stats(receiver: str) -> str:
     """Return the delivery counters hash of one receiver."""
     return f"{NOTIFY_STATS_PREFIX}:{receiver}"
+
+
+def control_outbox(group: str) -> str:
+    """Return the control outbox stream of a group on shard 0 (:func:`on_shard` moves it)."""
+    return f"{CONTROL_OUTBOX_PREFIX}:{group}"
+
+
+def relayed(group: str, shard: int) -> str:
+    """Return the cursor of a group's control outbox on ``shard``: the last record applied."""
+    return f"{RELAYED_PREFIX}:{group}:{shard}"
 
 
 # --- Plugin analyzers (layout version 1): each plugin owns the keys under its own prefix ---

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis
 
-from llmtap import events, keys
+from llmtap import connection, events, keys
 from llmtap.analyzers.rules import Rule
 from llmtap.webhooks import VerificationError, verify
 
@@ -369,8 +369,6 @@ async def demo_cycle(
     real ``clock`` until every active alert has been quiet for its rule's resolve_after, tick
     at that (real) time so they resolve, then drain the outbox to ``receiver``. Returns the
     alerts delivered. No timestamp it writes is later than ``clock()``."""
-    import redis.asyncio as aredis
-
     from llmtap.consumers.alerts.evaluator import Evaluator
     from llmtap.consumers.alerts.processor import AlertsProcessor
     from llmtap.consumers.notify.notifier import run_notifier
@@ -378,8 +376,8 @@ async def demo_cycle(
     from llmtap.consumers.runtime.config import RuntimeConfig
     from llmtap.consumers.runtime.consumer import Consumer
 
-    client = aredis.Redis.from_url(url)
-    reader = redis.Redis.from_url(url)
+    client = connection.async_client(url)
+    reader = connection.sync_client(url)
     try:
         consumer = Consumer(client, lambda: AlertsProcessor(rules), RuntimeConfig(block_ms=100))
         await engine.run_loop(consumer, asyncio.Event(), burst=True)

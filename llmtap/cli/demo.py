@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import redis
 
-from llmtap import events, keys
+from llmtap import connection, events, keys
 from llmtap.cli import common
 from llmtap.embedded import redis_url_or_embedded
 from llmtap.events import CallEvent, RollupEvent
@@ -264,7 +264,7 @@ def run(
           f"for {duration:.0f}s, sampling {settings.sampling_rate}, "
           f"slow > {settings.slow_call_s}s, expensive > ${settings.expensive_call_usd}",
           file=out)  # fmt: skip
-    client = redis.Redis.from_url(url)
+    client = connection.sync_client(url)
     workers = Workers(url)
     workers.start()
     started = time.time()

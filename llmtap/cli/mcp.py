@@ -44,8 +44,9 @@ def client_for(url: str) -> redis.Redis:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from llmtap.listen import TOKEN_ENV
     from llmtap.mcpserver import ServerConfig, build_server
-    from llmtap.mcpserver.http import TOKEN_ENV, run_http
+    from llmtap.mcpserver.http import run_http
 
     url = common.redis_url(args)
     config = ServerConfig.from_env(url, readonly=args.readonly)

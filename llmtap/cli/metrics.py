@@ -11,9 +11,9 @@ import os
 import sys
 from typing import Any, Final
 
+from llmtap import listen
 from llmtap.cli import common, extras
-from llmtap.cli.serve import TOKEN_VAR
-from llmtap.settings import Settings, redact_url
+from llmtap.settings import Settings, SettingsError, redact_url
 
 DEFAULT_PORT: Final = 9464
 
@@ -35,14 +35,11 @@ def _metrics(args: argparse.Namespace) -> int:
 
     from llmtap.connectors.http import metrics_app
     from llmtap.connectors.prometheus import MetricsConfig
-    from llmtap.serve import auth
 
-    token = os.environ.get(TOKEN_VAR) or None
-    if not auth.is_loopback(args.host) and not token:
-        print(
-            f"llmtap: metrics: binding {args.host} requires {TOKEN_VAR} (a bearer token)",
-            file=sys.stderr,
-        )
+    try:
+        token = listen.required_token(args.host, os.environ.get(listen.TOKEN_ENV) or None)
+    except SettingsError as exc:
+        print(f"llmtap: metrics: {exc}", file=sys.stderr)
         return 2
     url = common.redis_url(args)
     client = common.connect(url)

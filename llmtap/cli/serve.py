@@ -11,11 +11,11 @@ import os
 import sys
 from typing import Any, Final
 
+from llmtap import listen
 from llmtap.cli import common
-from llmtap.settings import Settings, redact_url
+from llmtap.settings import Settings, SettingsError, redact_url
 
 DEFAULT_PORT: Final = 8765
-TOKEN_VAR: Final = "LLMTAP_API_TOKEN"
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -46,7 +46,7 @@ def add_parsers(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     environ = dict(os.environ)
-    token = environ.get(TOKEN_VAR) or None
+    token = environ.get(listen.TOKEN_ENV) or None
     try:
         import uvicorn
 
@@ -60,13 +60,12 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    loopback = auth.is_loopback(args.host)
-    if not loopback and not token:
-        print(
-            f"llmtap: serve: binding {args.host} requires {TOKEN_VAR} (a bearer token)",
-            file=sys.stderr,
-        )
+    try:
+        token = listen.required_token(args.host, token)
+    except SettingsError as exc:
+        print(f"llmtap: serve: {exc}", file=sys.stderr)
         return 2
+    loopback = listen.is_loopback(args.host)
     url = common.redis_url(args)
     client = common.connect(url)
     settings = Settings.from_env(environ)

@@ -263,9 +263,33 @@ def _quantiles(family: SummaryMetricFamily, pair: Pair, bins: Sequence[dict[int,
             family.samples.append(Sample(family.name, labels, value))
 
 
+def shard_families(snap: Snapshot) -> Iterator[Family]:
+    """Yield each shard's stream and dead-letter lengths and each group's lag on it (only with
+    several shards; the label has at most ``LLMTAP_SHARDS`` values)."""
+    length = GaugeMetricFamily(
+        "llmtap_shard_stream_length", "entries in one shard's events stream", labels=["shard"]
+    )
+    dlq = GaugeMetricFamily(
+        "llmtap_shard_dlq_length", "entries in one shard's dead-letter stream", labels=["shard"]
+    )
+    lag = GaugeMetricFamily(
+        "llmtap_shard_consumer_lag",
+        "entries of one shard not yet delivered to the group",
+        labels=["group", "shard"],
+    )
+    for k, health in enumerate(snap.shards):
+        length.add_metric([str(k)], health.stream_length)
+        dlq.add_metric([str(k)], health.dlq_length)
+        for group, value in health.lag.items():
+            if value is not None:
+                lag.add_metric([group, str(k)], value)
+    yield from (length, dlq, lag)
+
+
 def pipeline_families(client: redis.Redis, snap: Snapshot) -> Iterator[Family]:
     """Yield the pipeline's health: stream and dead-letter lengths, lag, pending and counters
-    per group, live workers per group, and the live producers' drops."""
+    per group (each summed over the shards, and per shard when there are several), live
+    workers per group, and the live producers' drops."""
     yield _gauge("llmtap_stream_length", "entries in the events stream", snap.stream_length)
     yield _gauge("llmtap_dlq_length", "entries in the dead-letter stream", snap.dlq_length)
     lag = GaugeMetricFamily(
@@ -289,6 +313,8 @@ def pipeline_families(client: redis.Redis, snap: Snapshot) -> Iterator[Family]:
         processed.add_metric([group], counters.get("processed", 0))
         dead.add_metric([group], counters.get("dlq", 0))
     yield from (lag, pending, processed, dead)
+    if snap.shards:
+        yield from shard_families(snap)
     alive = GaugeMetricFamily(
         "llmtap_workers_alive", "consumers with a live heartbeat", labels=["group"]
     )

@@ -32,6 +32,7 @@ import redis
 from llmtap import keys, notify
 from llmtap.analyzers import report
 from llmtap.analyzers.report_output import check_formats, render_bytes
+from llmtap.connection import sync_client
 from llmtap.consumers.notify.model import TAKES_REPORTS, DeliveryPolicy, Receiver
 from llmtap.consumers.runtime.consumer import consumer_name
 from llmtap.read.report import get_report_data
@@ -294,7 +295,7 @@ async def run_reports(
 ) -> None:
     """Run the scheduler until ``stop`` is set, refreshing a heartbeat (burst: one heartbeat)."""
     ttl = heartbeat_ttl_s
-    client = redis.Redis.from_url(url)
+    client = sync_client(url)
     worker = ReportWorker(client, config)
     beat = keys.heartbeat(keys.GROUP_REPORTS, worker.name)
     if not burst:

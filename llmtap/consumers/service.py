@@ -65,17 +65,19 @@ async def run(
         return await _run_other(ctx, name, worker.runner, stop, burst=burst)
     _check_engine(ctx)
     client = async_client(ctx.url)
-    # One consumer per shard, each in its shard's group: replicas of a worker share every
-    # shard through the consumer groups, and a dead replica's entries come back by reclaim.
+    # One consumer per shard this replica consumes (LLMTAP_WORKER_SHARDS, default all), each
+    # in its shard's group: replicas of a worker share a shard through its consumer group,
+    # and a dead replica's entries come back by reclaim to any replica consuming that shard.
     consumers = [
         Consumer(client, lambda: worker.build(ctx), ctx.runtime, shard=shard)
-        for shard in range(ctx.settings.shards)
+        for shard in ctx.consumed_shards
     ]
     log.info(
-        "worker %s (%s engine) consuming %d shard(s) as %s on %s",
+        "worker %s (%s engine) consuming shard(s) %s of %d as %s on %s",
         name,
         ctx.runtime.engine,
-        len(consumers),
+        ",".join(str(c.shard) for c in consumers),
+        ctx.settings.shards,
         consumers[0].name,
         redact_url(ctx.url),
     )
@@ -198,12 +200,15 @@ async def _run_other(
         try:
             await runner(ctx, stop, burst)
             break
-        except engine.TRANSIENT as exc:
+        except (*engine.TRANSIENT, AttributeError) as exc:
+            if not engine.transient(exc):
+                raise
             if stop.is_set():
                 break
             failures += 1
             wait = backoff(failures, engine.RECONNECT, random.random())
-            log.warning("worker %s: redis unavailable (%s); retrying in %.1f s", name, exc, wait)
+            reason = engine.describe(exc)
+            log.warning("worker %s: redis unavailable (%s); retrying in %.1f s", name, reason, wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
             if stop.is_set():

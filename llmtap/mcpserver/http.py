@@ -8,7 +8,6 @@ outer app's lifespan (``McpHttpApp.lifespan``), or every request fails.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import socket
 from collections.abc import Callable
@@ -19,9 +18,8 @@ from typing import Any, Final
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llmtap.settings import SettingsError
+from llmtap.listen import required_token
 
-TOKEN_ENV: Final = "LLMTAP_API_TOKEN"
 MCP_PATH: Final = "/mcp"
 
 
@@ -61,26 +59,6 @@ async def _unauthorized(send: Send, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def required_token(host: str, token: str | None) -> str | None:
-    """Return the token a listener on ``host`` must check: ``token`` (None on loopback without
-    one). Raises SettingsError when ``host`` is off loopback and no token is set."""
-    if token:
-        return token
-    if not is_loopback(host):
-        raise SettingsError(f"{TOKEN_ENV}: required to listen on {host} (off loopback)")
-    return None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 import redis
+from redis.cluster import RedisCluster
 
 from llmtap import aggregates, keys
 from llmtap.settings import Settings, SettingsError
@@ -109,9 +110,11 @@ def _reset_targets(client: redis.Redis) -> list[tuple[str, str]]:
 
 def _delete(client: redis.Redis, plain: list[str], streams: list[str]) -> tuple[int, int]:
     """Delete ``plain`` and empty ``streams``; return (keys deleted, stream entries removed)."""
+    # A cluster pipeline sends one key per DEL (its keys may lie in any slot).
+    chunk = 1 if isinstance(client, RedisCluster) else _DELETE_CHUNK
     pipe = client.pipeline(transaction=False)
-    for i in range(0, len(plain), _DELETE_CHUNK):
-        pipe.delete(*plain[i : i + _DELETE_CHUNK])
+    for i in range(0, len(plain), chunk):
+        pipe.delete(*plain[i : i + chunk])
     for stream in streams:
         pipe.xtrim(stream, maxlen=0, approximate=False)
     replies = [int(reply) for reply in pipe.execute()]

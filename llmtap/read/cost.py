@@ -11,8 +11,9 @@ import redis
 
 from llmtap import aggregates, keys
 from llmtap.analyzers import burn
-from llmtap.read import query
+from llmtap.read import query, shards
 from llmtap.read.bucketcache import BucketCache
+from llmtap.read.fetch import fetch
 from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import DAY, HOUR
 
@@ -87,19 +88,19 @@ def _per_1k(row: Mapping[str, Any]) -> float | None:
 def daily_costs(client: redis.Redis, first_day: int, last_day: int) -> dict[int, float]:
     """Return USD per UTC day start for the days from ``first_day`` to ``last_day`` (included)."""
     days = list(range(first_day, last_day + 1, DAY))
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.hget(keys.cost("d", keys.bucket("d", day)), aggregates.TOTAL)
-    replies = pipe.execute()
+    replies = _totals(client, [keys.cost("d", keys.bucket("d", day)) for day in days])
     return {day: aggregates.usd(int(v)) for day, v in zip(days, replies, strict=True) if v}
 
 
 def hourly_totals(client: redis.Redis, starts: list[int]) -> list[float]:
     """Return the total USD of each UTC hour starting at ``starts`` (0 where none)."""
-    pipe = client.pipeline(transaction=False)
-    for start in starts:
-        pipe.hget(keys.cost("h", keys.bucket("h", start)), aggregates.TOTAL)
-    return [aggregates.usd(int(v or 0)) for v in pipe.execute()]
+    replies = _totals(client, [keys.cost("h", keys.bucket("h", start)) for start in starts])
+    return [aggregates.usd(int(v or 0)) for v in replies]
+
+
+def _totals(client: redis.Redis, names: list[str]) -> list[aggregates.Raw | None]:
+    """The ``total`` field of each cost hash, summed over every shard (None where absent)."""
+    return [total for (total,) in shards.hmget_many(client, names, [aggregates.TOTAL])]
 
 
 def month_projection(
@@ -113,12 +114,14 @@ def month_projection(
 
 
 def top_calls(client: redis.Redis, since: float, until: float, n: int) -> list[dict[str, Any]]:
-    """Return the ``n`` most expensive call events that started in ``[since, until)``."""
+    """Return the ``n`` most expensive call events that started in ``[since, until)``.
+
+    Each shard keeps its own day's costliest calls, so on several shards a range shorter than
+    a day can list calls that one server's (shorter) top set would have trimmed.
+    """
     days = range(keys.bucket_start("d", since), int(until) + 1, DAY)
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.zrevrange(keys.top_calls(keys.bucket("d", day)), 0, -1)
-    found = [aggregates.decode_member(m) for members in pipe.execute() for m in members]
+    names = [keys.top_calls(keys.bucket("d", day)) for day in days]
+    found = [aggregates.decode_member(m) for ms in shards.zrange_many(client, names) for m in ms]
     inside = [c for c in found if since <= c["start_time"] < until]
     inside.sort(key=lambda c: (-c["cost_usd"], c["call_id"]))
     return inside[:n]
@@ -146,11 +149,9 @@ def cost_series(client: redis.Redis, since: float, until: float) -> dict[str, An
     granularity = "h" if until - since <= _CHART_DAILY_AFTER else "d"
     step = keys.BUCKET_SECONDS[granularity]
     starts = list(range(keys.bucket_start(granularity, since), int(until), step))
-    pipe = client.pipeline(transaction=False)
-    for start in starts:
-        pipe.hgetall(keys.cost(granularity, keys.bucket(granularity, start)))
+    names = [keys.cost(granularity, keys.bucket(granularity, start)) for start in starts]
     series: dict[str, list[float]] = {}
-    for i, reply in enumerate(pipe.execute()):
+    for i, reply in enumerate(fetch(client, names).hashes):
         for field, nano in aggregates.decode_counts(reply).items():
             kind, model = aggregates.split_dimension(field)
             if kind == "model":

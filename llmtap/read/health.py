@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -64,14 +63,12 @@ def heartbeats(client: redis.Redis, group: str) -> list[tuple[str, float]]:
 
 def group_stats(client: redis.Redis, group: str, stream: str = keys.EVENTS) -> dict[str, object]:
     """Return a group's counters, lag, pending, consumers and live heartbeats, over every
-    shard when ``stream`` is shard 0's events stream (counters, lag and pending summed;
-    consumers: the most on one shard, as every replica has one consumer per shard)."""
+    shard when ``stream`` is a shard stream (counters, lag and pending summed; consumers: the
+    most on one shard, as every replica has one consumer per shard; see
+    :func:`llmtap.read.shards.group_infos`)."""
     merged = shards.hgetall_many(client, [keys.stats(group)])[0]
     counters = {_text(k): int(v) for k, v in merged.items()}
-    count = shards.shard_count(client) if stream == keys.EVENTS else 1
-    info = _merged_info(
-        [_group_info(client, group, keys.on_shard(stream, k)) for k in range(count)]
-    )
+    info = shards.group_infos(client, stream).get(group)
     return {
         "group": group,
         "exists": info is not None,
@@ -92,38 +89,9 @@ def group_stats(client: redis.Redis, group: str, stream: str = keys.EVENTS) -> d
 
 def stream_stats(client: redis.Redis, stream: str = keys.EVENTS) -> dict[str, int]:
     """Return the lengths of the events stream and of the dead-letter stream (summed over
-    every shard when ``stream`` is shard 0's)."""
-    count = shards.shard_count(client) if stream == keys.EVENTS else 1
-    pipe = client.pipeline(transaction=False)
-    for shard in range(count):
-        pipe.xlen(keys.on_shard(stream, shard))
-        pipe.xlen(keys.dlq_stream(shard))
-    lengths = [int(n) for n in pipe.execute()]
-    return {"stream_length": sum(lengths[0::2]), "dlq_length": sum(lengths[1::2])}
-
-
-def _merged_info(infos: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """One shard's group info as it is; several summed (lag None if any shard's is)."""
-    found = [info for info in infos if info is not None]
-    if len(infos) == 1 or not found:
-        return found[0] if found else None
-    lags = [info.get("lag") for info in found]
-    return {
-        "lag": None if None in lags else sum(int(str(lag)) for lag in lags),
-        "pending": sum(int(info["pending"]) for info in found),
-        "consumers": max(int(info["consumers"]) for info in found),
-    }
-
-
-def _group_info(client: redis.Redis, group: str, stream: str) -> dict[str, Any] | None:
-    try:
-        groups = client.xinfo_groups(stream)
-    except redis.ResponseError:  # no such stream yet
-        return None
-    for info in groups:
-        if _text(info["name"]) == group:
-            return dict(info)
-    return None
+    every shard when ``stream`` is a shard stream)."""
+    length, dlq = shards.stream_lengths(client, [stream, keys.DLQ])
+    return {"stream_length": length, "dlq_length": dlq}
 
 
 def _text(value: bytes | str) -> str:

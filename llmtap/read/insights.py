@@ -10,7 +10,7 @@ import redis
 
 from llmtap import aggregates, keys
 from llmtap.analyzers import anomaly, insights
-from llmtap.read import query
+from llmtap.read import query, shards
 from llmtap.read.bucketcache import BucketCache
 from llmtap.read.context import context_windows
 from llmtap.read.cost import hourly_totals
@@ -90,12 +90,10 @@ def inputs_of(snap: Snapshot, windows: Mapping[str, int] | None = None) -> insig
 def call_details(
     client: redis.Redis, since: float, until: float
 ) -> tuple[list[insights.ModelDetails], list[insights.PromptStats]]:
-    """Merge the day call-detail hashes touching the range (whole UTC days)."""
+    """Merge the day call-detail hashes touching the range (whole UTC days, every shard)."""
     days = range(keys.bucket_start("d", since), int(until) + 1, DAY)
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.hgetall(keys.call_details(keys.bucket("d", day)))
-    merged = aggregates.merge_call_details(pipe.execute())
+    names = [keys.call_details(keys.bucket("d", day)) for day in days]
+    merged = aggregates.merge_call_details(fetch(client, names).hashes)
     details = [
         insights.ModelDetails(
             model=model,
@@ -137,11 +135,12 @@ def hourly_latency_means(client: redis.Redis, starts: Sequence[int]) -> list[flo
     names = [keys.bucket("h", start) for start in starts]
     indexes = fetch(client, sets=[keys.latency_index("h", name) for name in names]).sets
     fields = [aggregates.timing_field("latency", stat) for stat in ("n", "w", "sum")]
-    pipe = client.pipeline(transaction=False)
-    for name, members in zip(names, indexes, strict=True):
-        for member in members:
-            pipe.hmget(keys.latency("h", name, *aggregates.decode_latency_member(member)), fields)
-    replies = iter(pipe.execute())
+    hashes = [
+        keys.latency("h", name, *aggregates.decode_latency_member(member))
+        for name, members in zip(names, indexes, strict=True)
+        for member in members
+    ]
+    replies = iter(shards.hmget_many(client, hashes, fields))
     out = []
     for members in indexes:
         count, weight, total = 0, 0.0, 0.0

@@ -1,17 +1,20 @@
-"""The raw reads behind ``/metrics``: one scrape's aggregates in two pipelined round trips.
+"""The raw reads behind ``/metrics``: one scrape's aggregates, summed over every shard.
 
 The counters cover the current UTC month (the day hashes from the 1st to today, today's being
 live), so they only grow until 00:00 UTC on the 1st, where they reset (``rate()`` and
 ``increase()`` handle a reset). The quantiles cover a short recent window of minute buckets.
-The first round trip reads the cost and usage day hashes, the latency indexes, the stream
-lengths, the groups and their counters; the second the latency hashes the indexes named.
+One pipelined round trip reads the cost and usage day hashes, the groups' counters and the
+latency indexes; one the stream lengths; one the groups; then two the latency hashes the
+indexes named. Each goes through :mod:`llmtap.read.shards`, which reads every shard's copy
+and merges them, so the numbers, their names and labels do not change with ``LLMTAP_SHARDS``;
+with several shards each shard's stream lengths and lags are kept too (:class:`ShardHealth`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -20,12 +23,23 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.aggregates import TIMINGS
 from llmtap.notify import decode_heartbeat
-from llmtap.read import query
+from llmtap.read import query, shards
+from llmtap.read.fetch import Hash, fetch
 from llmtap.read.window import DAY
 
 Pair = tuple[str, str]
 # The latency-hash fields of one timing the month's summaries need: weighted count and sum.
 _TOTAL_STATS: Final = ("w", "sum")
+
+
+@dataclass(frozen=True)
+class ShardHealth:
+    """One shard's events-stream and dead-letter lengths, and each event group's lag there
+    (None: the group does not exist on the shard, or its lag is unknown)."""
+
+    stream_length: int
+    dlq_length: int
+    lag: dict[str, int | None]
 
 
 @dataclass
@@ -35,7 +49,8 @@ class Snapshot:
     ``costs``/``usage``: the month's summed cost and usage fields. ``latency_totals``: per
     (backend, model) and timing, the month's (weighted count, weighted seconds). ``window``:
     per (backend, model) and timing, the merged sketch bins of the quantile window. ``groups``:
-    per event group, its XINFO fields (None when the group does not exist) and its counters.
+    per event group, its XINFO fields (None when the group does not exist) and its counters,
+    all summed over the shards. ``shards``: each shard's own health, when there are several.
     """
 
     now: float
@@ -48,6 +63,7 @@ class Snapshot:
     dlq_length: int = 0
     groups: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    shards: list[ShardHealth] = field(default_factory=list)
 
 
 def month_start(now: float) -> int:
@@ -62,63 +78,55 @@ def snapshot(
     window_s: float,
     groups: Sequence[str] = keys.EVENT_GROUPS,
 ) -> Snapshot:
-    """Return the aggregates one scrape reports at ``now``; redis errors propagate."""
+    """Return the aggregates one scrape reports at ``now``, summed over every shard; redis
+    errors propagate."""
     start = month_start(now)
     days = [keys.bucket("d", day) for day in range(start, keys.bucket_start("d", now) + 1, DAY)]
     recent = [(g, keys.bucket(g, s)) for g, s in query.cover(now - window_s, now)]
-    pipe = client.pipeline(transaction=False)
-    for day in days:
-        pipe.hgetall(keys.cost("d", day))
-        pipe.hgetall(keys.usage("d", day))
-        pipe.smembers(keys.latency_index("d", day))
-    for granularity, name in recent:
-        pipe.smembers(keys.latency_index(granularity, name))
-    pipe.xlen(keys.EVENTS)
-    pipe.xlen(keys.DLQ)
-    pipe.xinfo_groups(keys.EVENTS)
-    for group in groups:
-        pipe.hgetall(keys.stats(group))
-    replies = iter(pipe.execute(raise_on_error=False))
+    hashes = [name for day in days for name in (keys.cost("d", day), keys.usage("d", day))]
+    sets = [keys.latency_index("d", day) for day in days]
+    sets += [keys.latency_index(granularity, name) for granularity, name in recent]
+    replies = fetch(client, [*hashes, *(keys.stats(group) for group in groups)], sets)
     out = Snapshot(now=now, month_start=start)
-    day_pairs = _sum_days(out, days, replies)
-    window_pairs = [(g, n, _pairs(_ok(next(replies), set()))) for g, n in recent]
-    out.stream_length = int(_ok(next(replies), 0))
-    out.dlq_length = int(_ok(next(replies), 0))
-    out.groups = _groups(_ok(next(replies), []), groups)
-    out.counters = {g: aggregates.decode_counts(_ok(next(replies), {})) for g in groups}
+    _sum_days(out, replies.hashes[: len(hashes)])
+    counters = replies.hashes[len(hashes) :]
+    out.counters = {g: aggregates.decode_counts(c) for g, c in zip(groups, counters, strict=True)}
+    day_pairs = [(day, _pairs(m)) for day, m in zip(days, replies.sets[: len(days)], strict=True)]
+    window = replies.sets[len(days) :]
+    window_pairs = [(g, n, _pairs(m)) for (g, n), m in zip(recent, window, strict=True)]
+    streams, dlqs = shards.stream_lengths_by_shard(client, [keys.EVENTS, keys.DLQ])
+    out.stream_length, out.dlq_length = sum(streams), sum(dlqs)
+    per_shard = shards.group_infos_by_shard(client)
+    found = shards.merge_group_infos(per_shard)
+    out.groups = {group: found.get(group) for group in groups}
+    if len(per_shard) > 1:
+        out.shards = [
+            ShardHealth(length, dlq, {g: _lag(infos.get(g)) for g in groups})
+            # Not strict: a worker may raise the shard count between the two reads.
+            for length, dlq, infos in zip(streams, dlqs, per_shard, strict=False)
+        ]
     _read_latency(client, out, day_pairs, window_pairs)
     return out
 
 
-def _ok(reply: Any, default: Any) -> Any:
-    """The reply, or ``default`` when the command failed (a stream that does not exist yet)."""
-    if isinstance(reply, redis.ResponseError):
-        return default
-    if isinstance(reply, Exception):
-        raise reply
-    return reply
-
-
-def _sum_days(out: Snapshot, days: Sequence[str], replies: Any) -> list[tuple[str, list[Pair]]]:
+def _sum_days(out: Snapshot, replies: Sequence[Hash]) -> None:
+    """Sum the days' cost hashes (even items) and usage hashes (odd) into ``out``."""
     costs: defaultdict[str, int] = defaultdict(int)
     usage: defaultdict[str, int] = defaultdict(int)
-    day_pairs = []
-    for day in days:
-        for target in (costs, usage):
-            for name, value in aggregates.decode_counts(_ok(next(replies), {})).items():
-                target[name] += value
-        day_pairs.append((day, _pairs(_ok(next(replies), set()))))
+    for i, reply in enumerate(replies):
+        target = costs if i % 2 == 0 else usage
+        for name, value in aggregates.decode_counts(reply).items():
+            target[name] += value
     out.costs, out.usage = dict(costs), dict(usage)
-    return day_pairs
+
+
+def _lag(info: dict[str, Any] | None) -> int | None:
+    lag = None if info is None else info.get("lag")
+    return None if lag is None else int(lag)
 
 
 def _pairs(members: Any) -> list[Pair]:
     return sorted(aggregates.decode_latency_member(m) for m in members)
-
-
-def _groups(infos: Sequence[Mapping[Any, Any]], groups: Sequence[str]) -> dict[str, Any]:
-    found = {aggregates.text(info["name"]): dict(info) for info in infos}
-    return {group: found.get(group) for group in groups}
 
 
 def _read_latency(
@@ -128,15 +136,10 @@ def _read_latency(
     window_pairs: Sequence[tuple[str, str, Sequence[Pair]]],
 ) -> None:
     names = [aggregates.timing_field(t, s) for t in TIMINGS for s in _TOTAL_STATS]
-    pipe = client.pipeline(transaction=False)
-    for day, pairs in day_pairs:
-        for backend, model in pairs:
-            pipe.hmget(keys.latency("d", day, backend, model), names)
-    for granularity, name, pairs in window_pairs:
-        for backend, model in pairs:
-            pipe.hgetall(keys.latency(granularity, name, backend, model))
-    replies = iter(pipe.execute())
-    out.latency_totals = _month_totals(day_pairs, replies)
+    totals = [keys.latency("d", day, *pair) for day, pairs in day_pairs for pair in pairs]
+    out.latency_totals = _month_totals(day_pairs, iter(shards.hmget_many(client, totals, names)))
+    window = [keys.latency(g, name, *pair) for g, name, pairs in window_pairs for pair in pairs]
+    replies = iter(fetch(client, window).hashes)
     for _, _, pairs in window_pairs:
         for pair in pairs:
             _, packed = aggregates.split_sketches(next(replies), TIMINGS)

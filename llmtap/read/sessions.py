@@ -1,24 +1,31 @@
 """One session: its exact summary (from rollups, or its call events before the first rollup),
-its timeline of call events and its backend, model and thread usage."""
+its timeline of call events and its backend, model and thread usage.
+
+A session's calls may come from producers on several shards: each shard holds the part its
+producers sent, and :mod:`llmtap.read.shards` merges them (counts summed, first/last seen by
+their extremes, timelines united in time order).
+"""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from llmtap import aggregates, keys
+from llmtap.read import shards
 from llmtap.read.window import fraction, iso
 
 
 def session_analysis(
     client: redis.Redis, session_id: str, limit: int | None = None
 ) -> dict[str, Any]:
-    """Return ``get_session_profiling_analysis``'s structure for one session."""
-    raw = client.hgetall(keys.session(session_id))
+    """Return ``get_session_profiling_analysis``'s structure for one session, merged over
+    every shard its producers wrote it to (its timeline: the ``limit`` newest events of all of
+    them; without ``limit``, every event each shard's timeline keeps)."""
+    raw = shards.hgetall_many(client, [keys.session(session_id)])[0]
     fields = aggregates.decode_session(raw)
-    start = 0 if limit is None else -limit
-    members = cast(list[bytes], client.zrange(keys.session_timeline(session_id), start, -1))
+    members = shards.zrange_many(client, [keys.session_timeline(session_id)], limit)[0]
     timeline = [aggregates.decode_member(m) for m in members]
     return {
         "session_id": session_id,

@@ -4,6 +4,7 @@ lag, pending, live consumers)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -11,7 +12,7 @@ import redis
 
 from llmtap import aggregates, keys
 from llmtap.notify import decode_heartbeat
-from llmtap.read import health
+from llmtap.read import health, shards
 from llmtap.read.admin import effective_settings
 from llmtap.read.window import fraction, iso
 from llmtap.settings import Settings
@@ -61,27 +62,31 @@ def configured_values(settings: Settings) -> dict[str, Any]:
 
 
 def producers(client: redis.Redis) -> list[dict[str, Any]]:
-    """Return every live producer: its id, statistics, reported settings (None when it does
-    not report them) and the end of its latest rollup window (ISO-8601), by id."""
-    names = sorted(
-        aggregates.text(n) for n in client.scan_iter(match=keys.producer("*"), count=1000)
-    )
+    """Return every live producer of every shard: its id, statistics, reported settings (None
+    when it does not report them) and the end of its latest rollup window (ISO-8601), by id.
+
+    A producer has one hash, on the shard its id maps to; after ``LLMTAP_SHARDS`` changed it
+    may have one on its old shard too, and its newest (latest window end) is the one listed.
+    """
+    names = shards.scan_names(client, keys.producer("*"))
     pipe = client.pipeline(transaction=False)
-    for name in names:
+    for _, name in names:
         pipe.hmget(name, _FIELDS)
     n_stats, n_settings = len(aggregates.PRODUCER_STATS), len(aggregates.PRODUCER_SETTINGS)
-    out = []
-    for name, values in zip(names, pipe.execute() if names else [], strict=True):
+    found: dict[str, tuple[float, dict[str, Any]]] = {}
+    for (shard, name), values in zip(names, pipe.execute() if names else [], strict=True):
         end = values[-1]
-        out.append(
-            {
-                "producer_id": name.removeprefix(keys.producer("")),
-                **aggregates.decode_producer_stats(values[:n_stats]),
-                **aggregates.decode_producer_settings(values[n_stats : n_stats + n_settings]),
-                "last_rollup_at": iso(float(end)) if end is not None else None,
-            }
-        )
-    return out
+        producer_id = name.removeprefix(keys.on_shard(keys.producer(""), shard))
+        row = {
+            "producer_id": producer_id,
+            **aggregates.decode_producer_stats(values[:n_stats]),
+            **aggregates.decode_producer_settings(values[n_stats : n_stats + n_settings]),
+            "last_rollup_at": iso(float(end)) if end is not None else None,
+        }
+        ended = float(end) if end is not None else -math.inf
+        if producer_id not in found or ended > found[producer_id][0]:
+            found[producer_id] = (ended, row)
+    return [found[producer_id][1] for producer_id in sorted(found)]
 
 
 def settings_disagreements(
@@ -115,20 +120,18 @@ def producer_statistics(client: redis.Redis) -> dict[str, int]:
 def pipeline_health(client: redis.Redis) -> dict[str, Any]:
     """Return the stream and DLQ lengths and, per worker group, lag, pending and live workers.
 
-    The same numbers as :func:`llmtap.read.health.group_stats` per group, read with one SCAN
-    for every group's heartbeats and one XINFO GROUPS (a SCAN per group walked the whole
-    keyspace once per group).
+    The same numbers as :func:`llmtap.read.health.group_stats` per group (summed over every
+    shard), read with one SCAN for every group's heartbeats and one XINFO GROUPS per shard (a
+    SCAN per group walked the whole keyspace once per group).
     """
     beats = _live_consumers(client)
-    info = _groups_info(client)
+    info = shards.group_infos(client)
     known = {*keys.EVENT_GROUPS, *keys.OFF_STREAM_GROUPS}
     plugins = sorted(set(info) - known)  # plugin workers' groups (docs/plugins.md)
     on_stream = [*keys.EVENT_GROUPS, *plugins]
-    pipe = client.pipeline(transaction=False)
-    for group in on_stream:
-        pipe.hget(keys.stats(group), "processed")
+    processed = shards.hmget_many(client, [keys.stats(g) for g in on_stream], ["processed"])
     rows: dict[str, dict[str, Any]] = {}
-    for group, done in zip(on_stream, pipe.execute(), strict=True):
+    for group, (done,) in zip(on_stream, processed, strict=True):
         found = info.get(group)
         rows[group] = {
             "exists": found is not None,
@@ -158,11 +161,3 @@ def _live_consumers(client: redis.Redis) -> dict[str, int]:
         if value is not None and decode_heartbeat(value) is not None:
             out[group] = out.get(group, 0) + 1
     return out
-
-
-def _groups_info(client: redis.Redis) -> dict[str, dict[str, Any]]:
-    try:
-        groups = client.xinfo_groups(keys.EVENTS)
-    except redis.ResponseError:  # no such stream yet
-        return {}
-    return {aggregates.text(info["name"]): dict(info) for info in groups}

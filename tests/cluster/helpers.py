@@ -4,9 +4,11 @@ sharded stream with workers, and read totals back through the read side."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 import redis
 
 from llmtap import keys
@@ -65,3 +67,45 @@ def read_totals(client: redis.Redis, since: float = DAY_START) -> dict[str, int]
         "errors": row["errors"],
         "call_events": latency[0]["count"] if latency else 0,
     }
+
+
+def workloads_on_shards(shards: int, **options: Any) -> list[Workload]:
+    """Synthetic producers whose ids map to shards ``0 … shards-1``, one each, in shard order
+    (``options`` go to every :class:`Workload`)."""
+    found: dict[int, Workload] = {}
+    seed = 0
+    while len(found) < shards:
+        seed += 1
+        workload = Workload(seed, **options)
+        found.setdefault(keys.shard_of(workload.producer_id, shards), workload)
+    return [found[k] for k in range(shards)]
+
+
+def write_entries(client: redis.Redis, stream: str, entries: Sequence[dict[bytes, bytes]]) -> None:
+    """XADD ``entries`` to ``stream`` in pipelined chunks."""
+    pipe = client.pipeline(transaction=False)
+    for i, fields in enumerate(entries, 1):
+        pipe.xadd(stream, fields)  # type: ignore[arg-type]
+        if i % 200 == 0:
+            pipe.execute()
+    pipe.execute()
+
+
+def assert_same(got: Any, want: Any, where: str = "", rel: float = 1e-9) -> None:
+    """Assert two JSON-like answers are equal: every key, item and exact value, floats to
+    ``rel`` (sums of floats added in another order: per shard, then over the shards)."""
+    if dataclasses.is_dataclass(want) and not isinstance(want, type):
+        assert type(got) is type(want), where
+        assert_same(dataclasses.asdict(got), dataclasses.asdict(want), where, rel)  # type: ignore[arg-type]
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), where
+        for name in want:
+            assert_same(got[name], want[name], f"{where}.{name}", rel)
+    elif isinstance(want, list | tuple):
+        assert isinstance(got, list | tuple) and len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            assert_same(a, b, f"{where}[{i}]", rel)
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert got == pytest.approx(want, rel=rel, abs=1e-12), where
+    else:
+        assert got == want, where

@@ -23,6 +23,7 @@ from llmtap.consumers.runtime.commit import (
 )
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
+from llmtap.consumers.runtime.relay import RELAY_LUA, relay_script
 from llmtap.notify import HEARTBEAT_VERSION, decode_heartbeat
 from llmtap.settings import Settings
 from llmtap.testing import Workload
@@ -264,13 +265,17 @@ def test_faststream_app_lifespan_processes_a_backlog_and_documents_the_channel(
 
 
 def test_the_commit_script_is_a_packaged_lua_file_composed_with_its_parts() -> None:
-    """commit.lua ships in the package; each part's source and its STEPS row come first."""
+    """commit.lua and relay.lua ship in the package; the one-slot shebang, then each part's
+    source and its STEPS row come first (the relay applies the steps)."""
     part = ScriptPart("alerts", "noop_step", "local function noop_step(o) return 0 end")
     script = compose([part])
     assert COMMIT_LUA.startswith("-- The atomic commit") and "u.ids" in COMMIT_LUA
-    assert script.startswith(part.source) and script.endswith(COMMIT_LUA)
+    assert script.startswith("#!lua\n" + part.source) and script.endswith(COMMIT_LUA)
     assert "local STEPS = {{'alerts', noop_step}}" in script
-    assert compose() == "local STEPS = {}\n" + COMMIT_LUA
+    assert compose() == "#!lua\nlocal STEPS = {}\n" + COMMIT_LUA
+    relay = relay_script([part])
+    assert relay.startswith("#!lua\n" + part.source) and relay.endswith(RELAY_LUA)
+    assert "u.ids" not in relay
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import redis
 from mcp_types import TextResourceContents
 
 from llmtap import tools
-from llmtap.mcpserver.http import required_token
+from llmtap.listen import required_token
 from llmtap.read import silences
 from llmtap.settings import SettingsError
 from tests.mcp.helpers import Seeded, call, differences, error_text, http_server, http_session

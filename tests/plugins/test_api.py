@@ -119,8 +119,9 @@ def test_a_plugin_declaration_that_cannot_be_confined_is_refused(
 
 
 def test_notifications_are_enqueued_once_with_the_commit(r: redis.Redis, redis_url: str) -> None:
-    """Outbox messages in the writes are appended to llmtap:notify in the commit; a replayed
-    commit appends nothing, and the notifier's decoder reads them as alerts."""
+    """Outbox messages in the writes are committed with the XACKs and relayed to llmtap:notify;
+    a replayed commit and a second relay append nothing, and the notifier's decoder reads them
+    as alerts."""
     workload = Workload(3)
     workload.write(r, 2_000)
     worker = confine(Worker.plugin("notes", "notes", lambda ctx: Notifier()))
@@ -134,8 +135,9 @@ def test_notifications_are_enqueued_once_with_the_commit(r: redis.Redis, redis_u
         commit = consumer._commit(consumer.unit)
         first = await consumer._committer.commit(commit)
         again = await consumer._committer.commit(commit)
+        relayed = [await consumer.relay(), await consumer.relay()]
         await consumer.client.aclose()
-        return first.applied and not again.applied
+        return first.applied and not again.applied and relayed == [1, 0]
 
     assert asyncio.run(scenario())
     failed = {

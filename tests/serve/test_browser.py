@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -20,6 +20,8 @@ from llmtap.read.silences import list_silences
 from llmtap.serve.routes import today_hours
 from tests.consumer_helpers import wait_for
 from tests.serve.conftest import SCREENSHOTS, Seeded, ServeThread, seed_traffic
+
+T = TypeVar("T")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -86,10 +88,27 @@ def open_page(driver: Any, name: str) -> None:
         ) from None
 
 
+def fresh(read: Callable[[], T]) -> T:
+    """``read()`` the page again while the elements it found are replaced under it: the live
+    refresh re-renders tables, so a row found just before a refresh is stale by the time its
+    cells are read."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(20):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    raise AssertionError("the page kept replacing the element for a second")
+
+
 def value(driver: Any, name: str) -> float:
-    """The raw number behind a card (its data-value)."""
-    el = driver.find_element("css selector", f'[data-metric="{name}"]')
-    return float(el.get_attribute("data-value"))
+    """The raw number behind a card (its data-value), read in one script: the page re-renders
+    its cards at every refresh, so an element found first and read after may be gone."""
+    raw = driver.execute_script(
+        "return document.querySelector(arguments[0]).dataset.value", f'[data-metric="{name}"]'
+    )
+    return float(raw)
 
 
 def points(driver: Any, chart: str) -> int:
@@ -99,8 +118,12 @@ def points(driver: Any, chart: str) -> int:
 
 def rows(driver: Any, table: str) -> list[list[str]]:
     """The cells of a table's body rows."""
-    found = driver.find_elements("css selector", f'table[data-table="{table}"] tbody tr')
-    return [[td.text for td in tr.find_elements("css selector", "td")] for tr in found]
+
+    def read() -> list[list[str]]:
+        found = driver.find_elements("css selector", f'table[data-table="{table}"] tbody tr')
+        return [[td.text for td in tr.find_elements("css selector", "td")] for tr in found]
+
+    return fresh(read)
 
 
 def console_errors(driver: Any) -> list[str]:

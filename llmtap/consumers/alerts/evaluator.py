@@ -25,6 +25,7 @@ from llmtap.analyzers.rules import (
     evaluate_window,
     window_span,
 )
+from llmtap.connection import async_client, sync_client
 from llmtap.consumers.alerts.rules_file import rules_from_env
 from llmtap.consumers.alerts.state import AlertStore, Outbox, observed, step_args
 from llmtap.read import query
@@ -152,7 +153,7 @@ async def run_ticks(
     """
     rules = rules_from_env() if rules is None else rules
     interval = tick_from_env() if interval_s is None else interval_s
-    client, reader = aredis.Redis.from_url(url), redis.Redis.from_url(url)
+    client, reader = async_client(url), sync_client(url)
     evaluator = Evaluator(client, reader, rules)
     try:
         while not stop.is_set():

@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 
 from llmtap import keys, notify
 from llmtap.analyzers.rules import Observation, Rule
+from llmtap.consumers.runtime.commit import ONE_SLOT
 
 
 def alert_step_script() -> str:
@@ -31,8 +32,9 @@ def alert_step_script() -> str:
 
 
 def step_script() -> str:
-    """Return the script :class:`AlertStore` runs: ``alert_step`` over a JSON array (ARGV[1])."""
-    return alert_step_script() + _lua("step_batch.lua")
+    """Return the script :class:`AlertStore` runs: ``alert_step`` over a JSON array (ARGV[1]),
+    confined to one slot (the control slot) like every worker script."""
+    return ONE_SLOT + alert_step_script() + _lua("step_batch.lua")
 
 
 @functools.cache
@@ -103,7 +105,8 @@ class AlertStore:
         if not items:
             return 0
         doc = json.dumps(list(items), separators=(",", ":"), allow_nan=False)
-        return int(await self._script(keys=[], args=[doc]))
+        # Every key a step touches is a control key: the outbox names the slot on a cluster.
+        return int(await self._script(keys=[self.outbox.stream], args=[doc]))
 
     async def active(self, rule: str) -> dict[str, float]:
         """Return a rule's pending and firing fingerprints with their last-seen time."""

@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 
 from llmtap import keys, notify
 from llmtap.analyzers.rules import silenced
+from llmtap.connection import async_client
 from llmtap.consumers.notify.model import Outcome, Receiver, Sender, alert_labels
 from llmtap.consumers.notify.senders import build_senders
 from llmtap.consumers.runtime.consumer import (
@@ -411,7 +412,7 @@ async def run_notifier(
     elif not any("alert" in r.takes for r in chosen):
         log.warning("no alert receivers configured: alerts are counted as %s", UNROUTED)
     senders = build_senders(chosen)
-    client = aredis.Redis.from_url(url)
+    client = async_client(url)
     notifier = Notifier(client, chosen, senders, options=NotifierOptions(claim_idle_s=claim_idle_s))
     try:
         await notifier.run(stop, burst=burst)

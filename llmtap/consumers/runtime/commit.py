@@ -6,8 +6,11 @@ XAUTOCLAIM, or already acknowledged it) and that no rollup in the unit was count
 anything fails a check it writes nothing and returns the offending ids and rollups, so the
 caller rebuilds the unit without them and commits again. Otherwise it records the rollups as
 counted, applies the increments, min/max updates, packed-sketch additions, sorted-set and
-latest-value writes, sets the TTLs, appends the dead letters, bumps the group's counters and
-XACKs every id, all in one step: a crash anywhere leaves either all of it or none of it.
+latest-value writes, sets the TTLs, appends the dead letters, bumps the group's counters,
+appends the unit's control record (its alert steps and outbox messages, see :mod:`.relay`) to
+the shard's control outbox and XACKs every id, all in one step: a crash anywhere leaves either
+all of it or none of it. Every key it touches carries the stream's shard tag, so on a cluster it
+runs in one slot.
 
 The unit crosses as one JSON document (``json.dumps`` and the server's ``cjson`` are both C,
 where redis-py's per-argument packing of ~100k arguments cost seconds), plus the raw bytes of
@@ -36,13 +39,21 @@ STEP_FIELDS: Final = ("alerts",)
 COMMIT_LUA: Final = (
     files("llmtap.consumers.runtime").joinpath("lua/commit.lua").read_text(encoding="utf-8")
 )
+# The field of a control outbox entry that holds its record (JSON).
+RECORD_FIELD: Final = "u"
+# The first line of every script the workers run: a script with a shebang (Redis 7+, Valkey)
+# may touch keys of one slot only, so on a cluster a key outside the declared key's slot is
+# an error, even on a node that happens to serve both slots (and would stop doing so when
+# slots move). A standalone server ignores slots.
+ONE_SLOT: Final = "#!lua\n"
 
 
 @dataclass(frozen=True)
 class ScriptPart:
-    """Lua that runs inside the commit: ``source`` defines ``function(o)`` (a ``local function``),
-    which the commit calls on every item of the unit's ``Writes.<field>`` list, in order, after
-    the writes and before the XACK, in the same script (so a step is applied exactly once).
+    """Lua that applies a unit's steps: ``source`` defines ``function(o)`` (a ``local
+    function``), which the relay script calls on every item of the unit's ``Writes.<field>``
+    list, in order, when it applies the unit's control record (committed with the unit's
+    XACKs; the relay applies each record once, see :mod:`.relay`).
 
     The worker whose processor produces such steps owns the Lua file and declares the part
     (a processor's optional ``script_parts`` attribute, or ``Consumer(script_parts=...)``);
@@ -69,8 +80,10 @@ class ScriptPart:
         return cls(field, function, source)
 
 
-def compose(parts: Sequence[ScriptPart] = ()) -> str:
-    """Return the commit script: every part's source, the STEPS table, then ``commit.lua``.
+def compose(parts: Sequence[ScriptPart] = (), body: str = COMMIT_LUA) -> str:
+    """Return the shebang :data:`ONE_SLOT`, every part's source, the STEPS table, then
+    ``body`` (the script that calls them: ``relay.lua``; ``commit.lua`` by default, which
+    has no steps to call).
 
     Raises ValueError when two parts apply the same field.
     """
@@ -79,7 +92,7 @@ def compose(parts: Sequence[ScriptPart] = ()) -> str:
         raise ValueError(f"two script parts apply the same field: {fields}")
     steps = ", ".join(f"{{'{part.field}', {part.function}}}" for part in parts)
     sources = "".join(part.source.rstrip("\n") + "\n" for part in parts)
-    return f"{sources}local STEPS = {{{steps}}}\n{COMMIT_LUA}"
+    return f"{ONE_SLOT}{sources}local STEPS = {{{steps}}}\n{body}"
 
 
 _EXACT_LIMIT: Final = 2**53
@@ -97,7 +110,8 @@ class Writes:
     field (the format of :func:`llmtap.aggregates.encode_sketch`).
     ``alerts``: alert steps, applied in order by the ``alerts`` :class:`ScriptPart`.
     ``notify``: outbox messages (the stream fields of :func:`llmtap.notify.encode_message`),
-    appended to the outbox (``keys.NOTIFY``) in the same commit, so each is enqueued exactly once.
+    appended to the outbox (``keys.NOTIFY``). Steps and messages are control state: they are
+    committed with the XACKs as the unit's control record and relayed once (see :mod:`.relay`).
     """
 
     ints: defaultdict[str, defaultdict[str, int]] = field(
@@ -178,6 +192,21 @@ class Commit:
     counters: dict[str, int]
     notify_stream: str = keys.NOTIFY
     notify_maxlen: int = 100_000
+    control_outbox: str | None = None  # None: shard 0's outbox of ``group``
+
+    def record(self) -> str | None:
+        """Return the unit's control record (JSON: its alert steps, its outbox messages and
+        where those go), or None when it has neither."""
+        w = self.writes
+        if not w.alerts and not w.notify:
+            return None
+        record = {
+            "alerts": w.alerts,
+            "notify": w.notify,
+            "notify_stream": self.notify_stream,
+            "notify_maxlen": self.notify_maxlen,
+        }
+        return _dumps(record)
 
     def args(self) -> list[str | bytes]:
         """Return the script's ARGV: the JSON document, then the raw bytes of each dead letter."""
@@ -201,16 +230,16 @@ class Commit:
             "top": w.top,
             "latest": w.latest,
             "ttl": w.ttl,
-            "alerts": w.alerts,
-            "notify": w.notify,
-            "notify_stream": self.notify_stream,
-            "notify_maxlen": self.notify_maxlen,
             "dlq": [self._letter_fields(letter) for letter in self.dead_letters],
             "dlq_stream": self.dlq,
             "dlq_maxlen": self.dlq_maxlen,
             "stats": self.stats_key,
             "counters": self.counters,
         }
+        record = self.record()
+        if record is not None:  # absent, not null: cjson's null is true in Lua
+            document["ctl_stream"] = self.control_outbox or keys.control_outbox(self.group)
+            document["ctl_record"] = record
         return [_dumps(document), *(letter.raw for letter in self.dead_letters)]
 
     def _letter_fields(self, letter: DeadLetter) -> list[str]:
@@ -251,11 +280,12 @@ class Outcome:
 
 
 class Committer:
-    """Runs the commit script composed with ``parts`` with one EVALSHA per commit (reloading it
-    after a server restart or SCRIPT FLUSH)."""
+    """Runs the commit script with one EVALSHA per commit (reloading it after a server restart
+    or SCRIPT FLUSH). ``parts`` are the script parts that will apply the units' steps (in the
+    relay): a unit with steps that none of them applies is refused."""
 
     def __init__(self, client: aredis.Redis, parts: Sequence[ScriptPart] = ()) -> None:
-        self._script: AsyncScript = client.register_script(compose(parts))
+        self._script: AsyncScript = client.register_script(compose())
         self._fields = frozenset(part.field for part in parts)
 
     async def commit(self, commit: Commit) -> Outcome:

@@ -110,6 +110,29 @@ class RuntimeConfig:
         return min(self.claim_idle_s / 2, 10.0)
 
 
+WORKER_SHARDS_ENV: Final = "LLMTAP_WORKER_SHARDS"
+
+
+def worker_shards(environ: Mapping[str, str], shards: int) -> tuple[int, ...]:
+    """Return the shards this replica consumes: ``LLMTAP_WORKER_SHARDS`` (comma-separated
+    shard numbers, e.g. ``0,2``), or every shard of ``shards`` when it is unset or empty.
+
+    Raises SettingsError naming the variable for a number that is not a shard below
+    ``shards``, a repeated one, or anything that is not a number.
+    """
+    raw = environ.get(WORKER_SHARDS_ENV, "").strip()
+    if not raw:
+        return tuple(range(shards))
+    accepted = f"comma-separated shard numbers from 0 to {shards - 1} (LLMTAP_SHARDS={shards})"
+    try:
+        chosen = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        chosen = (-1,)
+    if any(not 0 <= k < shards for k in chosen) or len(set(chosen)) < len(chosen):
+        raise SettingsError(f"{WORKER_SHARDS_ENV}={raw!r} is invalid; accepted values: {accepted}")
+    return tuple(sorted(chosen))
+
+
 def variables() -> list[tuple[str, str, Any]]:
     """Return (variable, attribute, default) for every worker variable, for docs and --help."""
     out: list[tuple[str, str, Any]] = []

@@ -5,9 +5,11 @@ MKSTREAM (so a backlog is processed), folds batches of entries into a :class:`Un
 and commits the unit every ``flush_interval_s`` or ``flush_events`` with one Lua script that
 checks ownership, de-duplicates rollups, applies the writes and XACKs (see :mod:`.commit`).
 Bad entries and events become dead letters in the same commit. While one unit commits, the
-next one folds (the server runs the script while this process decodes). Abandoned entries
-come back through :mod:`.reclaim`. The engines that drive a consumer are :mod:`.engine` (a
-plain redis-py loop) and :mod:`.faststream_app`.
+next one folds (the server runs the script while this process decodes). A unit's control-side
+effects (alert steps, outbox messages) are committed to its shard's control outbox and relayed
+to control state once (:mod:`.relay`). Abandoned entries come back through :mod:`.reclaim`.
+The engines that drive a consumer are :mod:`.engine` (a plain redis-py loop) and
+:mod:`.faststream_app`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis.asyncio as aredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from llmtap import events, keys
 from llmtap.consumers.runtime.commit import Commit, Committer, DeadLetter, ScriptPart, Writes
 from llmtap.consumers.runtime.config import RuntimeConfig
+from llmtap.consumers.runtime.relay import Relay
 from llmtap.notify import Heartbeat, encode_heartbeat
 
 log = logging.getLogger(__name__)
@@ -173,6 +176,7 @@ class Consumer:
         self.group = self.unit.processor.group
         parts = declared_parts(self.unit.processor) if script_parts is None else script_parts
         self._committer = Committer(client, parts)
+        self._relay = Relay(client, parts, self.group, shard)
         self._in_flight: tuple[Unit, asyncio.Task[int]] | None = None
         self._hour_names: dict[int, str] = {}
         self.last_absorb = 0.0
@@ -336,9 +340,17 @@ class Consumer:
         stream = await self.client.xinfo_stream(self.stream)
         return bool(info["last-delivered-id"] == stream["last-generated-id"])
 
+    async def relay(self) -> int:
+        """Apply the control records this group's commits left on this shard (any consumer's:
+        one that died after its commit leaves them for the others); return how many this
+        call applied. Raises redis errors (the records stay for the next call)."""
+        return await self._relay.run()
+
     async def close(self) -> None:
-        """Commit what is in hand, drop the heartbeat and, if nothing is pending, the consumer."""
+        """Commit what is in hand, relay its control records, drop the heartbeat and, if
+        nothing is pending, the consumer."""
         await self.flush()
+        await self.relay()
         await self.client.delete(keys.heartbeat(self.group, self.name))
         try:
             mine = await self.client.xpending_range(
@@ -365,12 +377,23 @@ class Consumer:
         for _ in range(MAX_COMMIT_ATTEMPTS):
             if not unit:
                 return 0
-            outcome = await self._committer.commit(self._commit(unit))
+            commit = self._commit(unit)
+            outcome = await self._committer.commit(commit)
             if outcome.applied:
                 self.totals.add(unit)
+                if commit.writes.alerts or commit.writes.notify:
+                    await self._relay_committed()
                 return unit.processed
             self._rebuild(unit, outcome.lost_ids, outcome.duplicate_marks)
         raise RuntimeError(f"unit still conflicting after {MAX_COMMIT_ATTEMPTS} attempts")
+
+    async def _relay_committed(self) -> None:
+        """Relay the record just committed; a failure leaves it to the periodic relay (the
+        unit is committed: retrying its commit would find its entries acknowledged)."""
+        try:
+            await self._relay.run()
+        except (RedisError, RedisClusterException, OSError) as exc:
+            log.warning("control records of %s wait for the next relay (%s)", self.group, exc)
 
     def _fold(self, unit: Unit, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
         # The hot path: one type check per event; errors are rare and handled apart.
@@ -436,6 +459,7 @@ class Consumer:
             counters=unit.counters(),
             notify_stream=keys.NOTIFY,
             notify_maxlen=keys.NOTIFY_MAXLEN,
+            control_outbox=self._relay.outbox,
         )
 
     def _rebuild(

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from llmtap.analyzers.pricing import PricingError
-from llmtap.consumers.runtime.config import Retention, RuntimeConfig
+from llmtap.consumers.runtime.config import Retention, RuntimeConfig, worker_shards
 from llmtap.producers.prices import read_overrides
 from llmtap.settings import Settings, SettingsError
 
@@ -49,7 +49,8 @@ class WorkerContext:
     ``environ`` is for parsers that run again later (the alerts worker re-reads its rules file
     when it changes); it never changes after the context is built. ``rules``, ``receivers``,
     ``reports`` and ``tick_s`` are the alert rules, the notifier's receivers (alerts and
-    reports), the report configuration and the alert tick, validated at start.
+    reports), the report configuration and the alert tick, validated at start. ``shards``
+    are the shards this replica consumes (``LLMTAP_WORKER_SHARDS``; empty: every one).
     """
 
     url: str = field(repr=False)  # may carry a password
@@ -61,6 +62,12 @@ class WorkerContext:
     receivers: tuple[Receiver, ...] = ()
     reports: ReportConfig | None = None
     tick_s: float = 5.0
+    shards: tuple[int, ...] = ()
+
+    @property
+    def consumed_shards(self) -> tuple[int, ...]:
+        """The shards this replica consumes: ``shards``, or every one when it is empty."""
+        return self.shards or tuple(range(self.settings.shards))
 
     @classmethod
     def from_environ(
@@ -94,4 +101,5 @@ class WorkerContext:
             receivers=(*receivers_from_env(snapshot), *reports.receivers()),
             reports=reports,
             tick_s=tick_from_env(snapshot),
+            shards=worker_shards(snapshot, checked.shards),
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from typing import Final
@@ -38,10 +39,43 @@ TRANSIENT = (
     TryAgainError,
     RedisClusterException,
 )
+# redis-py's asyncio connection, whose writer a concurrent disconnect can set to None while a
+# command is being sent (see writer_race).
+_REDIS_CONNECTION: Final = os.path.join("redis", "asyncio", "connection.py")
+_WRITER_CALLS: Final = frozenset({"writelines", "drain"})
+
+
+def writer_race(exc: BaseException) -> bool:
+    """True for redis-py's asyncio teardown race: a command written on a connection that a
+    concurrent disconnect just cleared, raising ``AttributeError: 'NoneType' object has no
+    attribute 'writelines'`` (or ``'drain'``) from inside redis-py instead of a
+    ConnectionError (seen under load with the asyncio RedisCluster; redis-py issues #3546 and
+    #4287, where the upstream fix raises ConnectionError). Only that error qualifies: an
+    AttributeError raised anywhere else, or about another attribute, is a bug and is not."""
+    if not isinstance(exc, AttributeError) or exc.name not in _WRITER_CALLS or exc.obj is not None:
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_REDIS_CONNECTION)
+
+
+def transient(exc: BaseException) -> bool:
+    """True for the errors a worker rides through with the reconnect backoff: the
+    :data:`TRANSIENT` ones and redis-py's writer race (:func:`writer_race`)."""
+    return isinstance(exc, TRANSIENT) or writer_race(exc)
+
+
+def describe(exc: BaseException) -> str:
+    """Return the one-line reason logged for a transient error."""
+    if writer_race(exc):
+        return f"connection closed under a command (redis-py writer race: {exc})"
+    return str(exc)
 
 
 class Chores:
-    """The periodic work of a consumer besides reading: commit on age, heartbeat, reclaim."""
+    """The periodic work of a consumer besides reading: commit on age, heartbeat, reclaim
+    (with the relay of control records left behind)."""
 
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
@@ -66,6 +100,9 @@ class Chores:
     async def _reclaim(self) -> None:
         if await reclaim.reclaim(self.consumer) and self.consumer.due:
             await self.consumer.flush_soon()
+        # Control records a consumer committed but did not relay (it died, or Redis failed
+        # between the two steps): any replica applies them, once.
+        await self.consumer.relay()
         self._passes += 1
         if self._passes % 10 == 1:
             await reclaim.remove_dead_consumers(self.consumer)
@@ -88,10 +125,12 @@ async def run_loop(consumer: Consumer, stop: asyncio.Event, *, burst: bool = Fal
                 await consumer.recover_group()
                 lost = False
             done = await _serve(consumer, chores, stop, burst=burst)
-        except TRANSIENT as exc:
+        except (*TRANSIENT, AttributeError) as exc:
+            if not transient(exc):
+                raise
             failures += 1
             wait = backoff(failures, RECONNECT, random.random())
-            log.warning("redis unavailable (%s); retrying in %.1f s", exc, wait)
+            log.warning("redis unavailable (%s); retrying in %.1f s", describe(exc), wait)
             await asyncio.sleep(wait)
             continue
         except ResponseError as exc:
@@ -127,7 +166,11 @@ async def _serve(consumer: Consumer, chores: Chores, stop: asyncio.Event, *, bur
         if read is not None and not read.done():
             read.cancel()
             with contextlib.suppress(asyncio.CancelledError, *TRANSIENT):
-                await read
+                try:
+                    await read
+                except AttributeError as exc:
+                    if not writer_race(exc):
+                        raise
 
 
 async def _start_read(consumer: Consumer, *, block: bool) -> asyncio.Task[list[Entry]]:

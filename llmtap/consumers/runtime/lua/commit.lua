@@ -3,9 +3,6 @@
 -- client routes the script by it). The other key names travel inside ARGV, and all of them
 -- carry the stream's shard tag, so on a cluster every key the script touches is in the
 -- stream's slot. See docs/key-layout.md.
---
--- The composer prepends every script part's source and the table STEPS = {{field, function},
--- ...}: the functions that apply the unit's steps (u[field]) inside this same script.
 local u = cjson.decode(ARGV[1])
 local function call_chunked(cmd, head, items)
   local n = #items
@@ -154,23 +151,12 @@ for i, rec in ipairs(u.dlq) do
   redis.call('XADD', u.dlq_stream, 'MAXLEN', '~', u.dlq_maxlen, '*', unpack(rec))
 end
 
--- outbox messages: enqueued with the XACK, so a message is sent once per committed event
-for _, msg in ipairs(u.notify) do
-  local flat = {}
-  for f, v in pairs(msg) do
-    flat[#flat + 1] = f
-    flat[#flat + 1] = v
-  end
-  redis.call('XADD', u.notify_stream, 'MAXLEN', '~', u.notify_maxlen, '*', unpack(flat))
-end
-
 for f, v in pairs(u.counters) do redis.call('HINCRBY', u.stats, f, v) end
 
--- steps: each script part's function runs on every item of its list, in order (per-call
--- alerts: state moves and notifications enqueue with the XACK)
-for _, part in ipairs(STEPS) do
-  for _, o in ipairs(u[part[1]]) do part[2](o) end
-end
+-- control-side effects (alert steps, outbox messages) write control keys, in another slot on
+-- a cluster: they are committed here, with the XACK, as one record of the shard's control
+-- outbox (never trimmed here), which the relay applies to control state once (relay.lua)
+if u.ctl_record then redis.call('XADD', u.ctl_stream, '*', 'u', u.ctl_record) end
 
 call_chunked('XACK', {u.stream, u.group}, u.ids)
 return {1, {}, {}}

@@ -92,6 +92,10 @@ def split_usage_field(name: str) -> tuple[str, str]:
 
 def decode_counts(reply: Mapping[Raw, Raw]) -> dict[str, int]:
     """Return a cost or usage hash as field -> integer."""
+    if reply and all(type(name) is bytes for name in reply):
+        # The read side's replies: C-level maps (int() parses bytes too), a third of the time
+        # of a per-field text() call on the hashes of a 24 h read.
+        return dict(zip(map(bytes.decode, reply), map(int, reply.values()), strict=True))
     return {text(name): int(value) for name, value in reply.items()}
 
 

@@ -4,10 +4,11 @@ With ``LLMTAP_SHARDS`` = N, each worker writes its shard's copy of a key (``llmt
 see :func:`llmtap.keys.on_shard`); readers ask for the shard-0 name and get the shards merged:
 counters and the bins of packed sketches (``*:sketch``) summed (integers exactly), ``*:min``
 fields and ``first_seen`` by their minimum, ``*:max``, ``|max*`` fields and ``last_seen`` by
-their maximum; sets united; sorted sets united in score order; a stream's consumer groups summed (lag, pending) and its
-keys found by a SCAN of every shard's pattern. How many shards there are comes from the layout
-record the workers write (``keys.LAYOUT``); without it there is one. With one shard every
-function sends exactly the commands a single read would and returns the replies unchanged.
+their maximum; sets united; sorted sets united in score order; a stream's consumer groups
+summed (lag, pending) and its keys found by a SCAN of every shard's pattern. How many shards
+there are comes from the layout record the workers write (``keys.LAYOUT``); without it there is
+one. With one shard every function sends exactly the commands a single read would and returns
+the replies unchanged.
 
 Every reader that can meet a shard key goes through this module (or :mod:`llmtap.read.fetch`,
 built on it); nothing else in ``llmtap.read`` names a shard's copy of a key. The ``*_by_shard``

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -95,7 +95,8 @@ def decode_counts(reply: Mapping[Raw, Raw]) -> dict[str, int]:
     if reply and all(type(name) is bytes for name in reply):
         # The read side's replies: C-level maps (int() parses bytes too), a third of the time
         # of a per-field text() call on the hashes of a 24 h read.
-        return dict(zip(map(bytes.decode, reply), map(int, reply.values()), strict=True))
+        names = cast(Iterable[bytes], reply)
+        return dict(zip(map(bytes.decode, names), map(int, reply.values()), strict=True))
     return {text(name): int(value) for name, value in reply.items()}
 
 

@@ -231,6 +231,9 @@ def main() -> int:
             names = raw_keys(client, now - hours * HOUR, now)
             got = measure(client, raw_read(client, names), args.repeat)
             out[f"raw_{label}_keys"] = len(names)
+            replies = raw_read(client, names)()
+            out[f"raw_{label}_fields"] = sum(len(reply) for reply in replies)
+            out[f"raw_{label}_bytes"] = sum(len(k) + len(v) for h in replies for k, v in h.items())
             out.update({f"raw_{label}_{k}": v for k, v in got.items()})
         for name, call in tools(client, None).items():
             got = measure(client, call, args.repeat)

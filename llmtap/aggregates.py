@@ -11,7 +11,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
+
+import numpy as np
+import numpy.typing as npt
 
 from llmtap import events
 
@@ -89,26 +92,67 @@ def split_usage_field(name: str) -> tuple[str, str]:
 
 def decode_counts(reply: Mapping[Raw, Raw]) -> dict[str, int]:
     """Return a cost or usage hash as field -> integer."""
+    if reply and all(type(name) is bytes for name in reply):
+        # The read side's replies: C-level maps (int() parses bytes too), a third of the time
+        # of a per-field text() call on the hashes of a 24 h read.
+        names = cast(Iterable[bytes], reply)
+        return dict(zip(map(bytes.decode, names), map(int, reply.values()), strict=True))
     return {text(name): int(value) for name, value in reply.items()}
 
 
-# --- latency hashes --------------------------------------------------------------------------
-# Per timing: "<timing>:<bin>" (sketch bin index -> weight), "<timing>:n" (events),
-# "<timing>:w" (weighted count), "<timing>:sum" (weighted seconds), "<timing>:min", "<timing>:max";
-# output tokens/s as "tps:n", "tps:w", "tps:sum". The index set holds JSON [backend, model].
+# --- latency hashes and packed sketches ------------------------------------------------------
+# Per timing: "<timing>:n" (events), "<timing>:w" (weighted count), "<timing>:sum" (weighted
+# seconds), "<timing>:min", "<timing>:max"; output tokens/s as "tps:n", "tps:w", "tps:sum". The
+# index set holds JSON [backend, model]. Each timing's sketch is one more field,
+# "<timing>:sketch", a packed sketch in the format below (layout 2 had a field per bin).
+#
+# A packed sketch is little-endian float64s: [lo, zero-bin weight, weight of bin lo, weight of
+# bin lo + 1, ...]: ``lo`` is the lowest log bin index stored (a whole number), the zero bin's
+# weight has its own slot, and the log bins follow densely (a bin never written weighs 0). The
+# commit script adds to it (llmtap/consumers/runtime/lua/commit.lua) with the same double
+# additions a field per bin had, so the weights are the same floats.
 
 TIMINGS: Final = ("latency", "network", "processing", "ttft")
+ZERO_BIN: Final = -(2**31)  # the bin of exactly 0: analyzers.sketch.ZERO_INDEX
 TPS: Final = "tps"
+SKETCH_DTYPE: Final = "<f8"
+SKETCH_HEADER: Final = 2  # float64s before the log bins: lo, zero-bin weight
 
 
-def timing_field(timing: str, stat: str | int) -> str:
-    """Return the latency-hash field of one statistic (or sketch bin index) of ``timing``."""
+def timing_field(timing: str, stat: str) -> str:
+    """Return the latency-hash field of one statistic of ``timing``."""
     return f"{timing}:{stat}"
+
+
+SKETCH_STAT: Final = "sketch"
+
+
+def sketch_field(metric: str) -> str:
+    """Return the hash field holding ``metric``'s packed sketch: ``<metric>:sketch``."""
+    return timing_field(metric, SKETCH_STAT)
+
+
+def split_sketches(
+    reply: Mapping[Raw, Raw], metrics: Sequence[str]
+) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Return a hash's text fields without its packed sketches, and ``metrics``' packed
+    sketches by metric (absent ones left out)."""
+    names = {sketch_field(m).encode(): m for m in metrics}
+    fields: dict[str, str] = {}
+    packed: dict[str, bytes] = {}
+    for name, value in reply.items():
+        raw = name.encode() if isinstance(name, str) else name
+        if raw in names:
+            packed[names[raw]] = value.encode() if isinstance(value, str) else value
+        elif not raw.endswith(b":" + SKETCH_STAT.encode()):
+            fields[text(name)] = text(value)
+    return fields, packed
 
 
 @dataclass
 class TimingFields:
-    """One timing of one latency hash: what the latency worker writes and readers decode."""
+    """One timing of one latency hash and its sketch: what the latency worker writes and
+    readers decode."""
 
     n: int
     w: float
@@ -118,24 +162,52 @@ class TimingFields:
     bins: dict[int, float]
 
 
-def decode_timing(fields: Mapping[str, str], timing: str) -> TimingFields:
-    """Return ``timing``'s count, weight, sum, extremes (±inf when absent) and sketch bins."""
+def decode_timing(
+    fields: Mapping[str, str], timing: str, packed: bytes | None = None
+) -> TimingFields:
+    """Return ``timing``'s count, weight, sum, extremes (±inf when absent) from the hash
+    ``fields`` and its sketch bins from ``packed`` (see :func:`decode_sketch`)."""
     prefix = timing_field(timing, "")
-    bins: dict[int, float] = {}
-    for name, value in fields.items():
-        if not name.startswith(prefix):
-            continue
-        suffix = name[len(prefix) :]
-        if suffix.lstrip("-").isdigit():
-            bins[int(suffix)] = float(value)
     return TimingFields(
         n=int(fields.get(f"{prefix}n", 0)),
         w=float(fields.get(f"{prefix}w", 0.0)),
         total=float(fields.get(f"{prefix}sum", 0.0)),
         low=float(fields.get(f"{prefix}min", math.inf)),
         high=float(fields.get(f"{prefix}max", -math.inf)),
-        bins=bins,
+        bins=decode_sketch(packed),
     )
+
+
+def decode_sketch(packed: bytes | None) -> dict[int, float]:
+    """Return the bins of a packed sketch (bin index -> weight, bins of weight 0 left out);
+    ``{}`` for None (no such key). Raises ValueError for bytes that are not a packed sketch."""
+    if not packed:
+        return {}
+    values = _sketch_values(packed)
+    lo = int(values[0])
+    out = {ZERO_BIN: float(values[1])} if values[1] else {}
+    for offset, weight in enumerate(values[SKETCH_HEADER:].tolist()):
+        if weight:
+            out[lo + offset] = weight
+    return out
+
+
+def encode_sketch(bins: Mapping[int, float]) -> bytes:
+    """Return the packed sketch holding ``bins`` (what the commit script writes for them)."""
+    logs = sorted(i for i, w in bins.items() if i != ZERO_BIN and w)
+    lo = logs[0] if logs else 0
+    dense = np.zeros(SKETCH_HEADER + (logs[-1] - lo + 1 if logs else 0), dtype=SKETCH_DTYPE)
+    dense[0], dense[1] = lo, bins.get(ZERO_BIN, 0.0)
+    for i in logs:
+        dense[SKETCH_HEADER + i - lo] = bins[i]
+    return dense.tobytes()
+
+
+def _sketch_values(packed: bytes) -> npt.NDArray[np.float64]:
+    if len(packed) % 8 or len(packed) < 8 * SKETCH_HEADER:
+        raise ValueError(f"a packed sketch of {len(packed)} bytes: not float64s with a header")
+    values: npt.NDArray[np.float64] = np.frombuffer(packed, dtype=SKETCH_DTYPE)
+    return values
 
 
 def decode_tps(fields: Mapping[str, str]) -> tuple[float, float]:
@@ -150,9 +222,9 @@ TIMING_STATS: Final = ("n", "w", "sum", "min", "max")
 TPS_STATS: Final = ("n", "w", "sum")
 
 
-def parse_latency_field(name: Raw) -> tuple[str, str | int] | None:
-    """Return (timing or ``tps``, statistic name or sketch bin index) of a latency-hash field,
-    None for a field this layout does not define (:func:`decode_timing` ignores those too)."""
+def parse_latency_field(name: Raw) -> tuple[str, str] | None:
+    """Return (timing or ``tps``, statistic name) of a latency-hash field, None for a field
+    this layout does not define (:func:`decode_timing` ignores those too)."""
     timing, sep, suffix = text(name).partition(":")
     if not sep:
         return None
@@ -160,9 +232,7 @@ def parse_latency_field(name: Raw) -> tuple[str, str | int] | None:
         return (TPS, suffix) if suffix in TPS_STATS else None
     if timing not in TIMINGS:
         return None
-    if suffix in TIMING_STATS:
-        return timing, suffix
-    return (timing, int(suffix)) if suffix.lstrip("-").isdigit() else None
+    return (timing, suffix) if suffix in TIMING_STATS else None
 
 
 def latency_member(backend: str, model: str) -> str:

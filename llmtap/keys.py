@@ -3,8 +3,11 @@
 The layout is a public API (users read the hashes directly); ``LAYOUT_VERSION`` changes
 whenever a name or a field's meaning changes. No other module builds a key by hand.
 
-Layout 2 (sharding, for Redis/Valkey Cluster): every key a commit touches (the events stream,
-the aggregates, dedup marks, the group counters, the DLQ, producer statistics, sessions) lives
+Layout 3 packed each latency sketch's bins into one field of its latency hash (was one field
+per bin; see llmtap.aggregates.encode_sketch).
+
+Layout 2 (sharding, for Redis/Valkey Cluster): every key a commit touches (the events stream, the
+aggregates, dedup marks, the group counters, the DLQ, producer statistics, sessions) lives
 under its shard's hash tag, ``llmtap:{s<k>}:...``, so one commit stays inside one cluster
 slot; control state (runtime settings, heartbeats, alert state, silences, the notify outbox,
 report locks, the layout record) lives under ``llmtap:{c}:...``. The functions and constants
@@ -19,7 +22,7 @@ import time
 import zlib
 from typing import Final
 
-LAYOUT_VERSION: Final = 2
+LAYOUT_VERSION: Final = 3
 PREFIX: Final = "llmtap"
 # SCAN pattern of every key llmtap writes (reset_profiling_metrics deletes by it).
 ALL_KEYS_PATTERN: Final = f"{PREFIX}:*"

@@ -1,9 +1,9 @@
 """The public API for writing an analyzer: a worker that folds stream events into Redis writes.
 
 An analyzer declares its name and consumer group and folds decoded events into :class:`Writes`
-(hash increments, min/max, set members, capped sorted sets, latest values, TTLs, outbox
-messages); the runtime does the rest, exactly as for the built-in workers (which are declared
-with this same :class:`Worker`): the group at id 0, batched reads, one atomic commit of the
+(hash increments, min/max, set members, packed sketches, capped sorted sets, latest values,
+TTLs, outbox messages); the runtime does the rest, exactly as for the built-in workers (which are
+declared with this same :class:`Worker`): the group at id 0, batched reads, one atomic commit of the
 writes with the XACKs, reclaim of abandoned entries, the dead-letter stream, heartbeats,
 counters, burst mode and SIGTERM. A plugin is a :class:`Worker` published under the
 entry-point group ``llmtap.workers``; everything it writes must lie under
@@ -130,8 +130,9 @@ def add_sketch(
     weights: Sequence[float] | None = None,
 ) -> None:
     """Add ``values`` (weights default to 1) to the mergeable sketch ``metric`` of hash
-    ``key``, in the latency hashes' format (``<metric>:<bin>``, ``:n``, ``:w``, ``:sum``,
-    ``:min``, ``:max``) that :func:`llmtap.read.ranges.merge_timings` reads back."""
+    ``key``, in the latency hashes' format (``<metric>:n``, ``:w``, ``:sum``, ``:min``,
+    ``:max`` and the packed sketch ``<metric>:sketch``, see ``Writes.sketches``) that
+    :func:`llmtap.read.ranges.timings` reads back."""
     if not values:
         return
     w = [1.0] * len(values) if weights is None else list(weights)
@@ -140,8 +141,9 @@ def add_sketch(
     ints[field(metric, "n")] += len(values)
     floats[field(metric, "w")] += math.fsum(w)
     floats[field(metric, "sum")] += math.fsum(v * x for v, x in zip(values, w, strict=True))
+    packed = writes.sketches[key][aggregates.sketch_field(metric)]
     for index, weight in sketch.accumulate(values, w).items():
-        floats[field(metric, index)] += weight
+        packed[index] += weight
     writes.set_min(key, field(metric, "min"), min(values))
     writes.set_max(key, field(metric, "max"), max(values))
 
@@ -214,12 +216,29 @@ class _Confined:
                 raise PluginError(
                     f"plugin {self.plugin} wrote {key[:120]!r}, outside its prefix {self.prefix}"
                 )
+        for key, fields in out.sketches.items():
+            for name, bins in fields.items():
+                _check_bins(self.plugin, f"{key} {name}", bins)
         return out
+
+
+def _check_bins(plugin: str, key: str, bins: Mapping[int, float]) -> None:
+    """Raise PluginError for a packed-sketch bin the sketch does not have (the commit script
+    would pad the string out to it) or a weight that is negative, NaN or infinite."""
+    for index, weight in bins.items():
+        in_range = index == sketch.ZERO_INDEX or sketch.MIN_INDEX <= index <= sketch.MAX_INDEX
+        if not (isinstance(index, int) and in_range and 0.0 <= weight < math.inf):
+            raise PluginError(
+                f"plugin {plugin}: sketch {key[:120]!r} bin {index!r} weight {weight!r}: bins "
+                f"are sketch.ZERO_INDEX or in [{sketch.MIN_INDEX}, {sketch.MAX_INDEX}], "
+                "weights finite and non-negative"
+            )
 
 
 def _written_keys(out: Writes) -> set[str]:
     tables: tuple[Mapping[str, Any], ...] = (
-        out.ints, out.floats, out.mins, out.maxs, out.members, out.top, out.latest, out.ttl,
+        out.ints, out.floats, out.mins, out.maxs, out.members, out.sketches, out.top, out.latest,
+        out.ttl,
     )  # fmt: skip
     return {key for table in tables for key in table}
 

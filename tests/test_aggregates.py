@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ names = st.text(min_size=1, max_size=20)
 kinds = st.sampled_from(aggregates.DIMENSION_KINDS)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 weights = st.floats(min_value=0.0, max_value=1e12, allow_nan=False)
+bin_weights = st.floats(min_value=0.0, max_value=1e12, allow_nan=False, exclude_min=True)
+bin_indexes = st.integers(min_value=-2000, max_value=2000) | st.just(aggregates.ZERO_BIN)
 
 
 def test_field_names_are_those_of_layout_version_1() -> None:
@@ -24,7 +27,6 @@ def test_field_names_are_those_of_layout_version_1() -> None:
     ]  # fmt: skip
     assert aggregates.usage_field("total", "calls") == "total|calls"
     assert aggregates.timing_field("latency", "n") == "latency:n"
-    assert aggregates.timing_field("ttft", -3) == "ttft:-3"
     assert aggregates.timing_field(aggregates.TPS, "sum") == "tps:sum"
     assert aggregates.latency_member("openai", "gpt-4o") == '["openai", "gpt-4o"]'
     assert aggregates.session_usage_field("thread", aggregates.NO_THREAD) == "thread:-"
@@ -71,7 +73,7 @@ timing_stats = st.fixed_dictionaries(
         "sum": weights,
         "min": finite,
         "max": finite,
-        "bins": st.dictionaries(st.integers(min_value=-2000, max_value=2000), weights),
+        "bins": st.dictionaries(bin_indexes, bin_weights),
     }
 )
 
@@ -80,13 +82,15 @@ timing_stats = st.fixed_dictionaries(
 def test_a_timing_decodes_to_what_the_latency_worker_wrote(
     timing: str, mine: dict[str, object], other: dict[str, object]
 ) -> None:
-    """Count, weight, sum, extremes and bins of one timing come back exactly, and another
-    timing's fields in the same hash do not leak into it."""
+    """Count, weight, sum and extremes of one timing (from the hash) and its bins (from its
+    packed sketch) come back exactly, and another timing's fields in the same hash do not leak
+    into it."""
     fields = {**_encode("tps", other), **_encode(timing, mine)}
     for neighbour in aggregates.TIMINGS:
         if neighbour != timing:
             fields.update(_encode(neighbour, other))
-    got = aggregates.decode_timing(fields, timing)
+    assert isinstance(mine["bins"], dict)
+    got = aggregates.decode_timing(fields, timing, aggregates.encode_sketch(mine["bins"]))
     assert (got.n, got.w, got.total, got.low, got.high, got.bins) == (
         mine["n"], mine["w"], mine["sum"], mine["min"], mine["max"], mine["bins"],
     )  # fmt: skip
@@ -94,11 +98,25 @@ def test_a_timing_decodes_to_what_the_latency_worker_wrote(
 
 
 def _encode(timing: str, stats: dict[str, object]) -> dict[str, str]:
-    bins = stats["bins"]
-    assert isinstance(bins, dict)
-    out = {aggregates.timing_field(timing, k): repr(v) for k, v in stats.items() if k != "bins"}
-    out.update({aggregates.timing_field(timing, i): repr(w) for i, w in bins.items()})
-    return out
+    return {aggregates.timing_field(timing, k): repr(v) for k, v in stats.items() if k != "bins"}
+
+
+@given(st.dictionaries(bin_indexes, bin_weights))
+def test_a_packed_sketch_decodes_to_its_bins(bins: dict[int, float]) -> None:
+    """A packed sketch holds exactly the bins it was built from: the zero bin in its own slot,
+    the log bins from the lowest one on (the format the commit script writes)."""
+    packed = aggregates.encode_sketch(bins)
+    assert aggregates.decode_sketch(packed) == bins
+    logs = [i for i in bins if i != aggregates.ZERO_BIN]
+    assert len(packed) == 8 * (2 + (max(logs) - min(logs) + 1 if logs else 0))
+
+
+def test_a_missing_or_malformed_packed_sketch() -> None:
+    """No key decodes to no bins; bytes that are not a packed sketch raise ValueError."""
+    assert aggregates.decode_sketch(None) == {}
+    for bad in (b"\x00" * 7, b"\x00" * 8, b"\x00" * 17):
+        with pytest.raises(ValueError, match="packed sketch"):
+            aggregates.decode_sketch(bad)
 
 
 def test_an_absent_timing_decodes_empty() -> None:

@@ -5,7 +5,8 @@ A sketch is a mapping of bin index -> weight. Bin ``i > ZERO_INDEX`` holds the v
 every value in the bin; its weight is the sum of ``1 / sample_rate`` of the events in it. The
 index is the same key as the ``ddsketch`` package's ``LogarithmicMapping`` (offset 0), so
 sketches stored as Redis hash fields (``str(index) -> weight``) merge by adding weights, across
-time buckets, workers and shards.
+time buckets, workers and shards. The workers store them as packed float64 strings
+(:func:`llmtap.aggregates.encode_sketch`), the read side merges them as dense arrays.
 
 Range: values from ``MIN_VALUE`` (100 µs) to ``MAX_VALUE`` (one week) keep the 1% bound.
 Zero has its own bin, ``ZERO_INDEX``, reported as exactly ``0.0``. Positive values below
@@ -30,12 +31,14 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from llmtap import aggregates
+
 RELATIVE_ACCURACY: Final[float] = 0.01
 GAMMA: Final[float] = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 MIN_VALUE: Final[float] = 1e-4
 MAX_VALUE: Final[float] = 7 * 24 * 3600.0
 # Far below every log bin so that sorting indexes sorts values; never a log bin itself.
-ZERO_INDEX: Final[int] = -(2**31)
+ZERO_INDEX: Final[int] = aggregates.ZERO_BIN
 
 _MULTIPLIER: Final = 1.0 / math.log(GAMMA)
 # Midpoint (in relative error) of the bin (GAMMA**(i-1), GAMMA**i]: GAMMA**i * 2 / (1 + GAMMA).

@@ -2,12 +2,14 @@
 
 Each call event is weighted by ``1 / sample_rate``, so the sketches estimate every call, not
 just the sampled ones. Per (minute, hour, day) bucket and (backend, model) one hash holds, for
-each of ``latency``, ``network``, ``processing`` and ``ttft``: the sketch bins
-(``<metric>:<bin>`` -> weight), ``<metric>:n`` (events, unweighted), ``<metric>:w`` (weighted
-count), ``<metric>:sum`` (weighted sum, seconds), ``<metric>:min`` and ``<metric>:max``; and
-output tokens/s as ``tps:n``, ``tps:w`` and ``tps:sum``. Each event is one ``extend`` of a
-flat list; at commit time numpy builds the columns, buckets them per minute and summarises each
-(minute, backend, model) group, so a commit writes each field once.
+each of ``latency``, ``network``, ``processing`` and ``ttft``: ``<metric>:n`` (events,
+unweighted), ``<metric>:w`` (weighted count), ``<metric>:sum`` (weighted sum, seconds),
+``<metric>:min`` and ``<metric>:max``; and output tokens/s as ``tps:n``, ``tps:w`` and
+``tps:sum``; and each metric's sketch bins packed into one more field, ``<metric>:sketch``
+(written with ``Writes.sketches``), so a reader gets a sketch as one value instead of one hash
+field per bin. Each event is one ``extend`` of a flat list;
+at commit time numpy builds the columns, buckets them per minute and summarises each (minute,
+backend, model) group, so a commit writes each field once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from llmtap.plugin import Retention, Writes
 
 TIMINGS: Final = aggregates.TIMINGS
 _MINUTE: Final = keys.BUCKET_SECONDS["m"]
+_SKETCH_FIELDS: Final = {timing: aggregates.sketch_field(timing) for timing in TIMINGS}
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -167,6 +170,7 @@ class LatencyProcessor:
             self._names.clear()
 
     def _key(self, writes: Writes, granularity: str, minute: int, backend: str, model: str) -> str:
+        """Return the latency hash of one group (and set its TTL and index membership)."""
         name = self._names.get((granularity, minute))
         if name is None:
             name = self._names[granularity, minute] = keys.bucket(granularity, minute)
@@ -186,6 +190,7 @@ class _Fields:
     floats: list[tuple[str, float]]
     mins: list[tuple[str, float]]
     maxs: list[tuple[str, float]]
+    bins: list[tuple[str, dict[int, float]]]  # per timing with events: its sketch's bins
 
     def write(self, writes: Writes, key: str) -> None:
         ints, floats = writes.ints[key], writes.floats[key]
@@ -193,6 +198,11 @@ class _Fields:
             ints[name] += count
         for name, value in self.floats:
             floats[name] += value
+        sketches = writes.sketches[key]
+        for timing, bins in self.bins:
+            packed = sketches[_SKETCH_FIELDS[timing]]
+            for index, weight in bins.items():
+                packed[index] += weight
         for name, value in self.mins:
             writes.set_min(key, name, value)
         for name, value in self.maxs:
@@ -202,7 +212,7 @@ class _Fields:
 def _fields(
     timings: list[FloatArray], tps: FloatArray, weight: FloatArray, rows: npt.NDArray[np.intp]
 ) -> _Fields:
-    out = _Fields([], [], [], [])
+    out = _Fields([], [], [], [], [])
     w = weight[rows]
     for timing, column in zip(TIMINGS, timings, strict=True):
         summary = summarize(column[rows], w)
@@ -223,6 +233,6 @@ def _add_timing(out: _Fields, timing: str, summary: TimingFields) -> None:
     field = aggregates.timing_field
     out.ints.append((field(timing, "n"), summary.n))
     out.floats += [(field(timing, "w"), summary.w), (field(timing, "sum"), summary.total)]
-    out.floats += [(field(timing, index), value) for index, value in summary.bins.items()]
+    out.bins.append((timing, summary.bins))
     out.mins.append((field(timing, "min"), summary.low))
     out.maxs.append((field(timing, "max"), summary.high))

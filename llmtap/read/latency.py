@@ -1,6 +1,7 @@
 """The latency sketches of a range, merged with numpy: each latency hash is decoded once into
-(field code, value) arrays, and each grouping (per model, per backend, everything) is merged from
-them with one ``numpy.bincount``.
+(field code, value) arrays (the packed sketches of a whole read with one ``numpy.frombuffer``),
+and each grouping (per model, per backend, everything) is merged from them
+with one ``numpy.bincount``.
 
 A bincount adds the values of a slot in input order, as the per-dict merge did, so merged
 weights, counts and sums are the same floats as adding the hashes one by one in that order; the
@@ -36,23 +37,19 @@ ADDITIVE: Final = _TPS + len(TPS_STATS)
 _MIN: Final = ADDITIVE
 _MAX: Final = ADDITIVE + len(TIMINGS)
 _IGNORED: Final = -1
+_HEADER: Final = aggregates.SKETCH_HEADER
 _MEMO_LIMIT: Final = 100_000  # distinct field names, or values, remembered
 
 
 def field_code(name: Raw) -> int:
-    """Return the code of a latency-hash field (-1 for a field the layout does not define).
-
-    Raises ValueError for a sketch bin outside the sketch's range.
-    """
+    """Return the code of a latency-hash field (-1 for a field the layout does not define)."""
     parsed = aggregates.parse_latency_field(name)
     if parsed is None:
         return _IGNORED
     timing, stat = parsed
     if timing == TPS:
-        return _TPS + TPS_STATS.index(str(stat))
+        return _TPS + TPS_STATS.index(stat)
     t = TIMINGS.index(timing)
-    if isinstance(stat, int):
-        return t * sketch.DENSE_SIZE + sketch.dense_slot(stat)
     if stat in ("min", "max"):
         return (_MIN if stat == "min" else _MAX) + t
     return _STATS + len(_SUMMED) * t + _SUMMED.index(stat)
@@ -60,9 +57,8 @@ def field_code(name: Raw) -> int:
 
 class _Memo(dict[Raw, T]):
     """A pure function's answers by argument, computed on first sight and forgotten in bulk
-    beyond ``limit`` entries. Field names repeat across hashes (about 4.5k in the layout) and so
-    do values (most bins hold small whole weights: a 24 h read has about 8k distinct values in
-    300k), so a dict lookup in C replaces most parsing, with the very same results."""
+    beyond ``limit`` entries. Field names repeat across hashes (23 in the layout) and so do
+    values, so a dict lookup in C replaces most parsing, with the very same results."""
 
     def __init__(self, compute: Callable[[Raw], T], limit: int) -> None:
         super().__init__()
@@ -82,7 +78,8 @@ _FLOATS: Final = _Memo(float, _MEMO_LIMIT)
 
 @dataclass(frozen=True)
 class Decoded:
-    """Latency hashes decoded: per field its code, value and the index of its hash."""
+    """Latency hashes and sketches decoded: per field or bin its code, value and the index of
+    its hash."""
 
     pairs: list[Pair]
     codes: IntArray
@@ -91,12 +88,19 @@ class Decoded:
 
 
 Part = tuple[IntArray, FloatArray]  # one hash decoded: its field codes and values
+Packed = Sequence[bytes | None]  # packed sketches, hash-major, in TIMINGS order
+# The packed-sketch fields, as a bytes-replying and as a text-replying client names them.
+_SKETCH_FIELDS: Final = [
+    (aggregates.sketch_field(t).encode(), aggregates.sketch_field(t)) for t in TIMINGS
+]
 
 
 def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
-    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays."""
-    codes, values, sizes = _arrays(replies)
-    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays.
+
+    Raises ValueError for a packed sketch that is malformed or holds a bin outside the range.
+    """
+    codes, values, owner = _arrays(replies)
     return Decoded(list(pairs), codes, values, owner)
 
 
@@ -104,9 +108,10 @@ def decode_parts(replies: Sequence[Hash]) -> list[Part]:
     """Return each latency hash decoded on its own (the unit a cache keeps)."""
     if not replies:
         return []
-    codes, values, sizes = _arrays(replies)
-    cuts = np.cumsum(sizes)[:-1]
-    return list(zip(np.split(codes, cuts), np.split(values, cuts), strict=True))
+    codes, values, owner = _arrays(replies)
+    order = np.argsort(owner, kind="stable")
+    cuts = np.cumsum(np.bincount(owner, minlength=len(replies)))[:-1]
+    return list(zip(np.split(codes[order], cuts), np.split(values[order], cuts), strict=True))
 
 
 def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
@@ -120,18 +125,53 @@ def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
     return Decoded(list(pairs), codes, values, owner)
 
 
-def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, list[int]]:
+def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, IntArray]:
     names: list[Raw] = []
     values: list[Raw] = []
     sizes = []
+    sketches: list[bytes | None] = []
     for reply in replies:
-        names.extend(reply.keys())
-        values.extend(reply.values())
-        sizes.append(len(reply))
+        rest = dict(reply)
+        for raw, text in _SKETCH_FIELDS:
+            found = rest.pop(raw, None) or rest.pop(text, None)
+            sketches.append(found.encode() if isinstance(found, str) else found)
+        names.extend(rest.keys())
+        values.extend(rest.values())
+        sizes.append(len(rest))
     n = len(names)
     codes = np.fromiter(map(_CODES.__getitem__, names), dtype=np.int64, count=n)
     numbers = np.fromiter(map(_FLOATS.__getitem__, values), dtype=np.float64, count=n)
-    return codes, numbers, sizes
+    owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    bin_codes, bin_values, bin_owner = _bins(sketches)
+    return (
+        np.concatenate([codes, bin_codes]),
+        np.concatenate([numbers, bin_values]),
+        np.concatenate([owner, bin_owner]),
+    )
+
+
+def _bins(sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
+    """Return (code, weight, hash index) of every non-zero bin of the packed sketches, all
+    decoded at once: one join, one ``frombuffer``, no loop over bins."""
+    blobs = [b or b"" for b in sketches]
+    lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+    if np.any(lengths % 8) or np.any((lengths > 0) & (lengths < 8 * _HEADER)):
+        raise ValueError("a packed sketch is not float64s with a header")
+    words = lengths // 8
+    values: FloatArray = np.frombuffer(b"".join(blobs), dtype=aggregates.SKETCH_DTYPE)
+    starts = np.cumsum(words) - words
+    blob = np.repeat(np.arange(len(blobs), dtype=np.int64), words)
+    at = np.arange(values.size, dtype=np.int64) - starts[blob]
+    keep = (at > 0) & (values != 0.0)  # position 0 is the header's lo
+    blob, at, weights = blob[keep], at[keep], values[keep]
+    lo = np.zeros(len(blobs), dtype=np.int64)
+    lo[words > 0] = values[starts[words > 0]]
+    index = lo[blob] + at - _HEADER
+    slot = np.where(at == 1, 0, 1 + index - sketch.MIN_INDEX)
+    if np.any((at > 1) & ((index < sketch.MIN_INDEX) | (index > sketch.MAX_INDEX))):
+        raise ValueError(f"a sketch bin is outside [{sketch.MIN_INDEX}, {sketch.MAX_INDEX}]")
+    timing = blob % len(TIMINGS)
+    return timing * sketch.DENSE_SIZE + slot, weights, blob // len(TIMINGS)
 
 
 def group_key(pair: Pair, by: str) -> Pair:

@@ -142,10 +142,10 @@ def _read_latency(
     replies = iter(fetch(client, window).hashes)
     for _, _, pairs in window_pairs:
         for pair in pairs:
-            fields = {aggregates.text(k): aggregates.text(v) for k, v in next(replies).items()}
+            _, packed = aggregates.split_sketches(next(replies), TIMINGS)
             sketches = out.window.setdefault(pair, {t: [] for t in TIMINGS})
             for timing in TIMINGS:
-                sketches[timing].append(aggregates.decode_timing(fields, timing).bins)
+                sketches[timing].append(aggregates.decode_sketch(packed.get(timing)))
 
 
 def _month_totals(

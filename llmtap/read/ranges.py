@@ -4,7 +4,8 @@ A plugin that writes one hash per (granularity, bucket), as the built-in workers
 :func:`llmtap.keys.plugin_bucket`), reads a time range back with these: the range is covered
 with the fewest buckets (whole UTC days, then hours, then minutes at the edges, as
 :func:`llmtap.read.query.cover` does), the hashes are fetched in one pipeline and summed
-(integers exactly), and sketches written in the latency hashes' format are merged bin by bin.
+(integers exactly), and sketches written in the latency hashes' format (stats in the hash, bins
+in a packed sketch beside it, see :func:`llmtap.plugin.add_sketch`) are merged bin by bin.
 ``key_of(granularity, bucket_name)`` names the hash of one bucket; ``until`` is passed in
 (there is no hidden clock).
 """
@@ -33,6 +34,7 @@ __all__ = [
     "quantiles",
     "sum_floats",
     "sum_ints",
+    "timings",
 ]
 
 QUANTILES: Final = (0.5, 0.95, 0.99)
@@ -46,12 +48,10 @@ def bucket_names(since: float, until: float) -> list[tuple[str, str]]:
 
 
 def hashes(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> list[dict[str, str]]:
-    """Return the hash of every bucket covering the range (one pipeline; missing: empty)."""
+    """Return the hash of every bucket covering the range (one pipeline; missing: empty),
+    without packed sketch fields (``*:sketch``, binary: read them with :func:`timings`)."""
     names = [key_of(granularity, name) for granularity, name in bucket_names(since, until)]
-    return [
-        {aggregates.text(k): aggregates.text(v) for k, v in reply.items()}
-        for reply in fetch(client, names).hashes
-    ]
+    return [aggregates.split_sketches(reply, ())[0] for reply in fetch(client, names).hashes]
 
 
 def sum_ints(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> dict[str, int]:
@@ -72,11 +72,27 @@ def sum_floats(client: redis.Redis, key_of: KeyOf, since: float, until: float) -
     return dict(out)
 
 
-def merge_timings(fields: Sequence[Mapping[str, str]], metric: str) -> TimingFields:
+def timings(
+    client: redis.Redis, key_of: KeyOf, metric: str, since: float, until: float
+) -> TimingFields:
+    """Return ``metric``'s sketch and stats (written with :func:`llmtap.plugin.add_sketch`)
+    merged over the hashes of the buckets covering the range (one pipeline)."""
+    names = [key_of(granularity, name) for granularity, name in bucket_names(since, until)]
+    split = [aggregates.split_sketches(reply, [metric]) for reply in fetch(client, names).hashes]
+    return merge_timings([f for f, _ in split], metric, [p.get(metric) for _, p in split])
+
+
+def merge_timings(
+    fields: Sequence[Mapping[str, str]], metric: str, sketches: Sequence[bytes | None] = ()
+) -> TimingFields:
     """Return ``metric``'s sketch and stats merged over hashes in the latency format
-    (``<metric>:<bin>``, ``:n``, ``:w``, ``:sum``, ``:min``, ``:max``; see
-    :func:`llmtap.plugin.add_sketch`): counts and weights add, extremes combine."""
-    parts = [aggregates.decode_timing(one, metric) for one in fields]
+    (``<metric>:n``, ``:w``, ``:sum``, ``:min``, ``:max``; see :func:`llmtap.plugin.add_sketch`)
+    given as text fields and their packed sketches (``sketches[i]``, the ``<metric>:sketch``
+    field of hash ``i``; bins empty without them): counts and weights add, extremes combine."""
+    packed = list(sketches) + [None] * (len(fields) - len(sketches))
+    parts = [
+        aggregates.decode_timing(one, metric, p) for one, p in zip(fields, packed, strict=True)
+    ]
     return TimingFields(
         n=sum(p.n for p in parts),
         w=math.fsum(p.w for p in parts),

@@ -2,12 +2,13 @@
 
 With ``LLMTAP_SHARDS`` = N, each worker writes its shard's copy of a key (``llmtap:{s<k>}:...``,
 see :func:`llmtap.keys.on_shard`); readers ask for the shard-0 name and get the shards merged:
-counters and sketch bins summed (integers exactly), ``*:min`` fields and ``first_seen`` by
-their minimum, ``*:max``, ``|max*`` fields and ``last_seen`` by their maximum; sets united;
-sorted sets united in score order; a stream's consumer groups summed (lag, pending) and its
-keys found by a SCAN of every shard's pattern. How many shards there are comes from the layout
-record the workers write (``keys.LAYOUT``); without it there is one. With one shard every
-function sends exactly the commands a single read would and returns the replies unchanged.
+counters and the bins of packed sketches (``*:sketch``) summed (integers exactly), ``*:min``
+fields and ``first_seen`` by their minimum, ``*:max``, ``|max*`` fields and ``last_seen`` by
+their maximum; sets united; sorted sets united in score order; a stream's consumer groups
+summed (lag, pending) and its keys found by a SCAN of every shard's pattern. How many shards
+there are comes from the layout record the workers write (``keys.LAYOUT``); without it there is
+one. With one shard every function sends exactly the commands a single read would and returns
+the replies unchanged.
 
 Every reader that can meet a shard key goes through this module (or :mod:`llmtap.read.fetch`,
 built on it); nothing else in ``llmtap.read`` names a shard's copy of a key. The ``*_by_shard``
@@ -21,11 +22,12 @@ from typing import Any, Final
 
 import redis
 
-from llmtap import keys
+from llmtap import aggregates, keys
 
 Raw = bytes | str
 _MIN: Final = (":min",)
 _MAX: Final = (":max",)
+_SKETCH: Final = ":" + aggregates.SKETCH_STAT
 # The session summary's first and last event times (llmtap.aggregates.decode_session).
 _LOWEST: Final = frozenset({"first_seen"})
 _HIGHEST: Final = frozenset({"last_seen"})
@@ -211,12 +213,29 @@ def merge_hashes(replies: Sequence[Mapping[Raw, Raw]]) -> dict[Raw, Raw]:
     Integers stay exact integers; anything else is summed as a float (repr round-trips).
     """
     out: dict[Raw, int | float] = {}
+    sketches: dict[Raw, list[bytes]] = {}
     for reply in replies:
         for name, raw in reply.items():
+            if _text(name).endswith(_SKETCH):
+                sketches.setdefault(name, []).append(_bytes(raw))
+                continue
             value = _number(raw)
             old = out.get(name)
             out[name] = value if old is None else _combine(_text(name), old, value)
-    return {name: repr(value).encode() for name, value in out.items()}
+    merged: dict[Raw, Raw] = {name: repr(value).encode() for name, value in out.items()}
+    merged.update((name, merge_sketches(copies)) for name, copies in sketches.items())
+    return merged
+
+
+def merge_sketches(copies: Sequence[bytes]) -> bytes:
+    """Merge one packed sketch's copies (bins added in shard order)."""
+    if len(copies) == 1:
+        return copies[0]
+    merged: dict[int, float] = {}
+    for copy in copies:
+        for index, weight in aggregates.decode_sketch(copy).items():
+            merged[index] = merged.get(index, 0.0) + weight
+    return aggregates.encode_sketch(merged)
 
 
 def _combine(name: str, old: int | float, new: int | float) -> int | float:

@@ -11,7 +11,8 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from llmtap import events, keys, notify, webhooks
+from llmtap import aggregates, events, keys, notify, webhooks
+from llmtap.analyzers import sketch
 from llmtap.consumers import registry
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
@@ -74,6 +75,31 @@ def test_writes_outside_the_prefix_are_refused_naming_the_key() -> None:
     refused = r"'llmtap:\{s0\}:cost:d:20260101'.*llmtap:\{s0\}:x:escaper:"
     with pytest.raises(PluginError, match=refused):
         analyzer.writes()
+
+
+@pytest.mark.parametrize(
+    ("index", "weight"), [(sketch.MAX_INDEX + 1, 1.0), (sketch.MIN_INDEX - 1, 1.0), (0, -1.0)]
+)
+def test_packed_sketch_bins_outside_the_sketch_are_refused(index: int, weight: float) -> None:
+    """A plugin's packed-sketch bin beyond the sketch's range (the commit script would pad the
+    string out to it) or a negative weight fails the commit, naming the key and the bin; a
+    sketch written with add_sketch passes, and lands beside its hash."""
+
+    class Binner(BaseAnalyzer):
+        def add_call(self, event: events.CallEvent) -> None:
+            key = keys.plugin_key("binner", "size")
+            add_sketch(self.out, key, "size", [event.latency])
+            self.out.sketches[key]["bad:sketch"][index] += weight
+
+    analyzer = confine(Worker.plugin("binner", "bad", lambda ctx: Binner())).build(_context())
+    analyzer.add_call(Workload(1).call(START))
+    with pytest.raises(PluginError, match=rf"size bad:sketch'.*bin {index}"):
+        analyzer.writes()
+    fine = Binner()
+    fine.add_call(Workload(1).call(START))
+    (fields,) = fine.out.sketches.values()
+    del fields["bad:sketch"]
+    assert list(fields) == ["size:sketch"]
 
 
 @pytest.mark.parametrize(
@@ -150,7 +176,8 @@ def test_a_plugin_notification_reaches_a_signed_webhook(
 
 
 def test_ranges_sum_and_merge_what_a_plugin_wrote(r: redis.Redis) -> None:
-    """sum_ints covers a range with day/hour/minute buckets; merge_timings merges sketches."""
+    """sum_ints covers a range with day/hour/minute buckets; timings merges the sketches
+    (stats hash and packed sketch per bucket)."""
     writes = Writes()
     values: list[float] = []
     for i, ts in enumerate((START, START + 90, START + 3 * 3600, START + 86400 + 60)):
@@ -171,7 +198,7 @@ def test_ranges_sum_and_merge_what_a_plugin_wrote(r: redis.Redis) -> None:
     def sizes_of(g: str, name: str) -> str:
         return keys.plugin_bucket("demo", "size", g, name)
 
-    whole = ranges.merge_timings(ranges.hashes(r, sizes_of, START, START + 2 * 86400), "size")
+    whole = ranges.timings(r, sizes_of, "size", START, START + 2 * 86400)
     assert (whole.n, whole.low, whole.high) == (8, 1.0, 40.0)
     assert whole.total == pytest.approx(sum(values))
     assert ranges.quantiles(whole)["p50"] == pytest.approx(sorted(values)[3], rel=0.02)
@@ -180,7 +207,8 @@ def test_ranges_sum_and_merge_what_a_plugin_wrote(r: redis.Redis) -> None:
 
 
 def _apply(r: redis.Redis, writes: Writes) -> None:
-    """Apply writes the way the commit does (increments, minima, maxima) for a reader test."""
+    """Apply writes the way the commit does (increments, minima, maxima, packed sketches
+    written once each) for a reader test."""
     pipe = r.pipeline()
     for key, fields in writes.ints.items():
         for name, value in fields.items():
@@ -193,4 +221,7 @@ def _apply(r: redis.Redis, writes: Writes) -> None:
         for key, fields in table.items():
             for name, value in fields.items():
                 pipe.hset(key, name, value)
+    for key, sketches in writes.sketches.items():
+        for name, bins in sketches.items():
+            pipe.hset(key, name, aggregates.encode_sketch(bins))
     pipe.execute()

@@ -1,5 +1,6 @@
 """The vectorised merge: dense sketches answer like sparse ones, and merging decoded latency
-hashes with bincount gives the same floats as adding the hashes one by one."""
+hashes and their packed sketches with bincount gives the same floats as adding the hashes one by
+one."""
 
 from __future__ import annotations
 
@@ -58,10 +59,11 @@ def test_dense_quantiles_reject_bad_quantiles_and_weights() -> None:
     assert sketch.dense_quantiles(np.zeros(sketch.DENSE_SIZE), [0.5]) == [None]
 
 
-def _hash(batch: list[tuple[float, float]]) -> dict[str, str]:
+def _hash(batch: list[tuple[float, float]]) -> dict[str, str | bytes]:
     """A latency hash as the latency worker writes it (latency timing only)."""
-    fields = {aggregates.timing_field("latency", i): repr(w) for i, w in _sparse(batch).items()}
+    fields: dict[str, str | bytes] = {}
     if batch:
+        fields[aggregates.sketch_field("latency")] = aggregates.encode_sketch(_sparse(batch))
         fields[aggregates.timing_field("latency", "n")] = str(len(batch))
         fields[aggregates.timing_field("latency", "w")] = repr(sum(w for _, w in batch))
         fields[aggregates.timing_field("latency", "sum")] = repr(sum(v * w for v, w in batch))
@@ -69,6 +71,37 @@ def _hash(batch: list[tuple[float, float]]) -> dict[str, str]:
         fields[aggregates.timing_field("latency", "max")] = repr(max(v for v, _ in batch))
     fields["unknown:field"] = "7"
     return fields
+
+
+def _text(fields: dict[str, str | bytes]) -> dict[str, str]:
+    """The hash's text fields (without its packed sketches)."""
+    return aggregates.split_sketches(fields, ())[0]
+
+
+def _packed(fields: dict[str, str | bytes]) -> bytes | None:
+    """The hash's packed latency sketch (None when it has none)."""
+    return aggregates.split_sketches(fields, ["latency"])[1].get("latency")
+
+
+@given(st.lists(_batches, min_size=1, max_size=6))
+def test_decode_parts_and_join_equal_decode(batches: list[list[tuple[float, float]]]) -> None:
+    """Decoding hashes one by one (the cache's unit) and joining them gives decode's arrays
+    (in the order that matters: each code's values in hash order)."""
+    hashes = [_hash(b) for b in batches]
+    pairs = [("b", str(i)) for i in range(len(hashes))]
+    whole = latency.merge(latency.decode(pairs, hashes), "model")
+    joined = latency.merge(latency.join(pairs, latency.decode_parts(hashes)), "model")
+    assert np.array_equal(whole.sums, joined.sums)
+    assert np.array_equal(whole.lows, joined.lows) and np.array_equal(whole.highs, joined.highs)
+
+
+def test_packed_sketches_outside_the_range_or_malformed_are_refused() -> None:
+    """A packed sketch with a bin beyond the sketch's range, or bytes that are not a packed
+    sketch, raise ValueError instead of being merged into a wrong slot."""
+    beyond = aggregates.encode_sketch({sketch.MAX_INDEX + 1: 1.0})
+    for bad in (beyond, b"\x00" * 12, b"\x00" * 8):
+        with pytest.raises(ValueError):
+            latency.decode([("b", "m")], [{b"ttft:sketch": bad}])
 
 
 @given(st.lists(_batches, min_size=1, max_size=6))
@@ -80,7 +113,7 @@ def test_bincount_merge_equals_adding_hashes_in_order(
     hashes = [_hash(b) for b in batches]
     pairs = [("b", "m")] * len(hashes)
     merged = latency.merge(latency.decode(pairs, hashes), "all")
-    decoded = [aggregates.decode_timing(h, "latency") for h in hashes]
+    decoded = [aggregates.decode_timing(_text(h), "latency", _packed(h)) for h in hashes]
     weight = total = 0.0
     for d in decoded:
         weight += d.w
@@ -103,14 +136,13 @@ def test_bincount_merge_equals_adding_hashes_in_order(
 
 
 def test_field_codes_follow_the_layout() -> None:
-    """Bins, statistics and tokens/s get distinct codes; unknown fields are ignored."""
+    """Statistics and tokens/s get distinct codes; unknown fields (layout 2's bin fields among
+    them: bins live in packed sketches now) are ignored."""
     names = [
-        aggregates.timing_field(t, s)
-        for t in aggregates.TIMINGS
-        for s in (*aggregates.TIMING_STATS, sketch.ZERO_INDEX, sketch.MIN_INDEX, 5)
+        aggregates.timing_field(t, s) for t in aggregates.TIMINGS for s in aggregates.TIMING_STATS
     ] + [aggregates.timing_field(aggregates.TPS, s) for s in aggregates.TPS_STATS]
     codes = [latency.field_code(n) for n in names]
     assert len(set(codes)) == len(codes) and min(codes) >= 0
-    for name in ("latency:avg", "tps:min", "other:3", "latency", "latency:1.5"):
+    for name in ("latency:avg", "tps:min", "other:3", "latency", "latency:1.5", "latency:5"):
         assert latency.field_code(name) == -1
     assert latency.field_code(b"latency:n") == latency.field_code("latency:n")

@@ -2,7 +2,9 @@
 on the same seeded data: counts and costs exactly, sketch quantiles and every float identically.
 
 The oracle merges latency hashes in sorted member order (the original's set order varied with
-the hash seed), the order the fast path merges in, so even the float sums must be equal.
+the hash seed), the order the fast path merges in, so even the float sums must be equal. It reads
+the sketch bins as hash fields (layout 2): each test takes the fast path's answers first, then
+copies the packed sketches' bins into the hashes (``tests.read.legacy``) for the oracle.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 import pytest
 import redis
 
-from llmtap import keys
+from llmtap import aggregates, keys
 from llmtap.read import query, tools
 from llmtap.testing import Workload
 from tests.consumer_helpers import burst
+from tests.read.legacy import use_layout_2
 from tests.read.oracle import query as old_query
 from tests.read.oracle import tools as old
 from tests.read.truth import NOW, WORKERS, Truth
@@ -26,6 +29,7 @@ DAY0 = 1_767_225_600  # 2026-01-01T00:00Z
 # buckets; "now" is off the minute so the edges are partial.
 SPREAD_START = DAY0 + 5 * 3600 + 17
 SPREAD_NOW = SPREAD_START + 30 * 3600 + 1234.5
+FORMATS = ("json", "md", "csv", "html")
 
 Tool = Callable[[redis.Redis, float, float], dict[str, Any]]
 PAIRS: dict[str, tuple[Tool, Tool]] = {
@@ -58,27 +62,36 @@ def spread(r: redis.Redis, redis_url: str) -> float:
 
 
 @pytest.mark.parametrize("view", sorted(PAIRS))
-def test_views_equal_the_oracle_on_seeded_traffic(r: redis.Redis, truth: Truth, view: str) -> None:
+def test_views_equal_the_oracle_on_seeded_traffic(
+    r: redis.Redis, truth: Truth, view: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each tool's answer over 24 h equals the old read side's, float for float."""
     fast, slow = PAIRS[view]
-    assert fast(r, 24, NOW) == slow(r, 24, NOW)
+    new = fast(r, 24, NOW)
+    use_layout_2(r, monkeypatch)
+    assert new == slow(r, 24, NOW)
 
 
 def test_views_equal_the_oracle_over_day_hour_and_minute_buckets(
-    r: redis.Redis, spread: float
+    r: redis.Redis, spread: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Over traffic spread across days, every view equals the oracle's for short and long ranges
     (ranges covered by minute, hour and day buckets)."""
-    for hours in (0.5, 7, 24, 168):
-        for view, (fast, slow) in sorted(PAIRS.items()):
-            assert fast(r, hours, spread) == slow(r, hours, spread), (view, hours)
+    cases = [(view, hours) for hours in (0.5, 7, 24, 168) for view in sorted(PAIRS)]
+    new = {case: PAIRS[case[0]][0](r, case[1], spread) for case in cases}
+    use_layout_2(r, monkeypatch)
+    for view, hours in cases:
+        assert new[view, hours] == PAIRS[view][1](r, hours, spread), (view, hours)
 
 
-def test_report_renderings_equal_the_oracle(r: redis.Redis, truth: Truth) -> None:
+def test_report_renderings_equal_the_oracle(
+    r: redis.Redis, truth: Truth, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The rendered report (every format) is byte for byte the old one."""
-    for fmt in ("json", "md", "csv", "html"):
-        new = tools.export_performance_report(r, 24, fmt, now=NOW)["content"]
-        assert new == old.export_performance_report(r, 24, NOW, fmt)["content"], fmt
+    new = {f: tools.export_performance_report(r, 24, f, now=NOW)["content"] for f in FORMATS}
+    use_layout_2(r, monkeypatch)
+    for fmt in FORMATS:
+        assert new[fmt] == old.export_performance_report(r, 24, NOW, fmt)["content"], fmt
 
 
 def test_status_equals_the_oracle(r: redis.Redis, truth: Truth) -> None:
@@ -86,15 +99,18 @@ def test_status_equals_the_oracle(r: redis.Redis, truth: Truth) -> None:
     assert tools.get_profiling_status(r) == old.get_profiling_status(r)
 
 
-def test_latency_percentiles_equal_the_oracle(r: redis.Redis, spread: float) -> None:
+def test_latency_percentiles_equal_the_oracle(
+    r: redis.Redis, spread: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every grouping and timing, at odd quantiles, equals the per-dict merge."""
     qs = (0.0, 0.001, 0.5, 0.9, 0.999, 1.0)
     since = spread - 20 * 3600
-    for by in query.LATENCY_GROUPINGS:
-        for timing in ("latency", "network", "processing", "ttft"):
-            new = query.latency_percentiles(r, since, spread, qs, timing, by)
-            assert new == old_query.latency_percentiles(r, since, spread, qs, timing, by)
-            assert new, (by, timing)  # the seeded traffic has events of every timing
+    cases = [(by, t) for by in query.LATENCY_GROUPINGS for t in aggregates.TIMINGS]
+    new = {(by, t): query.latency_percentiles(r, since, spread, qs, t, by) for by, t in cases}
+    use_layout_2(r, monkeypatch)
+    for by, timing in cases:
+        assert new[by, timing] == old_query.latency_percentiles(r, since, spread, qs, timing, by)
+        assert new[by, timing], (by, timing)  # the seeded traffic has events of every timing
 
 
 def test_cost_by_equals_the_oracle(r: redis.Redis, spread: float) -> None:

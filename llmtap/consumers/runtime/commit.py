@@ -5,11 +5,12 @@ entry id is still pending *and owned by this consumer* (a reclaimer may have tak
 XAUTOCLAIM, or already acknowledged it) and that no rollup in the unit was counted before. If
 anything fails a check it writes nothing and returns the offending ids and rollups, so the
 caller rebuilds the unit without them and commits again. Otherwise it records the rollups as
-counted, applies the increments, min/max updates, sorted-set and latest-value writes, sets the
-TTLs, appends the dead letters, bumps the group's counters, appends the unit's control record
-(its alert steps and outbox messages, see :mod:`.relay`) to the shard's control outbox and
-XACKs every id, all in one step: a crash anywhere leaves either all of it or none of it. Every
-key it touches carries the stream's shard tag, so on a cluster it runs in one slot.
+counted, applies the increments, min/max updates, packed-sketch additions, sorted-set and
+latest-value writes, sets the TTLs, appends the dead letters, bumps the group's counters,
+appends the unit's control record (its alert steps and outbox messages, see :mod:`.relay`) to
+the shard's control outbox and XACKs every id, all in one step: a crash anywhere leaves either
+all of it or none of it. Every key it touches carries the stream's shard tag, so on a cluster it
+runs in one slot.
 
 The unit crosses as one JSON document (``json.dumps`` and the server's ``cjson`` are both C,
 where redis-py's per-argument packing of ~100k arguments cost seconds), plus the raw bytes of
@@ -105,6 +106,8 @@ class Writes:
     kept if lower/higher than the stored one. ``members``: key -> set members to add.
     ``top``: key -> (N, member -> score), trimmed to the N highest. ``latest``: key -> (seq,
     field -> value), written only when ``seq`` is newer. ``ttl``: key -> seconds.
+    ``sketches``: key -> field -> bin index -> weight added to the packed sketch in that hash
+    field (the format of :func:`llmtap.aggregates.encode_sketch`).
     ``alerts``: alert steps, applied in order by the ``alerts`` :class:`ScriptPart`.
     ``notify``: outbox messages (the stream fields of :func:`llmtap.notify.encode_message`),
     appended to the outbox (``keys.NOTIFY``). Steps and messages are control state: they are
@@ -120,6 +123,9 @@ class Writes:
     mins: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     maxs: defaultdict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     members: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    sketches: defaultdict[str, defaultdict[str, defaultdict[int, float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
+    )
     top: dict[str, tuple[int, dict[str, float]]] = field(default_factory=dict)
     latest: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
     ttl: dict[str, int] = field(default_factory=dict)
@@ -142,6 +148,7 @@ class Writes:
         moved.mins.update(move(self.mins))
         moved.maxs.update(move(self.maxs))
         moved.members.update(move(self.members))
+        moved.sketches.update(move(self.sketches))
         return moved
 
     def set_min(self, key: str, name: str, value: float) -> None:
@@ -216,6 +223,10 @@ class Commit:
             "mins": w.mins,
             "maxs": w.maxs,
             "members": {key: sorted(members) for key, members in w.members.items()},
+            "sketches": {
+                key: {name: _flat_bins(bins) for name, bins in fields.items()}
+                for key, fields in w.sketches.items()
+            },
             "top": w.top,
             "latest": w.latest,
             "ttl": w.ttl,
@@ -248,6 +259,11 @@ def _exact_ints(table: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, i
         else:
             out[key] = dict(fields)
     return out
+
+
+def _flat_bins(bins: Mapping[int, float]) -> list[int | float]:
+    """Return ``[index, weight, ...]`` in index order (the zero bin first), no zero weights."""
+    return [x for i in sorted(bins) if bins[i] for x in (i, bins[i])]
 
 
 def _dumps(document: object) -> str:

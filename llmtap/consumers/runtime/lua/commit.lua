@@ -70,6 +70,52 @@ end
 merge(u.floats, function(cur, v) return (cur or 0) + v end)
 merge(u.mins, function(cur, v) if not cur or v < cur then return v end end)
 merge(u.maxs, function(cur, v) if not cur or v > cur then return v end end)
+
+-- packed sketches (see llmtap.aggregates.encode_sketch): a hash field holding little-endian
+-- doubles [lo, zero-bin weight, bin lo, bin lo + 1, ...]; u.sketches[key][field] is {index,
+-- weight, ...} in index order, the zero bin first. The field is unpacked, the weights added
+-- (the same double additions as a field per bin), and packed again with one struct call each.
+local ZERO_BIN = -2147483648
+local function add_bins(old, bins)
+  local lo, hi = nil, nil
+  for i = 1, #bins, 2 do
+    if bins[i] ~= ZERO_BIN then
+      if not lo then lo = bins[i] end
+      hi = bins[i]
+    end
+  end
+  local zero, cur = 0, {}
+  local cur_lo = lo or 0
+  if old then
+    local n = #old / 8 - 2
+    local values = {struct.unpack('<' .. string.rep('d', n + 2), old)}
+    zero = values[2]
+    if n > 0 then
+      cur_lo = values[1]
+      if not lo or cur_lo < lo then lo = cur_lo end
+      if not hi or cur_lo + n - 1 > hi then hi = cur_lo + n - 1 end
+      for k = 1, n do cur[cur_lo + k - 1] = values[k + 2] end
+    end
+  end
+  for i = 1, #bins, 2 do
+    if bins[i] == ZERO_BIN then
+      zero = zero + bins[i + 1]
+    else
+      cur[bins[i]] = (cur[bins[i]] or 0) + bins[i + 1]
+    end
+  end
+  local out = {lo or cur_lo, zero}
+  if lo then
+    for k = lo, hi do out[#out + 1] = cur[k] or 0 end
+  end
+  return struct.pack('<' .. string.rep('d', #out), unpack(out))
+end
+for key, fields in pairs(u.sketches) do
+  for f, bins in pairs(fields) do
+    redis.call('HSET', key, f, add_bins(redis.call('HGET', key, f), bins))
+  end
+end
+
 for key, members in pairs(u.members) do call_chunked('SADD', {key}, members) end
 
 -- top-N sorted sets: add, then keep the N highest scores

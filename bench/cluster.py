@@ -70,7 +70,9 @@ class CheckingCommitter(Committer):
     async def commit(self, commit: Commit) -> Outcome:
         doc = json.loads(commit.args()[0])
         names = {commit.stream, commit.dlq, commit.stats_key, *doc["dedup"]}
-        for table in ("ints", "floats", "mins", "maxs", "members", "top", "latest", "ttl"):
+        names.update(n for n in (doc.get("ctl_stream"),) if n)
+        tables = ("ints", "floats", "mins", "maxs", "members", "sketches", "top", "latest", "ttl")
+        for table in tables:
             names.update(doc[table])
         SLOT_CHECKS["commits"] += 1
         SLOT_CHECKS["crossing"] += len({key_slot(n.encode()) for n in names}) > 1

@@ -71,6 +71,18 @@ def dimensions(backend: str, model: str, tenant: str | None, session: str | None
     return dims
 
 
+def error_dimensions(backend: str, model: str, tenant: str | None) -> list[str]:
+    """Return the dimensions a failed call event counts under in the errors hash (no session:
+    error types per session would multiply the fields for little use)."""
+    dims = [TOTAL, dimension("backend", backend), dimension("model", model)]
+    if tenant:
+        dims.append(dimension("tenant", tenant))
+    return dims
+
+
+UNKNOWN_ERROR: Final = "unknown"  # the error type of a failed call event that names none
+
+
 def split_dimension(dim: str) -> tuple[str, str]:
     """Return (kind, value) of a dimension field; ``total`` gives ``("total", "total")``."""
     if dim == TOTAL:

@@ -131,6 +131,10 @@ def producer(producer_id: str) -> str:
 COST_PREFIX: Final = f"{SHARD0}:cost"
 # Calls, errors, tokens by dimension: hash field "<dimension>|<metric>", e.g. "total|calls".
 USAGE_PREFIX: Final = f"{SHARD0}:usage"
+# Failed call events by error type: hash field "<dimension>|<error_type>" (dimensions total,
+# backend, model, tenant), counted from call events (every failed call is kept at any sampling
+# rate above 0).
+ERRORS_PREFIX: Final = f"{SHARD0}:errors"
 # Latency sketches and stats, one hash per (granularity, bucket, backend, model).
 LATENCY_PREFIX: Final = f"{SHARD0}:lat"
 # The (backend, model) pairs that have a latency hash in a bucket: a set of JSON pairs.
@@ -173,6 +177,11 @@ def cost(granularity: str, bucket_name: str) -> str:
 def usage(granularity: str, bucket_name: str) -> str:
     """Return the usage hash (calls, errors, tokens by dimension) of one bucket."""
     return f"{USAGE_PREFIX}:{granularity}:{bucket_name}"
+
+
+def errors(granularity: str, bucket_name: str) -> str:
+    """Return the hash of failed call events by dimension and error type of one bucket."""
+    return f"{ERRORS_PREFIX}:{granularity}:{bucket_name}"
 
 
 def latency(granularity: str, bucket_name: str, backend: str, model: str) -> str:

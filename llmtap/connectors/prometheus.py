@@ -23,7 +23,7 @@ from prometheus_client.samples import Sample
 
 from llmtap import aggregates, keys
 from llmtap.analyzers import sketch
-from llmtap.connectors.labels import capped
+from llmtap.connectors.labels import OTHER, capped
 from llmtap.read import alerts, cost, status
 from llmtap.read.metrics import Pair, Snapshot, live_workers, snapshot
 from llmtap.settings import Settings
@@ -34,6 +34,8 @@ MODEL: Final = "gen_ai_request_model"
 PROVIDER: Final = "gen_ai_provider_name"
 TOKEN_TYPE: Final = "gen_ai_token_type"
 TOKEN_TYPES: Final = ("input", "output", "cache_read", "cache_write", "reasoning")
+ERROR_TYPE: Final = "error_type"  # OTel's error.type
+MAX_ERROR_TYPES: Final = 20  # error types with a label of their own; the rest share "other"
 # Per dimension kind of the aggregates: its label and the prefix of its families' names.
 KINDS: Final = {
     "model": (MODEL, ""),
@@ -96,6 +98,7 @@ class LlmtapCollector(Collector):
         }
         labels = {kind: capped(_calls_by(snap, kind), limit) for kind, limit in caps.items()}
         yield from usage_families(snap, labels)
+        yield from error_families(snap, labels)
         yield from latency_families(snap, labels["backend"], labels["model"])
         yield from self._cost_families(now)
         yield from self._alert_families()
@@ -189,6 +192,36 @@ def usage_families(snap: Snapshot, labels: Mapping[str, Mapping[str, str]]) -> I
             spend.add_metric([value], aggregates.usd(row.get("cost", 0)))
         yield from (calls, errors, spend)
         yield _tokens(kind, label, prefix, rows)
+
+
+def error_families(snap: Snapshot, labels: Mapping[str, Mapping[str, str]]) -> Iterator[Family]:
+    """Yield the month's failed call events by error type, per model, provider and tenant.
+
+    Counted from call events, which keep every failed call at any sampling rate above 0 (at
+    rate 0 there are none): the exact failed-call totals are the ``*errors`` families. Error
+    types beyond the :data:`MAX_ERROR_TYPES` most frequent share the label ``other``."""
+    weights: dict[str, float] = {}
+    for name, value in snap.errors.items():
+        dim, kind = aggregates.split_usage_field(name)
+        if dim == aggregates.TOTAL:
+            weights[kind] = value
+    types = capped(weights, MAX_ERROR_TYPES)
+    for kind, (label, prefix) in KINDS.items():
+        family = CounterMetricFamily(
+            f"llmtap_{prefix}error_events",
+            f"failed call events by {label} and error type (every failed call is kept)",
+            labels=[label, ERROR_TYPE],
+        )
+        rows: dict[tuple[str, str], int] = {}
+        for name, count in snap.errors.items():
+            dim, error = aggregates.split_usage_field(name)
+            found, raw = aggregates.split_dimension(dim)
+            if found == kind:
+                at = (labels[kind].get(raw, raw), types.get(error, OTHER))
+                rows[at] = rows.get(at, 0) + count
+        for (subject, error), count in sorted(rows.items()):
+            family.add_metric([subject, error], count)
+        yield family
 
 
 def _tokens(kind: str, label: str, prefix: str, rows: Mapping[str, Mapping[str, int]]) -> Family:

@@ -5,7 +5,8 @@ integer nano-USD (1e-9 USD) so sums agree in any order and across replicas; the 
 converts to USD. Each rollup counts in the minute, hour and day bucket (UTC) of its
 ``window_start``, under the dimensions ``total``, ``backend:<b>``, ``model:<m>``,
 ``tenant:<t>`` and ``session:<s>``. From call events (sampled) come the most expensive calls
-of each day and the count of call events without a price. See docs/key-layout.md.
+of each day, the count of call events without a price, and failed call events by error type
+(every failed call is kept as an event at any sampling rate above 0). See docs/key-layout.md.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class CostProcessor:
         self.top_n = top_n
         self._rows: dict[RowKey, list[int]] = {}
         self._unpriced: Counter[tuple[int, str, str]] = Counter()
+        self._failed: Counter[tuple[int, str, str, str | None, str]] = Counter()
         self._top: dict[int, list[tuple[float, str]]] = {}
         self._producers: dict[str, events.RollupEvent] = {}
         self._names: dict[tuple[str, int], str] = {}
@@ -65,7 +67,12 @@ class CostProcessor:
             self._producers[event.producer_id] = event
 
     def add_call(self, event: events.CallEvent) -> None:
-        """Count an unpriced call event, or offer a priced one to its day's top N."""
+        """Count a failed call event by its error type; count an unpriced call event, or offer
+        a priced one to its day's top N."""
+        if not event.success:
+            minute = int(event.start_time // _MINUTE) * _MINUTE
+            kind = event.error_type or aggregates.UNKNOWN_ERROR
+            self._failed[minute, event.backend, event.model_name, event.tenant, kind] += 1
         cost = event.estimated_cost_usd
         if cost is None:
             minute = int(event.start_time // _MINUTE) * _MINUTE
@@ -92,6 +99,13 @@ class CostProcessor:
                 for dim in aggregates.dimensions(backend, model, None, None):
                     fields[aggregates.usage_field(dim, aggregates.UNPRICED_EVENTS)] += count
                 writes.ttl[usage] = self.retention.ttl(granularity)
+        for (minute, backend, model, tenant, kind), count in self._failed.items():
+            for granularity in keys.GRANULARITIES:
+                failed = keys.errors(granularity, self._name(granularity, minute))
+                fields = writes.ints[failed]
+                for dim in aggregates.error_dimensions(backend, model, tenant):
+                    fields[aggregates.usage_field(dim, kind)] += count
+                writes.ttl[failed] = self.retention.ttl(granularity)
         self._write_top(writes)
         self._write_producers(writes)
         return writes
@@ -100,6 +114,7 @@ class CostProcessor:
         """Forget everything folded."""
         self._rows.clear()
         self._unpriced.clear()
+        self._failed.clear()
         self._top.clear()
         self._producers.clear()
         if len(self._names) > 10_000:

@@ -46,7 +46,8 @@ class ShardHealth:
 class Snapshot:
     """Everything one scrape reports, read at ``now``.
 
-    ``costs``/``usage``: the month's summed cost and usage fields. ``latency_totals``: per
+    ``costs``/``usage``: the month's summed cost and usage fields; ``errors``: its failed call
+    events by ``<dimension>|<error_type>``. ``latency_totals``: per
     (backend, model) and timing, the month's (weighted count, weighted seconds). ``window``:
     per (backend, model) and timing, the merged sketch bins of the quantile window. ``groups``:
     per event group, its XINFO fields (None when the group does not exist) and its counters,
@@ -57,6 +58,7 @@ class Snapshot:
     month_start: int
     costs: dict[str, int] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
     latency_totals: dict[Pair, dict[str, tuple[float, float]]] = field(default_factory=dict)
     window: dict[Pair, dict[str, list[dict[int, float]]]] = field(default_factory=dict)
     stream_length: int = 0
@@ -84,12 +86,15 @@ def snapshot(
     days = [keys.bucket("d", day) for day in range(start, keys.bucket_start("d", now) + 1, DAY)]
     recent = [(g, keys.bucket(g, s)) for g, s in query.cover(now - window_s, now)]
     hashes = [name for day in days for name in (keys.cost("d", day), keys.usage("d", day))]
+    failed = [keys.errors("d", day) for day in days]
     sets = [keys.latency_index("d", day) for day in days]
     sets += [keys.latency_index(granularity, name) for granularity, name in recent]
-    replies = fetch(client, [*hashes, *(keys.stats(group) for group in groups)], sets)
+    stats = [keys.stats(group) for group in groups]
+    replies = fetch(client, [*hashes, *failed, *stats], sets)
     out = Snapshot(now=now, month_start=start)
     _sum_days(out, replies.hashes[: len(hashes)])
-    counters = replies.hashes[len(hashes) :]
+    out.errors = _summed(replies.hashes[len(hashes) : len(hashes) + len(failed)])
+    counters = replies.hashes[len(hashes) + len(failed) :]
     out.counters = {g: aggregates.decode_counts(c) for g, c in zip(groups, counters, strict=True)}
     day_pairs = [(day, _pairs(m)) for day, m in zip(days, replies.sets[: len(days)], strict=True)]
     window = replies.sets[len(days) :]
@@ -118,6 +123,14 @@ def _sum_days(out: Snapshot, replies: Sequence[Hash]) -> None:
         for name, value in aggregates.decode_counts(reply).items():
             target[name] += value
     out.costs, out.usage = dict(costs), dict(usage)
+
+
+def _summed(replies: Sequence[Hash]) -> dict[str, int]:
+    total: defaultdict[str, int] = defaultdict(int)
+    for reply in replies:
+        for name, value in aggregates.decode_counts(reply).items():
+            total[name] += value
+    return dict(total)
 
 
 def _lag(info: dict[str, Any] | None) -> int | None:

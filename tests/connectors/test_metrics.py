@@ -6,20 +6,23 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
+import msgspec
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmtap import keys, tools
+from llmtap import events, keys, tools
 from llmtap.connectors.http import PATH, metrics_app
 from llmtap.connectors.prometheus import MetricsConfig
 from llmtap.read import query
 from llmtap.read.metrics import month_start
 from llmtap.testing import Workload
-from tests.connectors.conftest import WINDOW_S, exposition
+from tests.connectors.conftest import WINDOW_S, exposition, seed_start
+from tests.consumer_helpers import burst
 from tests.serve.conftest import ServeThread
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -161,3 +164,34 @@ def test_redis_down_is_a_503_with_one_line() -> None:
     finally:
         server.stop()
     assert got.status_code == 503 and "redis unavailable" in got.json()["error"]
+
+
+def test_error_events_by_type_equal_the_failed_call_events(r: redis.Redis, redis_url: str) -> None:
+    """Failed call events with error types, drained by the cost worker, are counted per model,
+    provider and tenant (calls without one count under no tenant) and error type; a failure
+    naming no type is "unknown"."""
+    now = time.time()
+    workload = Workload(43, start=seed_start(now), span_s=3600, producer_id="errors-43")
+    kinds = ("rate_limit", "timeout", None)
+    calls = [workload.call(seed_start(now) + i) for i in range(600)]
+    calls = [
+        msgspec.structs.replace(c, success=False, error_type=kinds[i % 3]) if i % 4 == 0 else c
+        for i, c in enumerate(calls)
+    ]
+    r.xadd(keys.EVENTS, {keys.FIELD_BATCH: events.encode_batch(calls)})
+    burst(redis_url, ["cost"])
+    failed = [c for c in calls if not c.success]
+    assert len(failed) >= 150
+    found = samples(exposition(r))
+    for name, label, of in (
+        ("llmtap_error_events_total", "gen_ai_request_model", lambda c: c.model_name),
+        ("llmtap_provider_error_events_total", "gen_ai_provider_name", lambda c: c.backend),
+        ("llmtap_tenant_error_events_total", "tenant", lambda c: c.tenant),
+    ):
+        want = Counter((of(c), c.error_type or "unknown") for c in failed if of(c) is not None)
+        got = {
+            (dict(labels)[label], dict(labels)["error_type"]): v
+            for (n, labels), v in found.items()
+            if n == name
+        }
+        assert got == want, name

@@ -14,7 +14,7 @@ import redis
 from llmtap import aggregates, keys
 from llmtap.consumers import service
 from llmtap.consumers.runtime.config import RuntimeConfig
-from llmtap.testing import TOKEN_KINDS, GroundTruth
+from llmtap.testing import TOKEN_KINDS, GroundTruth, Workload
 
 DAY = "20260101"  # the UTC day of the synthetic workload's default start
 
@@ -89,3 +89,16 @@ def wait_for(condition: Callable[[], bool], deadline_s: float = 60.0, poll_s: fl
 def pack(value: object) -> bytes:
     """msgpack-encode an arbitrary value (to craft malformed events the codec never writes)."""
     return msgspec.msgpack.encode(value)
+
+
+def workloads_on_shards(shards: int, *, seeds_from: int = 1, **options: Any) -> list[Workload]:
+    """Synthetic producers whose ids map to shards ``0 … shards-1``, one each, in shard order:
+    the first seeds from ``seeds_from`` that reach each shard (``options`` go to every
+    :class:`Workload`)."""
+    found: dict[int, Workload] = {}
+    seed = seeds_from
+    while len(found) < shards:
+        workload = Workload(seed, **options)
+        found.setdefault(keys.shard_of(workload.producer_id, shards), workload)
+        seed += 1
+    return [found[k] for k in range(shards)]

@@ -69,18 +69,6 @@ def read_totals(client: redis.Redis, since: float = DAY_START) -> dict[str, int]
     }
 
 
-def workloads_on_shards(shards: int, **options: Any) -> list[Workload]:
-    """Synthetic producers whose ids map to shards ``0 … shards-1``, one each, in shard order
-    (``options`` go to every :class:`Workload`)."""
-    found: dict[int, Workload] = {}
-    seed = 0
-    while len(found) < shards:
-        seed += 1
-        workload = Workload(seed, **options)
-        found.setdefault(keys.shard_of(workload.producer_id, shards), workload)
-    return [found[k] for k in range(shards)]
-
-
 def write_entries(client: redis.Redis, stream: str, entries: Sequence[dict[bytes, bytes]]) -> None:
     """XADD ``entries`` to ``stream`` in pipelined chunks."""
     pipe = client.pipeline(transaction=False)

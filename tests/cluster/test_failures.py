@@ -23,8 +23,7 @@ from llmtap.settings import Settings
 from llmtap.testing import Workload
 from tests.cluster.conftest import SHARDS, cluster_client
 from tests.cluster.helpers import merged, read_totals, write
-from tests.cluster.test_pipeline import producers_on_every_shard
-from tests.consumer_helpers import wait_for
+from tests.consumer_helpers import wait_for, workloads_on_shards
 
 WORKER_ENV = {
     "LLMTAP_SHARDS": str(SHARDS),
@@ -93,7 +92,7 @@ def test_sigkilled_worker_replicas_count_every_shard_exactly(
 ) -> None:
     """Replicas of the cost and latency workers killed with SIGKILL while three shards fill,
     replaced by fresh ones: the merged totals equal the ground truth."""
-    workloads = producers_on_every_shard()
+    workloads = workloads_on_shards(SHARDS)
     writer = Writer(cluster.url, workloads, rounds=40)
     log = tmp_path / "workers.log"
     steady = [spawn(cluster.url, name, log) for name in ("cost", "latency")]

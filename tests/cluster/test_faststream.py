@@ -7,7 +7,8 @@ import redis
 
 from llmtap.embedded_cluster import EmbeddedCluster
 from tests.cluster.conftest import SHARDS
-from tests.cluster.helpers import drain, merged, read_totals, workloads_on_shards, write
+from tests.cluster.helpers import drain, merged, read_totals, write
+from tests.consumer_helpers import workloads_on_shards
 
 
 def test_faststream_counts_every_shard_of_a_cluster_exactly(

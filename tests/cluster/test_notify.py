@@ -21,7 +21,7 @@ from tests.alert_helpers import webhook
 from tests.cluster.conftest import SHARDS
 from tests.cluster.helpers import context
 from tests.cluster.test_alerts import errors
-from tests.cluster.test_pipeline import producers_on_every_shard
+from tests.consumer_helpers import workloads_on_shards
 
 
 class Notes(BaseAnalyzer):
@@ -54,7 +54,7 @@ def test_plugin_notifications_from_three_shards_are_delivered_once(
     failed: set[str] = set()
     calls = 0
     before = errors(cluster)
-    for shard, workload in enumerate(producers_on_every_shard()):
+    for shard, workload in enumerate(workloads_on_shards(SHARDS)):
         stream = keys.events_stream(shard)
         for i in range(30):
             event = workload.call(workload.start + i)

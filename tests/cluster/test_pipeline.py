@@ -15,21 +15,9 @@ from llmtap.consumers.runtime import reclaim
 from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.embedded_cluster import EmbeddedCluster
 from llmtap.read import shards
-from llmtap.testing import Workload
 from tests.cluster.conftest import SHARDS
 from tests.cluster.helpers import context, drain, merged, read_totals, write
-from tests.consumer_helpers import config
-
-
-def producers_on_every_shard() -> list[Workload]:
-    """Three synthetic producers whose ids map to shards 0, 1 and 2."""
-    found: dict[int, Workload] = {}
-    seed = 0
-    while len(found) < SHARDS:
-        seed += 1
-        workload = Workload(seed)
-        found.setdefault(keys.shard_of(workload.producer_id, SHARDS), workload)
-    return [found[k] for k in range(SHARDS)]
+from tests.consumer_helpers import config, workloads_on_shards
 
 
 def test_sharded_pipeline_counts_every_shard_exactly(
@@ -37,7 +25,7 @@ def test_sharded_pipeline_counts_every_shard_exactly(
 ) -> None:
     """Three producers on three shards, drained by the cost and latency workers: the read
     side's totals equal the ground truth of all three."""
-    workloads = producers_on_every_shard()
+    workloads = workloads_on_shards(SHARDS)
     for workload in workloads:
         write(rc, workload, 4_000, SHARDS)
     results = drain(cluster.url, SHARDS)
@@ -49,7 +37,7 @@ def test_sharded_pipeline_counts_every_shard_exactly(
 def test_every_key_of_a_shard_is_in_its_slot(cluster: EmbeddedCluster, rc: redis.Redis) -> None:
     """After a drain, each key holding a shard's data hashes to that shard's slot, and every
     other key to the control slot."""
-    for workload in producers_on_every_shard():
+    for workload in workloads_on_shards(SHARDS):
         write(rc, workload, 1_000, SHARDS)
     drain(cluster.url, SHARDS)
     names = [n.decode() for n in rc.scan_iter(match=keys.ALL_KEYS_PATTERN, count=1000)]
@@ -64,7 +52,7 @@ def test_every_key_of_a_shard_is_in_its_slot(cluster: EmbeddedCluster, rc: redis
 
 def test_garbage_goes_to_its_shards_dlq(cluster: EmbeddedCluster, rc: redis.Redis) -> None:
     """An undecodable entry on shard 2 lands in shard 2's DLQ; the good events count exactly."""
-    workload = producers_on_every_shard()[2]
+    workload = workloads_on_shards(SHARDS)[2]
     stream = write(rc, workload, 500, SHARDS)
     rc.xadd(stream, {keys.FIELD_EVENT: b"\xc1not msgpack"})
     results = drain(cluster.url, SHARDS)
@@ -76,7 +64,7 @@ def test_garbage_goes_to_its_shards_dlq(cluster: EmbeddedCluster, rc: redis.Redi
 
 def test_a_retried_rollup_counts_once(cluster: EmbeddedCluster, rc: redis.Redis) -> None:
     """The same rollup (producer, seq) written twice to its shard is counted once."""
-    workload = producers_on_every_shard()[1]
+    workload = workloads_on_shards(SHARDS)[1]
     rollup = workload.rollup(workload.start)
     stream = keys.events_stream(1)
     for _ in range(2):
@@ -91,7 +79,7 @@ def test_entries_of_a_dead_consumer_are_reclaimed(
 ) -> None:
     """Entries read by a consumer that died before committing are claimed by another on the
     same shard and counted once."""
-    workload = producers_on_every_shard()[0]
+    workload = workloads_on_shards(SHARDS)[0]
     write(rc, workload, 2_000, SHARDS)
     ctx = context(cluster.url, SHARDS, claim_idle_s=0.05)
 
@@ -119,7 +107,7 @@ def test_worker_stats_add_up_every_shard(cluster: EmbeddedCluster, rc: redis.Red
     on shard 1: one DLQ record per group)."""
     from llmtap.read import health
 
-    workloads = producers_on_every_shard()
+    workloads = workloads_on_shards(SHARDS)
     for workload in workloads:
         write(rc, workload, 1_000, SHARDS)
     rc.xadd(keys.events_stream(1), {keys.FIELD_EVENT: b"\xc1"})

@@ -35,7 +35,8 @@ from llmtap.read.metrics import month_start
 from llmtap.serve.app import create_app
 from llmtap.testing import Workload
 from tests.cluster.conftest import SHARDS, cluster_client
-from tests.cluster.helpers import assert_same, drain, workloads_on_shards, write_entries
+from tests.cluster.helpers import assert_same, drain, write_entries
+from tests.consumer_helpers import workloads_on_shards
 from tests.factories import call_event
 from tests.serve.conftest import ServeThread
 

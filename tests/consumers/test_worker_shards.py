@@ -21,8 +21,7 @@ from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.read import query
 from llmtap.settings import SettingsError
-from llmtap.testing import Workload
-from tests.consumer_helpers import config
+from tests.consumer_helpers import config, workloads_on_shards
 
 SHARDS = 3
 DAY_START = 1_767_225_600.0
@@ -50,23 +49,12 @@ def test_a_shard_that_does_not_exist_fails_at_start_naming_the_variable(raw: str
         )
 
 
-def on_every_shard() -> list[Workload]:
-    """One synthetic producer per shard."""
-    found: dict[int, Workload] = {}
-    seed = 40
-    while len(found) < SHARDS:
-        seed += 1
-        workload = Workload(seed)
-        found.setdefault(keys.shard_of(workload.producer_id, SHARDS), workload)
-    return [found[k] for k in range(SHARDS)]
-
-
 def test_a_dead_replicas_shards_are_taken_over_by_their_new_owners(
     r: redis.Redis, redis_url: str
 ) -> None:
     """A replica that read every shard dies before committing; two replicas assigned shard 0
     and shards 1-2 reclaim its entries and count every shard exactly once."""
-    workloads = on_every_shard()
+    workloads = workloads_on_shards(SHARDS, seeds_from=41)
     for shard, workload in enumerate(workloads):
         pipe = r.pipeline(transaction=False)
         for fields in workload.entries(1_500):

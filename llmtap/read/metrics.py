@@ -116,16 +116,11 @@ def snapshot(
 
 def _sum_days(out: Snapshot, replies: Sequence[Hash]) -> None:
     """Sum the days' cost hashes (even items) and usage hashes (odd) into ``out``."""
-    costs: defaultdict[str, int] = defaultdict(int)
-    usage: defaultdict[str, int] = defaultdict(int)
-    for i, reply in enumerate(replies):
-        target = costs if i % 2 == 0 else usage
-        for name, value in aggregates.decode_counts(reply).items():
-            target[name] += value
-    out.costs, out.usage = dict(costs), dict(usage)
+    out.costs, out.usage = _summed(replies[0::2]), _summed(replies[1::2])
 
 
 def _summed(replies: Sequence[Hash]) -> dict[str, int]:
+    """Return the integer fields of ``replies`` summed by name."""
     total: defaultdict[str, int] = defaultdict(int)
     for reply in replies:
         for name, value in aggregates.decode_counts(reply).items():

@@ -15,31 +15,14 @@ from llmtap import events, keys, webhooks
 from llmtap.consumers import registry, service
 from llmtap.consumers.notify.notifier import run_notifier
 from llmtap.embedded_cluster import EmbeddedCluster
-from llmtap.plugin import BaseAnalyzer, Worker, confine, notification
+from llmtap.plugin import Worker, confine
 from llmtap.testing import LocalReceiver
 from tests.alert_helpers import webhook
 from tests.cluster.conftest import SHARDS
 from tests.cluster.helpers import context
 from tests.cluster.test_alerts import errors
 from tests.consumer_helpers import workloads_on_shards
-
-
-class Notes(BaseAnalyzer):
-    """Counts calls under its prefix and sends one notification per failed call."""
-
-    def add_call(self, event: events.CallEvent) -> None:
-        self.out.ints[keys.plugin_key("notes", "calls")]["n"] += 1
-        if not event.success:
-            self.out.notify.append(
-                notification(
-                    "notes",
-                    rule="failed",
-                    key=event.call_id,
-                    summary=f"call {event.call_id} failed",
-                    at=event.end_time,
-                    labels={"model": event.model_name},
-                )
-            )
+from tests.plugins.test_api import Notifier
 
 
 def test_plugin_notifications_from_three_shards_are_delivered_once(
@@ -49,7 +32,7 @@ def test_plugin_notifications_from_three_shards_are_delivered_once(
     nothing): each failed call reaches the webhook once, signed, and every shard's count of
     calls is exact."""
     monkeypatch.setitem(
-        registry.WORKERS, "notes", confine(Worker.plugin("notes", "", lambda ctx: Notes()))
+        registry.WORKERS, "notes", confine(Worker.plugin("notes", "", lambda ctx: Notifier()))
     )
     failed: set[str] = set()
     calls = 0

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -58,13 +58,18 @@ class Writer(threading.Thread):
 
 
 def spawn(
-    url: str, engine: str, log: Path, command: Sequence[str] = ("up",)
+    url: str,
+    engine: str,
+    log: Path,
+    command: Sequence[str] = ("up",),
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``llmtap <command>`` (default: every worker) in a child with short timings."""
-    env = {**os.environ, **WORKER_ENV, "LLMTAP_WORKER_ENGINE": engine}
+    """Start ``llmtap <command>`` (default: every worker) in a child with short timings
+    (and ``env`` on top)."""
+    full = {**os.environ, **WORKER_ENV, "LLMTAP_WORKER_ENGINE": engine, **(env or {})}
     argv = [sys.executable, "-m", "llmtap.cli.worker", *command, "--url", url]
     with log.open("ab") as out:
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(argv, env=full, stdout=out, stderr=subprocess.STDOUT)
 
 
 def is_reading(r: redis.Redis, pid: int, groups: Sequence[str]) -> bool:

@@ -3,10 +3,8 @@ SIGKILLed mid-run (its replica is promoted) while real producers keep calling.""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,33 +19,17 @@ from llmtap.producers.profiler import Profiler
 from llmtap.read import query
 from llmtap.settings import Settings
 from llmtap.testing import Workload
+from tests import contract_helpers
 from tests.cluster.conftest import SHARDS, cluster_client
 from tests.cluster.helpers import merged, read_totals, write
 from tests.consumer_helpers import wait_for, workloads_on_shards
 
-WORKER_ENV = {
-    "LLMTAP_SHARDS": str(SHARDS),
-    "LLMTAP_CLAIM_IDLE_S": "0.5",
-    "LLMTAP_FLUSH_INTERVAL_S": "0.1",
-    "LLMTAP_FLUSH_EVENTS": "3000",
-    "LLMTAP_READ_COUNT": "5",
-    "LLMTAP_BLOCK_MS": "100",
-    "LLMTAP_HEARTBEAT_TTL_S": "3",
-}
+SHARDED = {"LLMTAP_SHARDS": str(SHARDS)}
 
 
 def spawn(url: str, worker: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start one worker process on the cluster with short timings."""
-    env = {**os.environ, **WORKER_ENV}
-    command = [sys.executable, "-m", "llmtap.cli.worker", "worker", worker, "--url", url]
-    with log.open("ab") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def heartbeat_of(client: redis.Redis, pid: int, group: str) -> bool:
-    """True when process ``pid`` has a heartbeat in ``group`` (it consumes)."""
-    marker = f"-{pid}-".encode()
-    return any(marker in key for key in client.scan_iter(match=keys.heartbeat_pattern(group)))
+    """Start one worker process on the cluster with the contract tests' short timings."""
+    return contract_helpers.spawn(url, "loop", log, ("worker", worker), SHARDED)
 
 
 def drained(client: redis.Redis) -> bool:
@@ -100,7 +82,7 @@ def test_sigkilled_worker_replicas_count_every_shard_exactly(
     for round_ in range(3):
         victims = [spawn(cluster.url, name, log) for name in ("cost", "latency")]
         for victim, group in zip(victims, ("cost", "latency"), strict=True):
-            wait_for(lambda v=victim, g=group: heartbeat_of(rc, v.pid, g), 60)
+            wait_for(lambda v=victim, g=group: contract_helpers.is_reading(rc, v.pid, [g]), 60)
         time.sleep(0.3 + 0.2 * round_)  # let the victims hold unacknowledged entries
         for victim in victims:
             victim.send_signal(signal.SIGKILL)

@@ -112,11 +112,13 @@ def write(client: redis.Redis, name: str, bins: list[dict[int, float]]) -> None:
     pipe.execute()
 
 
-def read_hash(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
+def read_hashes(client: redis.Redis, names: list[str], kind: str) -> Callable[[], Any]:
+    """Return a fetch of every ``<kind>:<name>`` hash in one pipeline (HGETALL each)."""
+
     def fetch() -> Any:
         pipe = client.pipeline(transaction=False)
         for name in names:
-            pipe.hgetall(f"hash:{name}")
+            pipe.hgetall(f"{kind}:{name}")
         return pipe.execute()
 
     return fetch
@@ -187,28 +189,8 @@ def read_gets(client: redis.Redis, names: list[str], kind: str, mget: bool) -> C
     return fetch
 
 
-def read_fields(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
-    def fetch() -> Any:
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(f"field:{name}")
-        return pipe.execute()
-
-    return fetch
-
-
 def decode_fields(replies: list[dict[bytes, bytes]]) -> Any:
     return latency.decode([("b", "m")] * len(replies), replies)
-
-
-def read_stats(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
-    def fetch() -> Any:
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(f"stats:{name}")
-        return pipe.execute()
-
-    return fetch
 
 
 def decode_f8(replies: list[Any]) -> Any:
@@ -267,7 +249,7 @@ def main() -> int:
                     names.append(name)
         out["hashes"] = len(names)
         layouts: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]] = {
-            "hash": (read_hash(client, names), decode_hash),
+            "hash": (read_hashes(client, names, "hash"), decode_hash),
             "f8": (read_packed(client, names, "f8"), lambda r: decode_packed(r, "<f8")),
             "u4": (read_packed(client, names, "u4"), lambda r: decode_packed(r, ">u4")),
             "blob": (read_blob(client, names), decode_blob),
@@ -276,8 +258,8 @@ def main() -> int:
             "trim_mget_only": (read_gets(client, names, "trim", True), decode_blob),
             "inter_mget": (read_gets(client, names, "inter", True), decode_f8),
             "inter_gets": (read_gets(client, names, "inter", False), decode_f8),
-            "stats_only": (read_stats(client, names), decode_stats),
-            "field": (read_fields(client, names), decode_fields),
+            "stats_only": (read_hashes(client, names, "stats"), decode_stats),
+            "field": (read_hashes(client, names, "field"), decode_fields),
         }
         for layout, (fetch, decode) in layouts.items():
             fetch_ms, replies = timed(fetch, args.repeat)

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import threading
 import time
 from typing import Any
@@ -99,7 +100,8 @@ def measure(url: str, n: int) -> list[float]:
                 if i >= 0:
                     latencies.append(latency)
                 if i > 0 and i % 100 == 0:
-                    print(f"{i} alerts, p50 so far {statistics.median(latencies):.1f} ms")
+                    p50 = statistics.median(latencies)
+                    print(f"{i} alerts, p50 so far {p50:.1f} ms", file=sys.stderr)
         finally:
             loop.call_soon_threadsafe(stop.set)
             thread.join(30)

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -56,7 +57,7 @@ def main() -> None:
         client = redis.Redis.from_url(server.url)
         workload = Workload(7, start=start, span_s=now - start - 60, producer_id="bench")
         workload.write(client, args.events)
-        print(f"wrote {args.events} events; draining", flush=True)
+        print(f"wrote {args.events} events; draining", file=sys.stderr, flush=True)
         asyncio.run(service.run_burst(server.url, ["cost", "latency"]))
         reg = registry(client, MetricsConfig())
         body = generate_latest(reg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -80,9 +81,9 @@ def bench_cached_cost(repeat: int) -> float:
 def main() -> None:
     """Run both measurements and print the summary JSON last."""
     calc_us = bench_calc_price(repeat=100)
-    print(f"genai_prices.calc_price: {calc_us:.2f} us/call")
+    print(f"genai_prices.calc_price: {calc_us:.2f} us/call", file=sys.stderr)
     cached_us = bench_cached_cost(repeat=20_000)
-    print(f"CostCalculator.cost (warm cache): {cached_us:.3f} us/call")
+    print(f"CostCalculator.cost (warm cache): {cached_us:.3f} us/call", file=sys.stderr)
     summary = {
         "calc_price_us": round(calc_us, 3),
         "cached_cost_us": round(cached_us, 4),

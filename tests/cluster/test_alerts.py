@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -29,9 +27,9 @@ from llmtap.consumers.runtime.consumer import Consumer
 from llmtap.consumers.runtime.context import WorkerContext
 from llmtap.embedded_cluster import EmbeddedCluster
 from llmtap.settings import Settings
+from tests import contract_helpers
 from tests.alert_helpers import call, notifications
 from tests.cluster.conftest import SHARDS, cluster_client
-from tests.cluster.test_failures import WORKER_ENV, heartbeat_of
 from tests.consumer_helpers import config, wait_for
 from tests.factories import T0
 
@@ -188,7 +186,7 @@ def test_sigkilled_alerts_replicas_send_each_notification_once(
     writer.start()
     for round_ in range(3):
         victim = spawn_alerts(cluster.url, log, env)
-        wait_for(lambda v=victim: heartbeat_of(rc, v.pid, keys.GROUP_ALERTS), 60)
+        wait_for(lambda v=victim: contract_helpers.is_reading(rc, v.pid, [keys.GROUP_ALERTS]), 60)
         time.sleep(0.3 + 0.2 * round_)  # let it hold unacknowledged entries and records
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -207,10 +205,8 @@ def test_sigkilled_alerts_replicas_send_each_notification_once(
 
 def spawn_alerts(url: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """One alerts worker process on the cluster with the tests' short timings and ``env``."""
-    full = {**os.environ, **WORKER_ENV, **env}
-    command = [sys.executable, "-m", "llmtap.cli.worker", "worker", "alerts", "--url", url]
-    with log.open("ab") as out:
-        return subprocess.Popen(command, env=full, stdout=out, stderr=subprocess.STDOUT)
+    sharded = {"LLMTAP_SHARDS": str(SHARDS), **env}
+    return contract_helpers.spawn(url, "loop", log, ("worker", "alerts"), sharded)
 
 
 def write_slowly(url: str, batch: list[tuple[int, events.CallEvent]]) -> None:

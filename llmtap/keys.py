@@ -3,6 +3,10 @@
 The layout is a public API (users read the hashes directly); ``LAYOUT_VERSION`` changes
 whenever a name or a field's meaning changes. No other module builds a key by hand.
 
+Layout 4 added two granularities, ten minutes (``t``) and quarter days (``q``, 6 h), so a day's
+range is covered by about 20 buckets instead of 80 to 140 (see llmtap.read.snapshot.cover);
+``LAYOUT_TIERS_FIELD`` of the layout record says from when they are complete.
+
 Layout 3 packed each latency sketch's bins into one field of its latency hash (was one field
 per bin; see llmtap.aggregates.encode_sketch).
 
@@ -22,7 +26,7 @@ import time
 import zlib
 from typing import Final
 
-LAYOUT_VERSION: Final = 3
+LAYOUT_VERSION: Final = 4
 PREFIX: Final = "llmtap"
 # SCAN pattern of every key llmtap writes (reset_profiling_metrics deletes by it).
 ALL_KEYS_PATTERN: Final = f"{PREFIX}:*"
@@ -72,10 +76,14 @@ def dlq_stream(shard: int = 0) -> str:
 EVENTS: Final = f"{SHARD0}:events"
 DLQ: Final = f"{SHARD0}:dlq"
 NOTIFY: Final = f"{CONTROL}:notify"
-# How many shards the workers use (hash: version, shards): readers merge that many.
+# How many shards the workers use (hash: version, shards): readers merge that many; and
+# since when every granularity is written (tiers_since, Unix seconds: 0 for a deployment that
+# started at layout 4, the upgrade's time for one that ran layout 3 before; readers use the ten
+# minute and quarter-day buckets only from then on).
 LAYOUT: Final = f"{CONTROL}:layout"
 LAYOUT_VERSION_FIELD: Final = "version"
 LAYOUT_SHARDS_FIELD: Final = "shards"
+LAYOUT_TIERS_FIELD: Final = "tiers_since"
 
 # The single field of an events entry: one event map, or an array of them.
 FIELD_EVENT: Final = b"e"
@@ -104,10 +112,19 @@ RUNTIME_SETTINGS: Final = f"{CONTROL}:settings"
 PRODUCER_PREFIX: Final = f"{SHARD0}:producer:"
 PRODUCER_TTL_S: Final = 24 * 3600
 
-# Time granularities of the aggregates and how long each bucket is kept.
-GRANULARITIES: Final = ("m", "h", "d")
-BUCKET_SECONDS: Final = {"m": 60, "h": 3600, "d": 86400}
-DEFAULT_TTL_S: Final = {"m": 2 * 86400, "h": 35 * 86400, "d": 400 * 86400}
+# Time granularities of the aggregates (minute, ten minutes, hour, quarter day, day) and how
+# long each bucket is kept: ten-minute buckets as long as minutes, quarter days as long as hours.
+GRANULARITIES: Final = ("m", "t", "h", "q", "d")
+BUCKET_SECONDS: Final = {"m": 60, "t": 600, "h": 3600, "q": 6 * 3600, "d": 86400}
+DEFAULT_TTL_S: Final = {
+    "m": 2 * 86400,
+    "t": 2 * 86400,
+    "h": 35 * 86400,
+    "q": 35 * 86400,
+    "d": 400 * 86400,
+}
+# The granularities that every layout wrote (layout 3 had no "t" and no "q").
+BASE_GRANULARITIES: Final = ("m", "h", "d")
 
 
 def kind(name: str) -> str:
@@ -151,7 +168,13 @@ HEARTBEAT_TTL_S: Final = 15
 STATS_PREFIX: Final = f"{SHARD0}:stats"
 DLQ_MAXLEN: Final = 100_000
 
-_BUCKET_FORMATS: Final = {"m": "%Y%m%dT%H%M", "h": "%Y%m%dT%H", "d": "%Y%m%d"}
+_BUCKET_FORMATS: Final = {
+    "m": "%Y%m%dT%H%M",
+    "t": "%Y%m%dT%H%M",
+    "h": "%Y%m%dT%H",
+    "q": "%Y%m%dT%H",
+    "d": "%Y%m%d",
+}
 
 
 def bucket_start(granularity: str, ts: float) -> int:
@@ -161,9 +184,10 @@ def bucket_start(granularity: str, ts: float) -> int:
 
 
 def bucket(granularity: str, ts: float) -> str:
-    """Return the UTC bucket name holding ``ts``: ``20260131T1530``, ``20260131T15``, ``20260131``.
+    """Return the UTC bucket name holding ``ts``: ``20260131T1530``, ``20260131T15``, ``20260131``
+    (ten-minute and quarter-day buckets are named by their first minute or hour).
 
-    Raises KeyError for a granularity other than ``m``, ``h`` or ``d``.
+    Raises KeyError for a granularity not in ``GRANULARITIES``.
     """
     fmt = _BUCKET_FORMATS[granularity]
     return time.strftime(fmt, time.gmtime(bucket_start(granularity, ts)))

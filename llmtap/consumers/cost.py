@@ -2,7 +2,7 @@
 
 Rollups are exact whatever the sampling rate, so every number here is exact: cost is kept in
 integer nano-USD (1e-9 USD) so sums agree in any order and across replicas; the query layer
-converts to USD. Each rollup counts in the minute, hour and day bucket (UTC) of its
+converts to USD. Each rollup counts in one bucket of each granularity (UTC) of its
 ``window_start``, under the dimensions ``total``, ``backend:<b>``, ``model:<m>``,
 ``tenant:<t>`` and ``session:<s>``. From call events (sampled) come the most expensive calls
 of each day, the count of call events without a price, and failed call events by error type

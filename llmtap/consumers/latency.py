@@ -1,7 +1,7 @@
 """The latency worker: mergeable sketches of call timings per backend, model and bucket.
 
 Each call event is weighted by ``1 / sample_rate``, so the sketches estimate every call, not
-just the sampled ones. Per (minute, hour, day) bucket and (backend, model) one hash holds, for
+just the sampled ones. Per bucket (every granularity) and (backend, model) one hash holds, for
 each of ``latency``, ``network``, ``processing`` and ``ttft``: ``<metric>:n`` (events,
 unweighted), ``<metric>:w`` (weighted count), ``<metric>:sum`` (weighted sum, seconds),
 ``<metric>:min`` and ``<metric>:max``; and output tokens/s as ``tps:n``, ``tps:w`` and

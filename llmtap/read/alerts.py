@@ -15,6 +15,7 @@ from typing import Any, Final
 import redis
 
 from llmtap import aggregates, keys
+from llmtap.read import shards
 from llmtap.read.window import iso
 from llmtap.settings import Settings
 
@@ -89,7 +90,7 @@ def decode_state(fields: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, f
 
 
 def _states(client: redis.Redis) -> list[tuple[dict[str, Any], dict[str, float]]]:
-    names = list(client.scan_iter(match=keys.alert_state("*"), count=1000))
+    names = list(client.scan_iter(match=keys.alert_state("*"), count=shards.SCAN_COUNT))
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hmget(name, STATE_FIELDS)

@@ -48,7 +48,7 @@ def check(client: redis.Redis, group: str, *, max_age_s: float, this_host: bool 
 
 def heartbeats(client: redis.Redis, group: str) -> list[tuple[str, float]]:
     """Return (consumer, heartbeat time) for every unexpired heartbeat of ``group``."""
-    names = list(client.scan_iter(match=keys.heartbeat_pattern(group), count=1000))
+    names = list(client.scan_iter(match=keys.heartbeat_pattern(group), count=shards.SCAN_COUNT))
     if not names:
         return []
     values = client.mget(names)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final, TypeVar
 
 import numpy as np
@@ -86,6 +87,19 @@ class Decoded:
     values: FloatArray
     owner: IntArray
 
+    @cached_property
+    def additive(self) -> tuple[IntArray, FloatArray, IntArray]:
+        """The fields and bins that add (codes below ``ADDITIVE``): code, value, hash index;
+        split out once for every grouping merged from these hashes."""
+        keep = (self.codes >= 0) & (self.codes < ADDITIVE)
+        return self.codes[keep], self.values[keep], self.owner[keep]
+
+    @cached_property
+    def extremes(self) -> tuple[IntArray, FloatArray, IntArray]:
+        """The min and max fields (codes from ``ADDITIVE`` on): code, value, hash index."""
+        keep = self.codes >= ADDITIVE
+        return self.codes[keep], self.values[keep], self.owner[keep]
+
 
 Part = tuple[IntArray, FloatArray]  # one hash decoded: its field codes and values
 Packed = Sequence[bytes | None]  # packed sketches, hash-major, in TIMINGS order
@@ -152,7 +166,8 @@ def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, IntArray]:
 
 def _bins(sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
     """Return (code, weight, hash index) of every non-zero bin of the packed sketches, all
-    decoded at once: one join, one ``frombuffer``, no loop over bins."""
+    decoded at once: one join, one ``frombuffer``, and a code per word from its sketch's offset
+    (no loop over bins; the range is checked per sketch, from its first and last bin)."""
     blobs = [b or b"" for b in sketches]
     lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
     if np.any(lengths % 8) or np.any((lengths > 0) & (lengths < 8 * _HEADER)):
@@ -160,18 +175,22 @@ def _bins(sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
     words = lengths // 8
     values: FloatArray = np.frombuffer(b"".join(blobs), dtype=aggregates.SKETCH_DTYPE)
     starts = np.cumsum(words) - words
-    blob = np.repeat(np.arange(len(blobs), dtype=np.int64), words)
-    at = np.arange(values.size, dtype=np.int64) - starts[blob]
-    keep = (at > 0) & (values != 0.0)  # position 0 is the header's lo
-    blob, at, weights = blob[keep], at[keep], values[keep]
+    present = np.flatnonzero(words)
     lo = np.zeros(len(blobs), dtype=np.int64)
-    lo[words > 0] = values[starts[words > 0]]
-    index = lo[blob] + at - _HEADER
-    slot = np.where(at == 1, 0, 1 + index - sketch.MIN_INDEX)
-    if np.any((at > 1) & ((index < sketch.MIN_INDEX) | (index > sketch.MAX_INDEX))):
+    lo[present] = values[starts[present]]
+    last = lo + words - _HEADER - 1
+    spans = present[words[present] > _HEADER]
+    if np.any((lo[spans] < sketch.MIN_INDEX) | (last[spans] > sketch.MAX_INDEX)):
         raise ValueError(f"a sketch bin is outside [{sketch.MIN_INDEX}, {sketch.MAX_INDEX}]")
-    timing = blob % len(TIMINGS)
-    return timing * sketch.DENSE_SIZE + slot, weights, blob // len(TIMINGS)
+    timing = np.arange(len(blobs), dtype=np.int64) % len(TIMINGS)
+    # Word k of sketch b (k >= 2) is bin lo + k - 2, slot 1 + bin - MIN_INDEX of its timing.
+    offset = timing * sketch.DENSE_SIZE + 1 + lo - _HEADER - sketch.MIN_INDEX - starts
+    code = np.repeat(offset, words) + np.arange(values.size, dtype=np.int64)
+    code[starts[present] + 1] = timing[present] * sketch.DENSE_SIZE  # the zero bin: slot 0
+    keep = values != 0.0
+    keep[starts[present]] = False  # the header's lo
+    owner = np.repeat(np.arange(len(blobs), dtype=np.int64) // len(TIMINGS), words)
+    return code[keep], values[keep], owner[keep]
 
 
 def group_key(pair: Pair, by: str) -> Pair:
@@ -234,24 +253,22 @@ def merge(decoded: Decoded, by: str) -> Merged:
     groups = sorted(set(keys))
     index = {g: i for i, g in enumerate(groups)}
     of_hash = np.array([index[k] for k in keys], dtype=np.int64)
-    group = of_hash[decoded.owner]
-    codes, values = decoded.codes, decoded.values
-    summed = (codes >= 0) & (codes < ADDITIVE)
-    flat = group[summed] * ADDITIVE + codes[summed]
-    size = len(groups) * ADDITIVE
-    counted = np.bincount(flat, weights=values[summed], minlength=size)
+    codes, values, owner = decoded.additive
+    flat = codes if len(groups) == 1 else (of_hash * ADDITIVE)[owner] + codes
+    counted = np.bincount(flat, weights=values, minlength=len(groups) * ADDITIVE)
     sums: FloatArray = counted.astype(np.float64, copy=False).reshape(-1, ADDITIVE)
-    return Merged(groups, sums, *_extremes(group, codes, values, len(groups)))
+    return Merged(groups, sums, *_extremes(of_hash, *decoded.extremes, len(groups)))
 
 
 def _extremes(
-    group: IntArray, codes: IntArray, values: FloatArray, n_groups: int
+    of_hash: IntArray, codes: IntArray, values: FloatArray, owner: IntArray, n_groups: int
 ) -> tuple[FloatArray, FloatArray]:
     n = len(TIMINGS)
     lows = np.full((n_groups, n), np.inf)
     highs = np.full((n_groups, n), -np.inf)
-    low = (codes >= _MIN) & (codes < _MIN + n)
+    group = of_hash[owner]
+    low = codes < _MIN + n
     np.minimum.at(lows, (group[low], codes[low] - _MIN), values[low])
-    high = codes >= _MAX
+    high = ~low
     np.maximum.at(highs, (group[high], codes[high] - _MAX), values[high])
     return lows, highs

@@ -84,7 +84,8 @@ def snapshot(
     errors propagate."""
     start = month_start(now)
     days = [keys.bucket("d", day) for day in range(start, keys.bucket_start("d", now) + 1, DAY)]
-    recent = [(g, keys.bucket(g, s)) for g, s in query.cover(now - window_s, now)]
+    covered = query.cover(now - window_s, now, shards.tiers_since(client))
+    recent = [(g, keys.bucket(g, s)) for g, s in covered]
     hashes = [name for day in days for name in (keys.cost("d", day), keys.usage("d", day))]
     failed = [keys.errors("d", day) for day in days]
     sets = [keys.latency_index("d", day) for day in days]
@@ -172,7 +173,7 @@ def _month_totals(
 
 def live_workers(client: redis.Redis) -> dict[str, int]:
     """Return, per group, how many consumers have an unexpired heartbeat (one SCAN for all)."""
-    names = list(client.scan_iter(match=keys.heartbeat_pattern("*"), count=1000))
+    names = list(client.scan_iter(match=keys.heartbeat_pattern("*"), count=shards.SCAN_COUNT))
     out: dict[str, int] = {}
     prefix = keys.heartbeat("", "")[:-1]  # "llmtap:heartbeat:"
     for name, value in zip(names, client.mget(names) if names else [], strict=True):

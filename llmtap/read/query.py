@@ -2,9 +2,10 @@
 
 Every function takes the Redis client and the range ``[since, until)`` (Unix seconds; the caller
 passes "now", there is no hidden clock). The range is widened to whole minutes and covered with
-the fewest buckets: whole UTC days, then whole hours, then minutes at the edges (see
-:func:`cover`). Buckets older than their retention are gone, so a range that reaches past the
-minute retention (2 days by default) counts only the hours and days at its old edge.
+the fewest buckets: whole UTC days, then quarter days, hours, ten minutes, and minutes at the
+edges (see :func:`cover`). Buckets older than their retention are gone, so a range that
+reaches past the minute retention (2 days by default) counts only the hours and days at its
+old edge.
 Costs are stored in integer nano-USD and returned both exact (``cost_nanousd``) and in USD.
 
 Each function reads its range once (:class:`~llmtap.read.snapshot.Snapshot`); the ``*_of``

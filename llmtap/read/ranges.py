@@ -2,10 +2,11 @@
 
 A plugin that writes one hash per (granularity, bucket), as the built-in workers do (see
 :func:`llmtap.keys.plugin_bucket`), reads a time range back with these: the range is covered
-with the fewest buckets (whole UTC days, then hours, then minutes at the edges, as
-:func:`llmtap.read.query.cover` does), the hashes are fetched in one pipeline and summed
-(integers exactly), and sketches written in the latency hashes' format (stats in the hash, bins
-in a packed sketch beside it, see :func:`llmtap.plugin.add_sketch`) are merged bin by bin.
+with the fewest buckets (whole UTC days, then quarter days, hours, ten minutes, and minutes at
+the edges, as :func:`llmtap.read.query.cover` does), the hashes are fetched in one pipeline and
+summed (integers exactly), and sketches written in the latency hashes' format (stats in the
+hash, bins in a packed sketch beside it, see :func:`llmtap.plugin.add_sketch`) are merged bin by
+bin.
 ``key_of(granularity, bucket_name)`` names the hash of one bucket; ``until`` is passed in
 (there is no hidden clock).
 """
@@ -23,6 +24,7 @@ from llmtap import aggregates
 from llmtap.aggregates import TimingFields
 from llmtap.analyzers import sketch
 from llmtap.keys import bucket
+from llmtap.read import shards
 from llmtap.read.fetch import fetch
 from llmtap.read.query import cover
 
@@ -41,16 +43,22 @@ QUANTILES: Final = (0.5, 0.95, 0.99)
 KeyOf = Callable[[str, str], str]
 
 
-def bucket_names(since: float, until: float) -> list[tuple[str, str]]:
+def bucket_names(since: float, until: float, tiers_since: float = 0.0) -> list[tuple[str, str]]:
     """Return the (granularity, bucket name) pairs covering ``[since, until)`` exactly (the
-    range widened to whole minutes). Raises ValueError if ``until < since``."""
-    return [(g, bucket(g, start)) for g, start in cover(since, until)]
+    range widened to whole minutes; ten-minute and quarter-day buckets from ``tiers_since``
+    on, see :func:`llmtap.read.shards.tiers_since`). Raises ValueError if ``until < since``."""
+    return [(g, bucket(g, start)) for g, start in cover(since, until, tiers_since)]
+
+
+def _names(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> list[str]:
+    covered = bucket_names(since, until, shards.tiers_since(client))
+    return [key_of(granularity, name) for granularity, name in covered]
 
 
 def hashes(client: redis.Redis, key_of: KeyOf, since: float, until: float) -> list[dict[str, str]]:
     """Return the hash of every bucket covering the range (one pipeline; missing: empty),
     without packed sketch fields (``*:sketch``, binary: read them with :func:`timings`)."""
-    names = [key_of(granularity, name) for granularity, name in bucket_names(since, until)]
+    names = _names(client, key_of, since, until)
     return [aggregates.split_sketches(reply, ())[0] for reply in fetch(client, names).hashes]
 
 
@@ -77,7 +85,7 @@ def timings(
 ) -> TimingFields:
     """Return ``metric``'s sketch and stats (written with :func:`llmtap.plugin.add_sketch`)
     merged over the hashes of the buckets covering the range (one pipeline)."""
-    names = [key_of(granularity, name) for granularity, name in bucket_names(since, until)]
+    names = _names(client, key_of, since, until)
     split = [aggregates.split_sketches(reply, [metric]) for reply in fetch(client, names).hashes]
     return merge_timings([f for f, _ in split], metric, [p.get(metric) for _, p in split])
 

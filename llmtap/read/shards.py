@@ -17,6 +17,7 @@ functions keep the shards apart, for the per-shard health ``/metrics`` shows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -28,6 +29,9 @@ Raw = bytes | str
 _MIN: Final = (":min",)
 _MAX: Final = (":max",)
 _SKETCH: Final = ":" + aggregates.SKETCH_STAT
+# Keys a SCAN of the read side asks for per call: a day of 1M events leaves ~16k keys, which
+# COUNT 1000 walks in 17 round trips (9.6 ms) and COUNT 10000 in 2 (6.7 ms).
+SCAN_COUNT: Final = 10_000
 # The session summary's first and last event times (llmtap.aggregates.decode_session).
 _LOWEST: Final = frozenset({"first_seen"})
 _HIGHEST: Final = frozenset({"last_seen"})
@@ -40,6 +44,20 @@ def shard_count(client: redis.Redis) -> int:
         return max(1, int(raw)) if raw is not None else 1
     except ValueError:
         return 1
+
+
+def tiers_since(client: redis.Redis) -> float:
+    """Return since when the workers write every granularity (Unix seconds; see
+    ``keys.LAYOUT_TIERS_FIELD``): 0 without a layout record (nothing written yet, or a reset
+    since), infinity for a record that layout-3 workers wrote (they wrote minutes, hours and
+    days only)."""
+    version, since = client.hmget(keys.LAYOUT, [keys.LAYOUT_VERSION_FIELD, keys.LAYOUT_TIERS_FIELD])
+    if since is not None:
+        try:
+            return float(since)
+        except ValueError:
+            return math.inf
+    return 0.0 if version is None else math.inf
 
 
 def names_on_shards(name: str, shards: int) -> list[str]:
@@ -136,7 +154,7 @@ def scan_names(client: redis.Redis, pattern: str) -> list[tuple[int, str]]:
     (one SCAN per shard; on a cluster redis-py scans every primary), by shard then name."""
     found = []
     for shard, moved in enumerate(names_on_shards(pattern, shard_count(client))):
-        names = client.scan_iter(match=moved, count=1000)
+        names = client.scan_iter(match=moved, count=SCAN_COUNT)
         found.extend(sorted((shard, _text(name)) for name in names))
     return found
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import redis
 
 from llmtap import aggregates, keys
 from llmtap.aggregates import USAGE_METRICS
-from llmtap.read import latency
+from llmtap.read import latency, shards
 from llmtap.read.bucketcache import BucketCache
 from llmtap.read.fetch import Hash, fetch
 
@@ -25,11 +25,14 @@ Bucket = tuple[str, int]
 T = TypeVar("T")
 
 
-def cover(since: float, until: float) -> list[Bucket]:
+def cover(since: float, until: float, tiers_since: float = 0.0) -> list[Bucket]:
     """Return the (granularity, bucket start) pairs that exactly cover the widened range.
 
     ``since`` is rounded down and ``until`` up to whole minutes; at each step the largest
-    aligned bucket that fits is taken. Raises ValueError if ``until < since``.
+    aligned bucket that fits is taken: days, quarter days, hours, ten minutes, minutes, so a
+    day's range takes about 20 buckets. Ten-minute and quarter-day buckets are taken only from
+    ``tiers_since`` on (before it, a deployment that ran layout 3 wrote none; see
+    :func:`llmtap.read.shards.tiers_since`). Raises ValueError if ``until < since``.
     """
     if until < since:
         raise ValueError("until is before since")
@@ -38,14 +41,17 @@ def cover(since: float, until: float) -> list[Bucket]:
     out: list[Bucket] = []
     t = start
     while t < end:
-        granularity = next(
-            g
-            for g in ("d", "h", "m")
-            if t % keys.BUCKET_SECONDS[g] == 0 and t + keys.BUCKET_SECONDS[g] <= end
+        tiers = _LARGEST_FIRST if t >= tiers_since else _BASE_LARGEST_FIRST
+        granularity, size = next(
+            (g, size) for g, size in tiers if t % size == 0 and t + size <= end
         )
         out.append((granularity, t))
-        t += keys.BUCKET_SECONDS[granularity]
+        t += size
     return out
+
+
+_LARGEST_FIRST: Final = sorted(keys.BUCKET_SECONDS.items(), key=lambda item: -item[1])
+_BASE_LARGEST_FIRST: Final = [(g, s) for g, s in _LARGEST_FIRST if g in keys.BASE_GRANULARITIES]
 
 
 class Snapshot:
@@ -81,7 +87,7 @@ class Snapshot:
 
         Raises ValueError if ``until < since``; Redis errors propagate.
         """
-        buckets = cover(since, until)
+        buckets = cover(since, until, shards.tiers_since(client))
         closed = [cache is not None and cache.closed(g, start) for g, start in buckets]
         names = bucket_names(buckets)
         hashes = [

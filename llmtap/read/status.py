@@ -154,7 +154,7 @@ def pipeline_health(client: redis.Redis) -> dict[str, Any]:
 def _live_consumers(client: redis.Redis) -> dict[str, int]:
     """Return group -> consumers with an unexpired, readable heartbeat."""
     prefix = keys.heartbeat("", "")[:-1]  # "<heartbeat prefix>:"
-    names = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    names = list(client.scan_iter(match=f"{prefix}*", count=shards.SCAN_COUNT))
     out: dict[str, int] = {}
     for name, value in zip(names, client.mget(names) if names else [], strict=True):
         group = aggregates.text(name).removeprefix(prefix).partition(":")[0]

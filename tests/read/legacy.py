@@ -1,8 +1,9 @@
 """The old layout's view of the new one, for the frozen oracle (``tests.read.oracle``), which
 reads sketch bins as latency-hash fields ``<timing>:<bin>`` with layout 2's
 ``aggregates.decode_timing``: copy every packed sketch's bins into its hash as those fields, and
-give the oracle that decoder back (:func:`use_layout_2`). The fast path ignores such fields (they
-are not fields of layout 3), and the tests take its answers before this runs anyway."""
+give the oracle that decoder back (:func:`use_layout_2`), with layout 4's bucket cover. The fast
+path ignores such fields (they are not fields of layouts 3 and 4), and the tests take its
+answers before this runs anyway."""
 
 from __future__ import annotations
 
@@ -13,14 +14,26 @@ import pytest
 import redis
 
 from llmtap import aggregates, keys
+from llmtap.read import snapshot
+from tests.read.oracle import query as oracle_query
 
 TIMINGS = aggregates.TIMINGS
 
 
 def use_layout_2(r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lay the packed sketches out as layout 2 did and let the oracle decode them as it did."""
+    """Lay the packed sketches out as layout 2 did and let the oracle decode them as it did;
+    and let it cover a range with the buckets the fast path takes (layout 4's ten minutes and
+    quarter days too), so both merge the same hashes in the same order and even float sums
+    are equal. That the new buckets hold what the minutes and hours they span hold is
+    ``tests.read.test_fast_path.test_ten_minutes_and_quarter_days_hold_what_they_span``."""
     assert copy_bins_into_hashes(r)
     monkeypatch.setattr(aggregates, "decode_timing", decode_timing_layout_2)
+    use_layout_4_cover(monkeypatch)
+
+
+def use_layout_4_cover(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the oracle cover ranges with layout 4's buckets, as the fast path does."""
+    monkeypatch.setattr(oracle_query, "cover", snapshot.cover)
 
 
 def decode_timing_layout_2(fields: Mapping[str, str], timing: str) -> aggregates.TimingFields:

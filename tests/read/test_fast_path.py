@@ -9,6 +9,8 @@ copies the packed sketches' bins into the hashes (``tests.read.legacy``) for the
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +21,7 @@ from llmtap import aggregates, keys
 from llmtap.read import query, tools
 from llmtap.testing import Workload
 from tests.consumer_helpers import burst
-from tests.read.legacy import use_layout_2
+from tests.read.legacy import use_layout_2, use_layout_4_cover
 from tests.read.oracle import query as old_query
 from tests.read.oracle import tools as old
 from tests.read.truth import NOW, WORKERS, Truth
@@ -113,8 +115,11 @@ def test_latency_percentiles_equal_the_oracle(
         assert new[by, timing], (by, timing)  # the seeded traffic has events of every timing
 
 
-def test_cost_by_equals_the_oracle(r: redis.Redis, spread: float) -> None:
+def test_cost_by_equals_the_oracle(
+    r: redis.Redis, spread: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Cost and usage rows per dimension are exact and in the same order."""
+    use_layout_4_cover(monkeypatch)
     since = spread - 26 * 3600
     for dimension in ("total", "backend", "model", "tenant", "session"):
         new = query.cost_by(r, dimension, since, spread)
@@ -138,3 +143,44 @@ def test_performance_reads_each_latency_hash_once(quiet: tuple[redis.Redis, str]
     tools.get_performance_analysis(r, 24, now=spread)
     calls = r.info("commandstats")["cmdstat_hgetall"]["calls"]
     assert calls == hashes + 2 * len(buckets)  # latency hashes, then cost and usage hashes
+
+
+def test_ten_minutes_and_quarter_days_hold_what_they_span(r: redis.Redis, spread: float) -> None:
+    """Read over ten-minute and quarter-day buckets, every view answers what the minutes and
+    hours they span give (what a deployment upgraded from layout 3 reads before its
+    ``tiers_since``): counts and costs exactly, and floats up to the last bits that adding the
+    same values in another grouping changes."""
+    cases = [(view, hours) for hours in (0.5, 7, 24, 168) for view in sorted(PAIRS)]
+    tiered = {case: PAIRS[case[0]][0](r, case[1], spread) for case in cases}
+    assert r.hget(keys.LAYOUT, keys.LAYOUT_TIERS_FIELD) == b"0"  # workers of layout 4 only
+    covered = {g for g, _ in query.cover(spread - 24 * 3600, spread)}
+    assert {"t", "q"} <= covered
+    r.hset(keys.LAYOUT, keys.LAYOUT_TIERS_FIELD, "inf")
+    try:
+        for view, hours in cases:
+            base = PAIRS[view][0](r, hours, spread)
+            assert_same(tiered[view, hours], base, f"{view} {hours} h")
+    finally:
+        r.hset(keys.LAYOUT, keys.LAYOUT_TIERS_FIELD, "0")
+
+
+def assert_same(got: Any, expected: Any, where: str) -> None:
+    """Assert ``got`` equals ``expected`` exactly, except floats (to 1e-12 relative) and the
+    order of a mapping's keys (first seen in another bucket); a report's JSON content is
+    compared parsed."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(expected), where
+        for key, value in expected.items():
+            if key == "content" and expected.get("format") == "json":
+                assert_same(json.loads(got[key]), json.loads(value), f"{where} {key}")
+            else:
+                assert_same(got[key], value, f"{where} {key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_same(a, b, f"{where} [{i}]")
+    elif isinstance(expected, float) and not isinstance(got, bool):
+        assert isinstance(got, float | int), where
+        assert math.isclose(got, expected, rel_tol=1e-12, abs_tol=1e-12), (where, got, expected)
+    else:
+        assert got == expected and type(got) is type(expected), (where, got, expected)

@@ -22,17 +22,59 @@ DAY0 = 1_767_225_600  # 2026-01-01T00:00Z
         (0, 60, [("m", 0)]),
         (30, 90, [("m", 0), ("m", 60)]),
         (100, 100, [("m", 60)]),
+        (0, 600, [("t", 0)]),
         (0, 3600, [("h", 0)]),
+        (0, 6 * 3600, [("q", 0)]),
         (0, 86400, [("d", 0)]),
         (3540, 7260, [("m", 3540), ("h", 3600), ("m", 7200)]),
-        (86340, 2 * 86400 + 3660, [("m", 86340), ("d", 86400), ("h", 172800), ("m", 176400)]),
+        (
+            2940,
+            7860,
+            [("m", 2940), ("t", 3000), ("h", 3600), ("t", 7200), ("m", 7800)],
+        ),
+        (
+            86340,
+            2 * 86400 + 3660,
+            [("m", 86340), ("d", 86400), ("h", 172800), ("m", 176400)],
+        ),
+        (
+            3 * 3600 - 660,
+            2 * 86400 - 3600 + 720,
+            [
+                ("m", 3 * 3600 - 660),
+                ("t", 3 * 3600 - 600),
+                *[("h", h * 3600) for h in (3, 4, 5)],
+                *[("q", h * 3600) for h in (6, 12, 18, 24, 30, 36)],
+                *[("h", h * 3600) for h in range(42, 47)],
+                ("t", 47 * 3600),
+                ("m", 47 * 3600 + 600),
+                ("m", 47 * 3600 + 660),
+            ],
+        ),
     ],
 )
 def test_cover_takes_the_fewest_aligned_buckets(
     since: float, until: float, expected: list[tuple[str, int]]
 ) -> None:
-    """Whole days, then hours, then minutes at the edges cover the widened range exactly."""
+    """Whole days, then quarter days, hours, ten minutes and minutes at the edges cover the
+    widened range exactly."""
     assert query.cover(since, until) == expected
+
+
+def test_cover_takes_no_ten_minutes_or_quarter_days_before_tiers_since() -> None:
+    """Before ``tiers_since`` (a deployment upgraded from layout 3) only minutes, hours and days
+    cover a range; from then on every granularity does."""
+    since, until = 2940.0, 6 * 3600 + 7860.0
+    assert query.cover(since, until, tiers_since=float("inf")) == [
+        *[("m", 2940 + 60 * i) for i in range(11)],
+        *[("h", h * 3600) for h in range(1, 8)],
+        *[("m", 8 * 3600 + 60 * i) for i in range(11)],
+    ]
+    upgraded = query.cover(since, until, tiers_since=6 * 3600)
+    assert upgraded[:11] == [("m", 2940 + 60 * i) for i in range(11)]
+    assert ("q", 6 * 3600) not in upgraded  # 6 h + 7860 s ends inside the quarter day
+    assert ("t", 8 * 3600) in upgraded and ("t", 3000) not in upgraded
+    assert sum(keys.BUCKET_SECONDS[g] for g, _ in upgraded) == 6 * 3600 + 7860 - 2940
 
 
 def test_cover_rejects_a_reversed_range() -> None:

@@ -58,8 +58,10 @@ class Retention:
         return cls(**_read(environ_or_process(environ), cls.ENV))
 
     def ttl(self, granularity: str) -> int:
-        """Return the TTL (s) of a bucket of ``granularity`` (``m``, ``h`` or ``d``)."""
-        return {"m": self.minute_s, "h": self.hour_s, "d": self.day_s}[granularity]
+        """Return the TTL (s) of a bucket of ``granularity`` (ten-minute buckets live as long as
+        minutes, quarter days as long as hours, so a range loses both at the same edge)."""
+        minute, hour = self.minute_s, self.hour_s
+        return {"m": minute, "t": minute, "h": hour, "q": hour, "d": self.day_s}[granularity]
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,18 @@ Entry = tuple[bytes, Mapping[bytes, bytes]]
 # A unit is retried at most this often after conflicts; each retry drops what was lost.
 MAX_COMMIT_ATTEMPTS = 20
 # Raise the layout's shard count to ARGV[1] (never lower it: data on higher shards stays
-# readable after LLMTAP_SHARDS is reduced) and record the layout version ARGV[2].
-RECORD_LAYOUT_LUA = """
+# readable after LLMTAP_SHARDS is reduced) and record the layout version ARGV[2]. The first
+# layout-4 worker also records since when every granularity is written (ARGV[5]): 0 on a fresh
+# record, the server's clock when an older layout wrote the record before.
+RECORD_LAYOUT_LUA = """#!lua
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], ARGV[3], ARGV[1]) end
+if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 0 then
+  local before = tonumber(redis.call('HGET', KEYS[1], ARGV[4]) or '0')
+  local since = '0'
+  if before > 0 and before < 4 then since = redis.call('TIME')[1] end
+  redis.call('HSET', KEYS[1], ARGV[5], since)
+end
 redis.call('HSET', KEYS[1], ARGV[4], ARGV[2])
 return 1
 """
@@ -312,6 +320,7 @@ class Consumer:
             keys.LAYOUT_VERSION,
             keys.LAYOUT_SHARDS_FIELD,
             keys.LAYOUT_VERSION_FIELD,
+            keys.LAYOUT_TIERS_FIELD,
         )
 
     async def heartbeat(self) -> None:

@@ -61,28 +61,38 @@ def reset_group(client: redis.Redis, group: str) -> None:
         client.delete(key)
 
 
-def measure_raw(url: str, client: redis.Redis, events: int, run: int) -> tuple[float, float]:
-    """Return the raw loop's (events/s, process CPU ns per event) over the whole stream."""
+def server_cpu_ns(client: redis.Redis) -> int:
+    """Return the Valkey server's CPU so far (user + system), in ns."""
+    info = client.info("cpu")
+    return round(1e9 * (float(info["used_cpu_user"]) + float(info["used_cpu_sys"])))
+
+
+def measure_raw(url: str, client: redis.Redis, events: int, run: int) -> tuple[float, float, float]:
+    """Return the raw loop's (events/s, process CPU ns per event, server CPU ns per event)
+    over the whole stream."""
     group = f"bench-raw-{run}"
-    started, cpu = time.perf_counter(), time.process_time_ns()
+    started, cpu, server = time.perf_counter(), time.process_time_ns(), server_cpu_ns(client)
     asyncio.run(raw_loop(url, group))
     seconds, cpu = time.perf_counter() - started, time.process_time_ns() - cpu
+    server = server_cpu_ns(client) - server
     client.xgroup_destroy(keys.EVENTS, group)
-    return events / seconds, cpu / events
+    return events / seconds, cpu / events, server / events
 
 
 def measure_worker(
     ctx: WorkerContext, client: redis.Redis, name: str, events: int
-) -> tuple[float, float]:
-    """Return one worker's (events/s, process CPU ns per event) over the whole stream, exactly
-    once; check its count. CPU counts this process only (the worker runs in it), not Redis."""
-    cpu = time.process_time_ns()
+) -> tuple[float, float, float]:
+    """Return one worker's (events/s, process CPU ns per event, server CPU ns per event) over
+    the whole stream, exactly once; check its count. The process CPU is the worker's (it runs
+    in this process); the server's is what its reads and commit scripts cost Valkey."""
+    cpu, server = time.process_time_ns(), server_cpu_ns(client)
     stats = asyncio.run(service.drain(ctx, [name]))[name]
     cpu = time.process_time_ns() - cpu
+    server = server_cpu_ns(client) - server
     if stats.processed != events:
         raise SystemExit(f"{name} processed {stats.processed} of {events} events")
     reset_group(client, registry.spec(name).group)
-    return events / stats.seconds, cpu / events
+    return events / stats.seconds, cpu / events, server / events
 
 
 def main() -> int:
@@ -102,16 +112,20 @@ def main() -> int:
         runs: list[dict[str, float]] = []
         for run in range(args.repeat):
             rates: dict[str, float] = {}
-            rates["raw"], rates["cpu:raw"] = measure_raw(server.url, client, args.events, run)
+            rates["raw"], rates["cpu:raw"], rates["server:raw"] = measure_raw(
+                server.url, client, args.events, run
+            )
             print(f"run {run}: raw loop {rates['raw']:,.0f} events/s", file=sys.stderr)
             for engine in engines:
                 config = RuntimeConfig(engine=engine, read_count=args.read_count)
                 ctx = service.context_from_env(server.url, config=config)
                 for name in WORKERS:
                     label = f"{engine}:{name}"
-                    rates[label], rates[f"cpu:{label}"] = measure_worker(
-                        ctx, client, name, args.events
-                    )
+                    (
+                        rates[label],
+                        rates[f"cpu:{label}"],
+                        rates[f"server:{label}"],
+                    ) = measure_worker(ctx, client, name, args.events)
                     print(f"run {run}: {label} {rates[label]:,.0f} events/s", file=sys.stderr)
             runs.append(rates)
         client.close()
@@ -155,6 +169,16 @@ def report(
             out[f"{engine}_{name}_cpu_ns_per_event"] = rate(label)
             out[f"{engine}_{name}_cpu_ratio"] = round(
                 statistics.median(run["cpu:raw"] / run[label] for run in runs), 3
+            )
+    # Valkey's CPU per event (its share of a commit: the scripts' reads and writes), next to
+    # the raw loop's XREADGROUP + XACK on the same server.
+    out["raw_loop_server_cpu_ns_per_event"] = rate("server:raw")
+    for engine in engines:
+        for name in WORKERS:
+            label = f"server:{engine}:{name}"
+            out[f"{engine}_{name}_server_cpu_ns_per_event"] = rate(label)
+            out[f"{engine}_{name}_server_cpu_over_raw"] = round(
+                statistics.median(run[label] / run["server:raw"] for run in runs), 3
             )
     out.update(
         events=args.events,

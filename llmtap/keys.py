@@ -285,6 +285,9 @@ def report_lock(schedule: str, period_start: str) -> str:
 # One hash per alert fingerprint: status (pending|firing|resolved), since, starts_at, last_sent,
 # last_seen, seq (notifications sent), rule, doc (the last alert document, JSON).
 ALERT_STATE_PREFIX: Final = f"{CONTROL}:alert:state"
+# Every fingerprint with a state hash, scored by when that hash expires (the server's clock): how
+# readers find the states without a SCAN.
+ALERT_STATES: Final = f"{CONTROL}:alert:states"
 # Per rule, a sorted set of its pending/firing fingerprints scored by last seen (Unix s).
 ALERT_ACTIVE_PREFIX: Final = f"{CONTROL}:alert:active"
 # A resolved alert's state is kept this long after its last change (a restart continues).

@@ -15,7 +15,6 @@ from typing import Any, Final
 import redis
 
 from llmtap import aggregates, keys
-from llmtap.read import shards
 from llmtap.read.window import iso
 from llmtap.settings import Settings
 
@@ -90,17 +89,23 @@ def decode_state(fields: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, f
 
 
 def _states(client: redis.Redis) -> list[tuple[dict[str, Any], dict[str, float]]]:
-    names = list(client.scan_iter(match=keys.alert_state("*"), count=shards.SCAN_COUNT))
+    """Every alert state, found through their index (``keys.ALERT_STATES``, no SCAN) and read
+    in the same round trip's pipeline; a member whose hash has just expired is skipped."""
+    members: list[bytes | str] = client.zrange(keys.ALERT_STATES, 0, -1)  # type: ignore[assignment]
+    fingerprints = [aggregates.text(fp) for fp in members]
     pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.hmget(name, STATE_FIELDS)
-    prefix = keys.alert_state("")
+    for fingerprint in fingerprints:
+        pipe.hmget(keys.alert_state(fingerprint), STATE_FIELDS)
     out = []
-    for name, values in zip(names, pipe.execute() if names else [], strict=True):
+    for fingerprint, values in zip(
+        fingerprints, pipe.execute() if fingerprints else [], strict=True
+    ):
         pairs = zip(STATE_FIELDS, values, strict=True)
         fields = {k: aggregates.text(v) for k, v in pairs if v is not None}
+        if not fields:
+            continue
         row, times = decode_state(fields)
-        out.append(({"fingerprint": aggregates.text(name).removeprefix(prefix), **row}, times))
+        out.append(({"fingerprint": fingerprint, **row}, times))
     return sorted(out, key=_order)
 
 

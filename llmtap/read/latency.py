@@ -1,11 +1,13 @@
-"""The latency sketches of a range, merged with numpy: each latency hash is decoded once into
-(field code, value) arrays (the packed sketches of a whole read with one ``numpy.frombuffer``),
-and each grouping (per model, per backend, everything) is merged from them
-with one ``numpy.bincount``.
+"""The latency sketches of a range, merged with numpy: each latency hash's text fields are
+decoded once into (field code, value) arrays, and its packed sketches (those of a whole read
+with one ``numpy.frombuffer``) stay runs of consecutive bin weights, views of that one buffer.
+Each grouping (per model, per backend, everything) is merged from them: the fields with one
+``numpy.bincount``, each sketch's bins with one slice addition into its group's dense row.
 
-A bincount adds the values of a slot in input order, as the per-dict merge did, so merged
-weights, counts and sums are the same floats as adding the hashes one by one in that order; the
-quantiles come from :func:`llmtap.analyzers.sketch.dense_quantiles` (same rule as
+Both add the values of a slot in hash order, as the per-dict merge did, so merged weights,
+counts and sums are the same floats as adding the hashes one by one in that order (an empty
+bin adds 0.0, which changes no sum); the quantiles come from
+:func:`llmtap.analyzers.sketch.dense_quantiles` (same rule as
 :func:`~llmtap.analyzers.sketch.quantiles`).
 """
 
@@ -77,15 +79,20 @@ _CODES: Final = _Memo(field_code, _MEMO_LIMIT)
 _FLOATS: Final = _Memo(float, _MEMO_LIMIT)
 
 
+Run = tuple[int, FloatArray]  # a sketch's log bins: the code of the first, their weights
+Bins = tuple[int, int, FloatArray]  # a run of hash i: (i, first code, weights)
+
+
 @dataclass(frozen=True)
 class Decoded:
-    """Latency hashes and sketches decoded: per field or bin its code, value and the index of
-    its hash."""
+    """Latency hashes and sketches decoded: per field (and sketch zero bin) its code, value
+    and the index of its hash; per sketch its run of log bins, in hash order."""
 
     pairs: list[Pair]
     codes: IntArray
     values: FloatArray
     owner: IntArray
+    bins: list[Bins]
 
     @cached_property
     def additive(self) -> tuple[IntArray, FloatArray, IntArray]:
@@ -101,7 +108,7 @@ class Decoded:
         return self.codes[keep], self.values[keep], self.owner[keep]
 
 
-Part = tuple[IntArray, FloatArray]  # one hash decoded: its field codes and values
+Part = tuple[IntArray, FloatArray, list[Run]]  # one hash decoded: field codes, values, runs
 Packed = Sequence[bytes | None]  # packed sketches, hash-major, in TIMINGS order
 # The packed-sketch fields, as a bytes-replying and as a text-replying client names them.
 _SKETCH_FIELDS: Final = [
@@ -110,36 +117,41 @@ _SKETCH_FIELDS: Final = [
 
 
 def decode(pairs: Sequence[Pair], replies: Sequence[Hash]) -> Decoded:
-    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) as arrays.
+    """Return the latency hashes ``replies`` (of ``pairs``, in merge order) decoded.
 
     Raises ValueError for a packed sketch that is malformed or holds a bin outside the range.
     """
-    codes, values, owner = _arrays(replies)
-    return Decoded(list(pairs), codes, values, owner)
+    codes, values, owner, bins = _arrays(replies)
+    return Decoded(list(pairs), codes, values, owner, bins)
 
 
 def decode_parts(replies: Sequence[Hash]) -> list[Part]:
     """Return each latency hash decoded on its own (the unit a cache keeps)."""
     if not replies:
         return []
-    codes, values, owner = _arrays(replies)
+    codes, values, owner, bins = _arrays(replies)
     order = np.argsort(owner, kind="stable")
     cuts = np.cumsum(np.bincount(owner, minlength=len(replies)))[:-1]
-    return list(zip(np.split(codes[order], cuts), np.split(values[order], cuts), strict=True))
+    runs: list[list[Run]] = [[] for _ in replies]
+    for i, first, weights in bins:
+        runs[i].append((first, weights.copy()))  # a view would keep the whole read's buffer
+    split = zip(np.split(codes[order], cuts), np.split(values[order], cuts), runs, strict=True)
+    return list(split)
 
 
 def join(pairs: Sequence[Pair], parts: Sequence[Part]) -> Decoded:
     """Return the hashes decoded by :func:`decode_parts` (of ``pairs``, in merge order)."""
     if not parts:
         return decode(pairs, [])
-    sizes = [len(c) for c, _ in parts]
+    sizes = [len(c) for c, _, _ in parts]
     owner = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
-    codes = np.concatenate([c for c, _ in parts])
-    values = np.concatenate([v for _, v in parts])
-    return Decoded(list(pairs), codes, values, owner)
+    codes = np.concatenate([c for c, _, _ in parts])
+    values = np.concatenate([v for _, v, _ in parts])
+    bins = [(i, first, w) for i, (_, _, runs) in enumerate(parts) for first, w in runs]
+    return Decoded(list(pairs), codes, values, owner, bins)
 
 
-def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, IntArray]:
+def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, IntArray, list[Bins]]:
     names: list[Raw] = []
     values: list[Raw] = []
     sizes = []
@@ -156,18 +168,19 @@ def _arrays(replies: Sequence[Hash]) -> tuple[IntArray, FloatArray, IntArray]:
     codes = np.fromiter(map(_CODES.__getitem__, names), dtype=np.int64, count=n)
     numbers = np.fromiter(map(_FLOATS.__getitem__, values), dtype=np.float64, count=n)
     owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
-    bin_codes, bin_values, bin_owner = _bins(sketches)
+    zero_codes, zero_values, zero_owner, bins = _sketches(sketches)
     return (
-        np.concatenate([codes, bin_codes]),
-        np.concatenate([numbers, bin_values]),
-        np.concatenate([owner, bin_owner]),
+        np.concatenate([codes, zero_codes]),
+        np.concatenate([numbers, zero_values]),
+        np.concatenate([owner, zero_owner]),
+        bins,
     )
 
 
-def _bins(sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
-    """Return (code, weight, hash index) of every non-zero bin of the packed sketches, all
-    decoded at once: one join, one ``frombuffer``, and a code per word from its sketch's offset
-    (no loop over bins; the range is checked per sketch, from its first and last bin)."""
+def _sketches(sketches: Packed) -> tuple[IntArray, FloatArray, IntArray, list[Bins]]:
+    """Return the packed sketches decoded at once (one join, one ``frombuffer``): (code,
+    weight, hash index) of every non-zero zero bin, and each sketch's run of log bins (a view
+    of the buffer). The range is checked per sketch, from its first and last bin."""
     blobs = [b or b"" for b in sketches]
     lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
     if np.any(lengths % 8) or np.any((lengths > 0) & (lengths < 8 * _HEADER)):
@@ -178,19 +191,27 @@ def _bins(sketches: Packed) -> tuple[IntArray, FloatArray, IntArray]:
     present = np.flatnonzero(words)
     lo = np.zeros(len(blobs), dtype=np.int64)
     lo[present] = values[starts[present]]
-    last = lo + words - _HEADER - 1
     spans = present[words[present] > _HEADER]
-    if np.any((lo[spans] < sketch.MIN_INDEX) | (last[spans] > sketch.MAX_INDEX)):
+    last = lo[spans] + words[spans] - _HEADER - 1
+    if np.any((lo[spans] < sketch.MIN_INDEX) | (last > sketch.MAX_INDEX)):
         raise ValueError(f"a sketch bin is outside [{sketch.MIN_INDEX}, {sketch.MAX_INDEX}]")
-    timing = np.arange(len(blobs), dtype=np.int64) % len(TIMINGS)
-    # Word k of sketch b (k >= 2) is bin lo + k - 2, slot 1 + bin - MIN_INDEX of its timing.
-    offset = timing * sketch.DENSE_SIZE + 1 + lo - _HEADER - sketch.MIN_INDEX - starts
-    code = np.repeat(offset, words) + np.arange(values.size, dtype=np.int64)
-    code[starts[present] + 1] = timing[present] * sketch.DENSE_SIZE  # the zero bin: slot 0
-    keep = values != 0.0
-    keep[starts[present]] = False  # the header's lo
-    owner = np.repeat(np.arange(len(blobs), dtype=np.int64) // len(TIMINGS), words)
-    return code[keep], values[keep], owner[keep]
+    timing = present % len(TIMINGS)
+    zero = values[starts[present] + 1]
+    kept = zero != 0.0
+    zero_codes = (timing * sketch.DENSE_SIZE)[kept]
+    # Bin i of a timing has slot 1 + i - MIN_INDEX in the timing's dense row (0: the zero bin).
+    first = (spans % len(TIMINGS)) * sketch.DENSE_SIZE + 1 + lo[spans] - sketch.MIN_INDEX
+    runs = [
+        (b // len(TIMINGS), code, values[at + _HEADER : at + size])
+        for b, code, at, size in zip(
+            spans.tolist(),
+            first.tolist(),
+            starts[spans].tolist(),
+            words[spans].tolist(),
+            strict=True,
+        )
+    ]
+    return zero_codes, zero[kept], present[kept] // len(TIMINGS), runs
 
 
 def group_key(pair: Pair, by: str) -> Pair:
@@ -256,7 +277,12 @@ def merge(decoded: Decoded, by: str) -> Merged:
     codes, values, owner = decoded.additive
     flat = codes if len(groups) == 1 else (of_hash * ADDITIVE)[owner] + codes
     counted = np.bincount(flat, weights=values, minlength=len(groups) * ADDITIVE)
-    sums: FloatArray = counted.astype(np.float64, copy=False).reshape(-1, ADDITIVE)
+    row: FloatArray = counted.astype(np.float64, copy=False)
+    base = (of_hash * ADDITIVE).tolist()
+    for i, first, weights in decoded.bins:
+        at = base[i] + first
+        row[at : at + weights.size] += weights
+    sums = row.reshape(-1, ADDITIVE)
     return Merged(groups, sums, *_extremes(of_hash, *decoded.extremes, len(groups)))
 
 

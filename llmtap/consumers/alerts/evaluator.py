@@ -156,6 +156,8 @@ async def run_ticks(
     client, reader = async_client(url), sync_client(url)
     evaluator = Evaluator(client, reader, rules)
     try:
+        with contextlib.suppress(redis.RedisError, OSError):  # the first tick says why
+            await evaluator.store.index_states()
         while not stop.is_set():
             try:
                 await evaluator.tick(clock())

@@ -68,6 +68,7 @@ def step_args(
     out: dict[str, Any] = {
         "key": keys.alert_state(fingerprint),
         "idx": keys.alert_active(rule.name),
+        "states": keys.ALERT_STATES,
         "fp": fingerprint,
         "rule": rule.name,
         "active": doc is not None,
@@ -112,6 +113,19 @@ class AlertStore:
         """Return a rule's pending and firing fingerprints with their last-seen time."""
         rows: Any = await self.client.zrange(keys.alert_active(rule), 0, -1, withscores=True)
         return {_text(fp): float(score) for fp, score in rows}
+
+    async def index_states(self) -> int:
+        """Add every alert state hash to ``keys.ALERT_STATES`` that is not in it (hashes a
+        layout-3 worker wrote before the index existed); return how many were added."""
+        added = 0
+        now = float((await self.client.time())[0])
+        async for name in self.client.scan_iter(match=keys.alert_state("*"), count=10_000):
+            ttl = await self.client.ttl(name)
+            fingerprint = _text(name).removeprefix(keys.alert_state(""))
+            expires = now + (ttl if ttl > 0 else keys.ALERT_STATE_TTL_S)
+            new = await self.client.zadd(keys.ALERT_STATES, {fingerprint: expires}, nx=True)
+            added += int(new or 0)
+        return added
 
     async def state(self, fingerprint: str) -> dict[str, str]:
         """Return the state hash of one fingerprint (empty when unknown)."""

@@ -217,3 +217,48 @@ def test_the_lua_writes_a_versioned_alert_message(r: redis.Redis, redis_url: str
     message = notify.decode_message(fields)
     assert message.kind == "alert" and message.version == notify.OUTBOX_VERSION
     assert fields[b"fp"].decode() == message.payload["fingerprint"]
+
+
+def test_every_state_hash_is_in_the_index_until_it_goes(r: redis.Redis, redis_url: str) -> None:
+    """``keys.ALERT_STATES`` lists each fingerprint with a state hash, scored by when the hash
+    expires on the server's clock; a pending alert that clears leaves it with its hash."""
+    firing, pending = fingerprint(RULE.name, LABELS), fingerprint("slow", {})
+    active(redis_url, RULE, LABELS, T0)
+    active(redis_url, Rule("slow", "latency_above", 2.0, for_s=300), {}, T0)
+    server_now = float(r.time()[0])
+    index = dict(r.zrange(keys.ALERT_STATES, 0, -1, withscores=True))
+    assert set(index) == {firing.encode(), pending.encode()}
+    for fp, expires in index.items():
+        ttl = r.ttl(keys.alert_state(fp.decode()))
+        assert abs(expires - (server_now + ttl)) <= 2
+    inactive(redis_url, Rule("slow", "latency_above", 2.0, for_s=300), {}, T0 + 10)
+    assert r.zrange(keys.ALERT_STATES, 0, -1) == [firing.encode()]
+    inactive(redis_url, RULE, LABELS, T0 + 20)  # resolved: kept, still listed
+    assert r.zrange(keys.ALERT_STATES, 0, -1) == [firing.encode()]
+    r.zadd(keys.ALERT_STATES, {"gone": server_now - 1})  # a hash expired since its last step
+    active(redis_url, RULE, LABELS, T0 + 30)
+    assert r.zrange(keys.ALERT_STATES, 0, -1) == [firing.encode()]
+
+
+def test_the_alerts_worker_indexes_states_written_before_the_index(
+    r: redis.Redis, redis_url: str
+) -> None:
+    """State hashes without an index entry (written by layout-3 workers) are added at start,
+    once, with their expiry; indexed ones keep theirs."""
+    r.hset(keys.alert_state("old"), mapping={"status": "resolved", "rule": "slow"})
+    r.expire(keys.alert_state("old"), 600)
+    r.hset(keys.alert_state("known"), mapping={"status": "firing", "rule": "slow"})
+    r.zadd(keys.ALERT_STATES, {"known": 123.0})
+
+    async def index() -> int:
+        client = aredis.Redis.from_url(redis_url)
+        try:
+            return await Evaluator(client, r, [RULE]).store.index_states()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(index()) == 1
+    scores = dict(r.zrange(keys.ALERT_STATES, 0, -1, withscores=True))
+    assert scores[b"known"] == 123.0
+    assert abs(scores[b"old"] - (float(r.time()[0]) + 600)) <= 2
+    assert asyncio.run(index()) == 0

@@ -21,14 +21,27 @@ from tests.read.truth import DAY0
 NUMBER: Final = re.compile(r"^-?[0-9.]+(e[+-]?[0-9]+)?$", re.IGNORECASE)
 
 
+def write_state(r: redis.Redis, fingerprint: str, fields: dict[str, object]) -> None:
+    """Write a state hash and its index entry, as the alert step script does."""
+    r.hset(keys.alert_state(fingerprint), mapping=fields)  # type: ignore[arg-type]
+    r.zadd(keys.ALERT_STATES, {fingerprint: float(r.time()[0]) + keys.ALERT_STATE_TTL_S})
+
+
+def test_a_state_whose_hash_expired_is_not_listed(r: redis.Redis) -> None:
+    """An index entry whose hash is gone (expired since its last step) lists nothing."""
+    write_state(r, "fp-now", {"rule": "p95", "status": "firing", "starts_at": DAY0 + 100})
+    r.zadd(keys.ALERT_STATES, {"fp-gone": float(r.time()[0]) + 60})
+    got = alerts_summary(r, DAY0, DAY0 + 3600, Settings())
+    assert [a["fingerprint"] for a in got["firing"]] == ["fp-now"]
+
+
 def test_alerts_fired_and_resolved_in_the_window_come_from_the_alert_state(
     r: redis.Redis,
 ) -> None:
     """Alert state hashes give the firing alerts and those fired or resolved in the window."""
     old = {"rule": "cost", "status": "resolved", "starts_at": DAY0 - 9e4, "ends_at": DAY0 + 60}
-    r.hset(keys.alert_state("fp-old"), mapping=old)
-    r.hset(keys.alert_state("fp-now"), mapping={"rule": "p95", "status": "firing",
-                                                "starts_at": DAY0 + 100})  # fmt: skip
+    write_state(r, "fp-old", old)
+    write_state(r, "fp-now", {"rule": "p95", "status": "firing", "starts_at": DAY0 + 100})
     got = alerts_summary(r, DAY0, DAY0 + 3600, Settings())
     assert got["history_available"] is True
     assert [a["fingerprint"] for a in got["firing"]] == ["fp-now"]
@@ -39,9 +52,8 @@ def test_alerts_fired_and_resolved_in_the_window_come_from_the_alert_state(
 
 def test_alert_rows_carry_iso_times(r: redis.Redis) -> None:
     """The summary's rows give ISO-8601 UTC times, not the hash's number strings."""
-    r.hset(keys.alert_state("fp"), mapping={"rule": "p95", "status": "resolved",
-                                            "starts_at": "1.7672256e+9",
-                                            "ends_at": str(DAY0 + 90.5)})  # fmt: skip
+    write_state(r, "fp", {"rule": "p95", "status": "resolved", "starts_at": "1.7672256e+9",
+                          "ends_at": str(DAY0 + 90.5)})  # fmt: skip
     got = alerts_summary(r, DAY0 - 10, DAY0 + 3600, Settings())
     assert got["fired"] == got["resolved"] == [
         {"fingerprint": "fp", "rule": "p95", "status": "resolved",

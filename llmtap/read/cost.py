@@ -21,6 +21,7 @@ SESSION_ROWS: Final = 100  # cost_by_session lists the costliest sessions only
 _CHART_DAILY_AFTER: Final = 4 * DAY  # beyond this span the cost series is per day
 
 
+@shards.reads_one_layout
 def cost_analysis(
     client: redis.Redis,
     since: float,

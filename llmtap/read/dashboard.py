@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from llmtap.analyzers import burn
-from llmtap.read import query
+from llmtap.read import query, shards
 from llmtap.read.admin import effective_settings
 from llmtap.read.alerts import alerts_summary
 from llmtap.read.bucketcache import BucketCache
@@ -18,6 +18,7 @@ from llmtap.read.window import HOUR, fraction, iso
 from llmtap.settings import Settings
 
 
+@shards.reads_one_layout
 def dashboard(
     client: redis.Redis,
     hours_back: float,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import redis
 
 from llmtap.aggregates import Raw
-from llmtap.read import shards
+from llmtap.read import shards, wire
 
 Hash = Mapping[Raw, Raw]
 
@@ -37,19 +36,17 @@ def fetch(client: redis.Redis, hashes: Sequence[str] = (), sets: Sequence[str] =
     if not hashes and not sets:
         return Replies([], [])
     count = shards.shard_count(client)
-    pipe = client.pipeline(transaction=False)
-    for name in hashes:
-        for moved in shards.names_on_shards(name, count):
-            pipe.hgetall(moved)
-    for name in sets:
-        for moved in shards.names_on_shards(name, count):
-            pipe.smembers(moved)
-    replies = pipe.execute()
+    commands = [
+        ("HGETALL", moved) for name in hashes for moved in shards.names_on_shards(name, count)
+    ]
+    commands += [
+        ("SMEMBERS", moved) for name in sets for moved in shards.names_on_shards(name, count)
+    ]
+    replies = wire.execute(client, commands)
     split = len(hashes) * count
+    found: list[Hash] = [wire.as_hash(reply) for reply in replies[:split]]
     if count == 1:
-        found = cast(list[Hash], replies[:split])
-        members = [sorted(cast(set[Raw], reply)) for reply in replies[split:]]
-        return Replies(found, members)
-    copies = [replies[i : i + count] for i in range(0, split, count)]
+        return Replies(found, [sorted(reply) for reply in replies[split:]])
+    copies = [found[i : i + count] for i in range(0, split, count)]
     united = [set().union(*replies[i : i + count]) for i in range(split, len(replies), count)]
     return Replies([shards.merge_hashes(c) for c in copies], [sorted(u) for u in united])

@@ -19,6 +19,7 @@ from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import DAY, HOUR, iso
 
 
+@shards.reads_one_layout
 def optimization_insights(
     client: redis.Redis,
     since: float,

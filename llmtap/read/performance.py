@@ -11,13 +11,14 @@ from typing import Any
 
 import redis
 
-from llmtap.read import query
+from llmtap.read import query, shards
 from llmtap.read.bucketcache import BucketCache
 from llmtap.read.query import latency_rows_of
 from llmtap.read.snapshot import Snapshot
 from llmtap.read.window import HOUR
 
 
+@shards.reads_one_layout
 def performance_analysis(
     client: redis.Redis, since: float, until: float, *, cache: BucketCache | None = None
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from llmtap.analyzers import report
-from llmtap.read import cost, insights, performance
+from llmtap.read import cost, insights, performance, shards
 from llmtap.read.admin import effective_settings
 from llmtap.read.alerts import alerts_summary
 from llmtap.read.bucketcache import BucketCache
@@ -19,6 +19,7 @@ from llmtap.read.snapshot import Snapshot
 from llmtap.settings import Settings
 
 
+@shards.reads_one_layout
 def get_report_data(
     client: redis.Redis,
     since: float,

@@ -17,15 +17,22 @@ functions keep the shards apart, for the per-shard health ``/metrics`` shows.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import redis
 
 from llmtap import aggregates, keys
+from llmtap.read import wire
 
 Raw = bytes | str
+P = ParamSpec("P")
+T = TypeVar("T")
 _MIN: Final = (":min",)
 _MAX: Final = (":max",)
 _SKETCH: Final = ":" + aggregates.SKETCH_STAT
@@ -37,13 +44,60 @@ _LOWEST: Final = frozenset({"first_seen"})
 _HIGHEST: Final = frozenset({"last_seen"})
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What the layout record (``keys.LAYOUT``) tells a reader: how many shards to merge, and
+    since when the workers write every granularity (see :func:`tiers_since`)."""
+
+    shards: int
+    tiers_since: float
+
+
+_PINNED: ContextVar[tuple[redis.Redis, Layout] | None] = ContextVar("llmtap_layout", default=None)
+
+
+def layout(client: redis.Redis) -> Layout:
+    """Return the layout record (one HMGET; inside :func:`one_layout`, the one read there)."""
+    pinned = _PINNED.get()
+    if pinned is not None and pinned[0] is client:
+        return pinned[1]
+    fields = [keys.LAYOUT_VERSION_FIELD, keys.LAYOUT_SHARDS_FIELD, keys.LAYOUT_TIERS_FIELD]
+    version, shards, since = client.hmget(keys.LAYOUT, fields)
+    return Layout(_shards(shards), _tiers_since(version, since))
+
+
+@contextmanager
+def one_layout(client: redis.Redis) -> Iterator[Layout]:
+    """Read the layout record once for every read of ``client`` inside (one request's: a
+    report's dozen fetches would each read it again)."""
+    pinned = _PINNED.get()
+    if pinned is not None and pinned[0] is client:  # already inside one for this client
+        yield pinned[1]
+        return
+    found = layout(client)
+    token = _PINNED.set((client, found))
+    try:
+        yield found
+    finally:
+        _PINNED.reset(token)
+
+
+def reads_one_layout(
+    view: Callable[Concatenate[redis.Redis, P], T],
+) -> Callable[Concatenate[redis.Redis, P], T]:
+    """Run ``view(client, ...)`` inside :func:`one_layout` of its client."""
+
+    @functools.wraps(view)
+    def wrapper(client: redis.Redis, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with one_layout(client):
+            return view(client, *args, **kwargs)
+
+    return wrapper
+
+
 def shard_count(client: redis.Redis) -> int:
     """Return how many shards the workers record using (1 when none is recorded)."""
-    raw = client.hget(keys.LAYOUT, keys.LAYOUT_SHARDS_FIELD)
-    try:
-        return max(1, int(raw)) if raw is not None else 1
-    except ValueError:
-        return 1
+    return layout(client).shards
 
 
 def tiers_since(client: redis.Redis) -> float:
@@ -51,7 +105,17 @@ def tiers_since(client: redis.Redis) -> float:
     ``keys.LAYOUT_TIERS_FIELD``): 0 without a layout record (nothing written yet, or a reset
     since), infinity for a record that layout-3 workers wrote (they wrote minutes, hours and
     days only)."""
-    version, since = client.hmget(keys.LAYOUT, [keys.LAYOUT_VERSION_FIELD, keys.LAYOUT_TIERS_FIELD])
+    return layout(client).tiers_since
+
+
+def _shards(raw: Raw | None) -> int:
+    try:
+        return max(1, int(raw)) if raw is not None else 1
+    except ValueError:
+        return 1
+
+
+def _tiers_since(version: Raw | None, since: Raw | None) -> float:
     if since is not None:
         try:
             return float(since)
@@ -73,11 +137,8 @@ def is_sharded(name: str) -> bool:
 def hgetall_many(client: redis.Redis, names: Sequence[str]) -> list[dict[Raw, Raw]]:
     """Return each hash of ``names`` (shard-0 names) merged over every shard, in one pipeline."""
     shards = shard_count(client)
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        for moved in names_on_shards(name, shards):
-            pipe.hgetall(moved)
-    replies: list[dict[Raw, Raw]] = pipe.execute()
+    commands = [("HGETALL", moved) for name in names for moved in names_on_shards(name, shards)]
+    replies = [wire.as_hash(reply) for reply in wire.execute(client, commands)]
     if shards == 1:
         return replies
     return [merge_hashes(replies[i : i + shards]) for i in range(0, len(replies), shards)]
@@ -90,11 +151,10 @@ def hmget_many(
     shard as :func:`merge_hashes` merges it (None where no shard has the field), in one
     pipeline."""
     shards = shard_count(client)
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        for moved in names_on_shards(name, shards):
-            pipe.hmget(moved, list(fields))
-    replies: list[list[Raw | None]] = pipe.execute()
+    commands = [
+        ("HMGET", moved, *fields) for name in names for moved in names_on_shards(name, shards)
+    ]
+    replies: list[list[Raw | None]] = wire.execute(client, commands)
     if shards == 1:
         return replies
     out = []
@@ -111,11 +171,8 @@ def hmget_many(
 def smembers_many(client: redis.Redis, names: Sequence[str]) -> list[set[Raw]]:
     """Return each set of ``names`` (shard-0 names) united over every shard, in one pipeline."""
     shards = shard_count(client)
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        for moved in names_on_shards(name, shards):
-            pipe.smembers(moved)
-    replies: list[set[Raw]] = pipe.execute()
+    commands = [("SMEMBERS", moved) for name in names for moved in names_on_shards(name, shards)]
+    replies = wire.execute(client, commands)
     return [set().union(*replies[i : i + shards]) for i in range(0, len(replies), shards)]
 
 

@@ -96,7 +96,10 @@ class Snapshot:
             for k in (keys.cost(g, name), keys.usage(g, name))
         ]
         sets = [(keys.latency_index(g, n), c) for (g, n), c in zip(names, closed, strict=True)]
-        counts, index = _read_through(client, cache, hashes, sets, _decode_counts)
+        # Without a cache the replies are summed as they came (bytes fields, text numbers);
+        # a cache keeps each hash decoded.
+        decode = _decode_counts if cache is not None else list
+        counts, index = _read_through(client, cache, hashes, sets, decode)
         return cls(client, since, until, buckets, sum_counts(counts), index, cache)
 
     @property
@@ -176,17 +179,31 @@ def bucket_names(buckets: Sequence[Bucket]) -> list[tuple[str, str]]:
 
 
 def sum_counts(
-    decoded: Sequence[Mapping[str, int]],
+    replies: Sequence[Mapping[Any, Any]],
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Return the decoded cost hashes (even items) and usage hashes (odd) summed field by
-    field."""
-    costs: defaultdict[str, int] = defaultdict(int)
-    usage: defaultdict[str, int] = defaultdict(int)
-    for i, fields in enumerate(decoded):
+    """Return the cost hashes (even items) and usage hashes (odd) summed field by field, in the
+    order fields first appear. A hash may be a reply (bytes fields, numbers as text) or decoded
+    (:func:`llmtap.aggregates.decode_counts`); the sum is the same."""
+    costs: dict[Any, int] = {}
+    usage: dict[Any, int] = {}
+    for i, fields in enumerate(replies):
         target = costs if i % 2 == 0 else usage
+        get = target.get
         for field, value in fields.items():
-            target[field] += value
-    return dict(costs), dict(usage)
+            target[field] = get(field, 0) + int(value)
+    return _named(costs), _named(usage)
+
+
+def _named(summed: Mapping[Any, int]) -> dict[str, int]:
+    """Return fields summed under bytes or text names as one dict of text names (a field first
+    seen under either spelling keeps that place)."""
+    if all(type(name) is str for name in summed):
+        return dict(summed)
+    out: dict[str, int] = {}
+    for name, value in summed.items():
+        text = aggregates.text(name)
+        out[text] = out.get(text, 0) + value
+    return out
 
 
 def empty_row() -> dict[str, Any]:

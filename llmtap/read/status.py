@@ -20,6 +20,7 @@ from llmtap.settings import Settings
 _FIELDS: Final = (*aggregates.PRODUCER_STATS, *aggregates.PRODUCER_SETTINGS, "window_end")
 
 
+@shards.reads_one_layout
 def profiling_status(client: redis.Redis, settings: Settings | None = None) -> dict[str, Any]:
     """Return the settings producers run with, their statistics and pipeline health.
 

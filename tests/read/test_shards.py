@@ -85,3 +85,23 @@ def test_group_states_add_up_and_an_unknown_lag_stays_unknown(r: redis.Redis) ->
                                        {"g": {"name": "g", "lag": 2, "pending": 1,
                                               "consumers": 2}}])  # fmt: skip
     assert merged == {"g": {"name": "g", "lag": None, "pending": 1, "consumers": 2}}
+
+
+def test_one_layout_reads_the_record_once_for_a_requests_reads(
+    quiet: tuple[redis.Redis, str],
+) -> None:
+    """Inside ``one_layout`` (every view's request) the layout record is read once however
+    many fetches the request makes, and only for that client; outside, each read reads it."""
+    r, _ = quiet
+    three_shards(r)
+    other = redis.Redis(connection_pool=r.connection_pool)
+    r.config_resetstat()
+    with shards.one_layout(r) as found:
+        assert found == shards.Layout(shards=SHARDS, tiers_since=float("inf"))
+        for _ in range(5):
+            assert shards.hgetall_many(r, [keys.session("s")]) == [{}]
+        r.hset(keys.LAYOUT, keys.LAYOUT_SHARDS_FIELD, 1)  # changed mid-request: not seen
+        assert shards.shard_count(r) == SHARDS
+        assert shards.shard_count(other) == 1  # another client reads its own
+    assert r.info("commandstats")["cmdstat_hmget"]["calls"] == 2
+    assert shards.shard_count(r) == 1

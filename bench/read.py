@@ -4,9 +4,10 @@ dashboard endpoint (``llmtap serve`` as a real process, its answer cache off) un
 clients, next to ``/healthz`` on the same server.
 
 Starts its own embedded Valkey and seeds it through the real workers, in a child process:
-``--events`` synthetic events spread over the last 24 h are written to the stream and drained by
-the cost, latency and sessions workers (burst mode), so the key layout is exactly what the
-workers write. Times are
+synthetic events at ``--events`` a day over the last 30 h are written to the stream and drained
+by the cost, latency and sessions workers (burst mode), so the key layout is exactly what the
+workers write. The 24 h views are timed at the current time and again at the worst-aligned
+"now" of the last six hours (``*_worst_ms``: the window that takes the most buckets). Times are
 medians of ``--repeat`` calls; CPU counts this process (every thread) and the Valkey server
 (INFO cpu), per call. Prints progress, then one JSON object on its last line.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -42,6 +44,7 @@ from llmtap.testing import Workload
 
 WORKERS = ("cost", "latency", "sessions")
 DAY = 86_400
+SIX_HOURS = 6 * 3600
 
 
 def seed(url: str, events: int) -> dict[str, float]:
@@ -63,7 +66,11 @@ def seed_here(url: str, events: int) -> dict[str, float]:
     client = redis.Redis.from_url(url)
     now = time.time()
     started = time.perf_counter()
-    Workload(7, start=now - DAY, span_s=DAY).write(client, events)
+    # 30 hours at the rate of ``events`` a day: every 24 h window ending in the last 6 hours
+    # (where the worst-aligned one lies, see worst_now) holds a full day of traffic.
+    span = DAY + SIX_HOURS
+    events = round(events * span / DAY)
+    Workload(7, start=now - span, span_s=span).write(client, events)
     written = time.perf_counter()
     stats = asyncio.run(service.run_burst(url, WORKERS))
     drained = time.perf_counter()
@@ -119,17 +126,27 @@ def raw_read(client: redis.Redis, names: list[str]) -> Callable[[], Any]:
     return run
 
 
-def tools(client: redis.Redis, cache: BucketCache | None) -> dict[str, Callable[[], Any]]:
-    """Return the measured calls; "now" is the clock at each call, as the tools default to."""
+def worst_now(now: float) -> float:
+    """Return the "now" of the last six hours whose 24 h window takes the most buckets (its
+    edges far from hour, ten-minute and quarter-day boundaries), half a minute past a minute."""
+    minutes = [math.floor(now / 60) * 60 - 60 * i - 30 for i in range(1, SIX_HOURS // 60)]
+    return max(minutes, key=lambda t: (len(cover(t - DAY, t)), t))
+
+
+def tools(
+    client: redis.Redis, cache: BucketCache | None, clock: Callable[[], float] = time.time
+) -> dict[str, Callable[[], Any]]:
+    """Return the measured calls; "now" is ``clock()`` at each call (the tools default to the
+    wall clock)."""
 
     def window(hours: float) -> tuple[float, float]:
-        now = time.time()
+        now = clock()
         return now - hours * HOUR, now
 
     return {
         "status": lambda: status.profiling_status(client),
         "cost_24h": lambda: cost.cost_analysis(client, *window(24), cache=cache),
-        "dashboard_24h": lambda: dashboard.dashboard(client, 24, time.time(), cache=cache),
+        "dashboard_24h": lambda: dashboard.dashboard(client, 24, clock(), cache=cache),
         "performance_24h": lambda: performance.performance_analysis(
             client, *window(24), cache=cache
         ),
@@ -260,6 +277,14 @@ def main() -> int:
             got = measure(client, call, args.repeat)
             out.update({f"{name}_{k}": v for k, v in got.items()})
             print(f"{name}: {got}", file=sys.stderr)
+        # The same 24 h views at the worst-aligned "now" of the last six hours.
+        worst = worst_now(time.time())
+        out["buckets_24h"] = len(cover(time.time() - DAY, time.time()))
+        out["buckets_24h_worst"] = len(cover(worst - DAY, worst))
+        for name, call in tools(client, None, lambda: worst).items():
+            if name.endswith("_24h"):
+                out[f"{name}_worst_ms"] = measure(client, call, args.repeat)["ms"]
+                print(f"{name} worst: {out[f'{name}_worst_ms']:.1f} ms", file=sys.stderr)
         cache = BucketCache()
         for name, call in tools(client, cache).items():
             if name != "status":

@@ -84,29 +84,36 @@ local function add_bins(old, bins)
       hi = bins[i]
     end
   end
-  local zero, cur = 0, {}
-  local cur_lo = lo or 0
+  local zero, n, values = 0, 0, nil
   if old then
-    local n = #old / 8 - 2
-    local values = {struct.unpack('<' .. string.rep('d', n + 2), old)}
+    n = #old / 8 - 2
+    values = {struct.unpack('<' .. string.rep('d', n + 2), old)}
     zero = values[2]
     if n > 0 then
-      cur_lo = values[1]
-      if not lo or cur_lo < lo then lo = cur_lo end
-      if not hi or cur_lo + n - 1 > hi then hi = cur_lo + n - 1 end
-      for k = 1, n do cur[cur_lo + k - 1] = values[k + 2] end
+      local old_lo = values[1]
+      if not lo or old_lo < lo then lo = old_lo end
+      if not hi or old_lo + n - 1 > hi then hi = old_lo + n - 1 end
     end
+  end
+  if not lo then  -- no log bin, old or new: the header alone
+    for i = 2, #bins, 2 do zero = zero + bins[i] end
+    return struct.pack('<dd', 0, zero)
+  end
+  -- out[3 + b - lo] is bin b: an array from lo to hi (not a table keyed by bin index)
+  local out = {lo, zero}
+  for k = 3, hi - lo + 3 do out[k] = 0 end
+  if n > 0 then
+    local at = values[1] - lo
+    for k = 1, n do out[at + k + 2] = values[k + 2] end
   end
   for i = 1, #bins, 2 do
-    if bins[i] == ZERO_BIN then
-      zero = zero + bins[i + 1]
+    local b = bins[i]
+    if b == ZERO_BIN then
+      out[2] = out[2] + bins[i + 1]
     else
-      cur[bins[i]] = (cur[bins[i]] or 0) + bins[i + 1]
+      local k = b - lo + 3
+      out[k] = out[k] + bins[i + 1]
     end
-  end
-  local out = {lo or cur_lo, zero}
-  if lo then
-    for k = lo, hi do out[#out + 1] = cur[k] or 0 end
   end
   return struct.pack('<' .. string.rep('d', #out), unpack(out))
 end

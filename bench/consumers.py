@@ -160,26 +160,26 @@ def report(
         for name in WORKERS:
             out[f"{engine}_{name}_events_per_s"] = rate(f"{engine}:{name}")
             out[f"{engine}_{name}_ratio"] = ratio(f"{engine}:{name}")
+
+    def per_event(kind: str, unit: str, ratio_key: str, over_raw: bool) -> None:
+        """Add the raw loop's and every worker's ``kind`` per event, and each worker's median
+        ratio to the raw loop's within a run (worker / raw with ``over_raw``, else raw /
+        worker)."""
+        out[f"raw_loop_{unit}"] = rate(f"{kind}:raw")
+        for engine in engines:
+            for name in WORKERS:
+                label = f"{kind}:{engine}:{name}"
+                out[f"{engine}_{name}_{unit}"] = rate(label)
+                pairs = [(run[label], run[f"{kind}:raw"]) for run in runs]
+                ratios = [w / r if over_raw else r / w for w, r in pairs]
+                out[f"{engine}_{name}_{ratio_key}"] = round(statistics.median(ratios), 3)
+
     # The same comparison in process CPU per event (this process: the loop or the worker), which
     # a shared machine's load disturbs less than wall-clock rates: raw CPU / worker CPU.
-    out["raw_loop_cpu_ns_per_event"] = rate("cpu:raw")
-    for engine in engines:
-        for name in WORKERS:
-            label = f"cpu:{engine}:{name}"
-            out[f"{engine}_{name}_cpu_ns_per_event"] = rate(label)
-            out[f"{engine}_{name}_cpu_ratio"] = round(
-                statistics.median(run["cpu:raw"] / run[label] for run in runs), 3
-            )
+    per_event("cpu", "cpu_ns_per_event", "cpu_ratio", over_raw=False)
     # Valkey's CPU per event (its share of a commit: the scripts' reads and writes), next to
-    # the raw loop's XREADGROUP + XACK on the same server.
-    out["raw_loop_server_cpu_ns_per_event"] = rate("server:raw")
-    for engine in engines:
-        for name in WORKERS:
-            label = f"server:{engine}:{name}"
-            out[f"{engine}_{name}_server_cpu_ns_per_event"] = rate(label)
-            out[f"{engine}_{name}_server_cpu_over_raw"] = round(
-                statistics.median(run[label] / run["server:raw"] for run in runs), 3
-            )
+    # the raw loop's XREADGROUP + XACK on the same server: worker / raw.
+    per_event("server", "server_cpu_ns_per_event", "server_cpu_over_raw", over_raw=True)
     out.update(
         events=args.events,
         entries=entries,

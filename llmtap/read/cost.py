@@ -37,22 +37,14 @@ def cost_analysis(
 
 
 def analysis_of(
-    snap: Snapshot,
-    monthly_budget_usd: float | None = None,
-    top_n: int = 10,
-    *,
-    read: tuple[dict[str, Any], list[dict[str, Any]]] | None = None,
+    snap: Snapshot, monthly_budget_usd: float | None = None, top_n: int = 10
 ) -> dict[str, Any]:
-    """:func:`cost_analysis` from a snapshot (plus the day totals and top calls it reads;
-    ``read``: :func:`own_reads` of the same range, already made)."""
+    """:func:`cost_analysis` from a snapshot (plus the day totals and top calls it reads)."""
     client, since, until = snap.client, snap.since, snap.until
     total = query.total_of(snap)
     by_model = snap.cost_by("model")
     sessions = _cost_rows(snap.cost_by("session"))
     hours = (until - since) / HOUR
-    month, top = (
-        own_reads(client, since, until, monthly_budget_usd, top_n) if read is None else read
-    )
     return {
         "timeframe_hours": hours,
         "total_cost_usd": total["cost_usd"],
@@ -66,23 +58,12 @@ def analysis_of(
         "cost_by_session": dict(list(sessions.items())[:SESSION_ROWS]),
         "sessions_total": len(sessions),
         "cost_per_1k_tokens_by_model": {m: _per_1k(row) for m, row in by_model.items()},
-        "burn_rate": {**burn.burn_rate(total["cost_usd"], hours), **month},
-        "most_expensive_operations": top,
+        "burn_rate": {
+            **burn.burn_rate(total["cost_usd"], hours),
+            **month_projection(client, until, monthly_budget_usd),
+        },
+        "most_expensive_operations": top_calls(client, since, until, top_n),
     }
-
-
-def own_reads(
-    client: redis.Redis,
-    since: float,
-    until: float,
-    monthly_budget_usd: float | None = None,
-    top_n: int = 10,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Return what :func:`analysis_of` reads besides the snapshot: the month projection at
-    ``until`` and the ``top_n`` most expensive calls of the range."""
-    return month_projection(client, until, monthly_budget_usd), top_calls(
-        client, since, until, top_n
-    )
 
 
 def _cost_rows(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -35,21 +35,15 @@ def optimization_insights(
     return insights_of(Snapshot.read(client, since, until, cache), windows)
 
 
-def insights_of(
-    snap: Snapshot,
-    windows: Mapping[str, int] | None = None,
-    *,
-    found: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+def insights_of(snap: Snapshot, windows: Mapping[str, int] | None = None) -> dict[str, Any]:
     """:func:`optimization_insights` from a snapshot (plus the call details and the hours
-    behind the anomalies, which it reads; ``found``: the :func:`anomalies` at its end, already
-    read)."""
+    behind the anomalies, which it reads)."""
     recommendations = insights.recommend(inputs_of(snap, windows))
     return {
         "timeframe_hours": (snap.until - snap.since) / HOUR,
         "generated_at": iso(snap.until),
         "recommendations": recommendations,
-        "anomalies": anomalies(snap.client, snap.until) if found is None else found,
+        "anomalies": anomalies(snap.client, snap.until),
         "total_potential_saving_usd": sum(r["estimated_saving_usd"] or 0 for r in recommendations),
     }
 
